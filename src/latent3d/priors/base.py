@@ -1,0 +1,47 @@
+"""The protocol every 2D diffusion prior implements (score distillation, sampling and editing use only this)."""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence, runtime_checkable
+
+import torch
+from torch import Tensor
+
+
+@runtime_checkable
+class DiffusionPrior(Protocol):
+    """A text-conditioned, discrete-time (DDPM/DDIM) diffusion model over images or image latents.
+
+    ``alphas_cumprod`` [T] defines the forward process ``x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps`` (DDPM eq. 4);
+    ``predict_eps`` always returns epsilon, whatever the network's own parameterisation (v-prediction models are
+    converted with Salimans & Ho 2022, Sec. 4).
+    """
+
+    alphas_cumprod: Tensor  # [T] float32 on `device`
+    device: torch.device
+    dtype: torch.dtype  # of the networks (float16 on CUDA for real checkpoints)
+    resolution: int  # native image size in pixels (e.g. 512 for SD2.1-base)
+    latent_channels: int
+    downsample: int  # pixels per latent cell (8 for SD's VAE, 1 for a pixel-space prior)
+
+    def encode_text(self, prompts: Sequence[str]) -> Tensor:  # [B, L, D]
+        """Text embeddings; ``""`` is the unconditional embedding."""
+        ...
+
+    def encode_images(
+        self,
+        images: Tensor,  # [B, 3, H, W] in [0, 1]
+        generator: torch.Generator | None = None,
+    ) -> Tensor:  # [B, C, H/downsample, W/downsample] (scaled latents; a sample of the posterior if a generator is given)
+        ...
+
+    def decode_latents(self, latents: Tensor) -> Tensor:  # [B, C, h, w] -> [B, 3, H, W] in [0, 1]
+        ...
+
+    def predict_eps(
+        self,
+        x_t: Tensor,  # [B, C, h, w]
+        t: Tensor,  # [B] long
+        text_emb: Tensor,  # [B, L, D]
+    ) -> Tensor:  # [B, C, h, w]
+        ...

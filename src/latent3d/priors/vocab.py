@@ -1,0 +1,37 @@
+"""Word-level tokenizers for bundled priors: one token per known word, ``[UNK]`` for everything else.
+
+Saved with ``save_pretrained`` as a transformers ``PreTrainedTokenizerFast`` (``tokenizer.json``), so a bundled
+prior's folder loads through exactly the code that loads Stable Diffusion's ``CLIPTokenizer``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+SPECIALS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")
+
+
+def words_of(texts: Iterable[str]) -> list[str]:
+    """Sorted lower-case words of ``texts`` (the same splitting the tokenizer uses)."""
+    return sorted({w for t in texts for w in re.findall(r"[\w']+", t.lower())})
+
+
+def build_word_tokenizer(vocabulary: Iterable[str], max_length: int = 16):
+    """A ``PreTrainedTokenizerFast`` over ``vocabulary`` that lower-cases, splits on non-word characters, wraps the
+    ids in ``[BOS] ... [EOS]`` and pads with ``[PAD]`` to ``max_length`` (what the text encoder sees)."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate([*SPECIALS, *words_of(vocabulary)])}
+    tk = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    tk.normalizer = normalizers.Lowercase()
+    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation("removed")])
+    tk.post_processor = processors.TemplateProcessing(
+        single="[BOS] $A [EOS]", special_tokens=[("[BOS]", vocab["[BOS]"]), ("[EOS]", vocab["[EOS]"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tk, unk_token="[UNK]", pad_token="[PAD]", bos_token="[BOS]", eos_token="[EOS]",
+        model_max_length=max_length,
+    )  # fmt: skip
