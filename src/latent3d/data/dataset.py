@@ -1,0 +1,272 @@
+"""Posed-image datasets on disk in the nerfstudio ``transforms.json`` layout: writer and reader.
+
+Written layout (``write_transforms_dataset``)::
+
+    DIR/transforms.json
+    DIR/images/00000.png   RGB 8-bit
+    DIR/depth/00000.png    16-bit greyscale, camera z-depth in metres = value * depth_unit_scale_factor; 0 = no hit
+    DIR/masks/00000.png    8-bit, 255 = foreground object (see below), 0 = background
+
+``transforms.json`` holds ``camera_model`` ("OPENCV"), ``fl_x, fl_y, cx, cy, w, h`` (top level when shared by all
+frames, else per frame, as nerfstudio allows), ``depth_unit_scale_factor`` (metres per depth unit, nerfstudio's
+name and meaning: ``metres = png_value * factor``) and ``frames`` with ``file_path``, ``depth_file_path``,
+``mask_path`` and ``transform_matrix`` (OpenGL camera-to-world, 4x4). **latent3d extension:** each frame may carry a
+``"caption"`` string (the text prompt of that view), and the top level a ``"latent3d"`` dict with provenance.
+Note that nerfstudio reads ``mask_path`` as "pixels to train on"; ours marks the foreground objects.
+
+The reader also takes real nerfstudio / NeRF-blender folders: ``camera_angle_x`` instead of focal lengths,
+per-frame intrinsics, ``file_path`` without extension (``./train/r_0``), RGBA images (composited on
+``background``, alpha > 0.5 becomes the mask), and missing depth. Every write is atomic; ``transforms.json`` is
+written last, so a folder with a ``transforms.json`` is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from latent3d.errors import UserError
+from latent3d.render.camera import nerfstudio_from_viewmats, viewmats_from_nerfstudio
+
+_FIX = "pass a folder with a nerfstudio/NeRF-blender transforms.json (e.g. one written by latent3d.data)"
+
+
+@dataclass
+class TransformsDataset:
+    """Posed views loaded from a ``transforms.json`` folder (OpenCV cameras, see latent3d.render.camera)."""
+
+    images: Tensor  # [N, H, W, 3] float32 in [0, 1]
+    depths: Tensor | None  # [N, H, W] float32 camera z-depth in metres; inf where missing; None = no depth files
+    masks: Tensor | None  # [N, H, W] bool foreground (mask files or image alpha); None = neither present
+    viewmats: Tensor  # [N, 4, 4] world-to-camera (OpenCV)
+    Ks: Tensor  # [N, 3, 3]
+    captions: list[str] | None  # per-frame "caption" (latent3d extension); None when no frame has one
+    image_paths: list[Path]
+    root: Path
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def choose_depth_scale(max_depth: float) -> float:
+    """Smallest "nice" step (1, 2 or 5 x 10^k metres) that stores depths up to ``max_depth`` in 16 bits."""
+    need = max(max_depth, 1e-6) / 65534.0
+    k = math.floor(math.log10(need))
+    for base in (1.0, 2.0, 5.0, 10.0):
+        step = float(f"{base}e{k}")
+        if step >= need:
+            return step
+    return float(f"1e{k + 1}")
+
+
+def write_transforms_dataset(
+    out_dir: str | os.PathLike,
+    images: Tensor,  # [N, H, W, 3] float in [0, 1]
+    viewmats: Tensor,  # [N, 4, 4] world-to-camera (OpenCV)
+    Ks: Tensor,  # [N, 3, 3]
+    depths: Tensor | None = None,  # [N, H, W] camera z-depth in metres; inf/0 = no hit
+    masks: Tensor | None = None,  # [N, H, W] bool
+    captions: Sequence[str] | None = None,
+    depth_scale: float | None = None,  # metres per 16-bit unit; None = choose_depth_scale(max finite depth)
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write a nerfstudio-style dataset (layout in the module docstring); returns the path of transforms.json."""
+    from latent3d.io.atomic import write_text
+    from latent3d.io.depth import write_depth_png16
+    from latent3d.io.image import save_image
+
+    out = Path(out_dir)
+    N, H, W = images.shape[:3]
+    if captions is not None and len(captions) != N:
+        raise ValueError(f"got {len(captions)} captions for {N} images")
+    if depths is not None:
+        finite = torch.isfinite(depths) & (depths > 0)
+        if depth_scale is None:
+            depth_scale = choose_depth_scale(float(depths[finite].max()) if finite.any() else 1.0)
+        u = torch.where(finite, (depths / depth_scale).round().clamp(1, 65535), torch.zeros_like(depths))
+        if finite.any() and float(depths[finite].max()) / depth_scale > 65535.5:
+            raise ValueError(f"depth up to {float(depths[finite].max()):.3f} m does not fit 16 bits at "
+                             f"depth_scale={depth_scale}; pass a larger depth_scale or None")
+    Ks = Ks.detach().float().cpu()
+    shared = bool((Ks == Ks[:1]).all())
+    c2w = nerfstudio_from_viewmats(viewmats.detach().float().cpu())
+    frames = []
+    for i in range(N):
+        name = f"{i:05d}.png"
+        save_image(out / "images" / name, images[i].detach().cpu())
+        frame: dict[str, Any] = {"file_path": f"images/{name}"}
+        if depths is not None:
+            write_depth_png16(out / "depth" / name, u[i].cpu().numpy().astype(np.uint16))
+            frame["depth_file_path"] = f"depth/{name}"
+        if masks is not None:
+            save_image(out / "masks" / name, masks[i].detach().cpu().bool())
+            frame["mask_path"] = f"masks/{name}"
+        if not shared:
+            frame.update(_intrinsics(Ks[i], W, H))
+        frame["transform_matrix"] = [[float(v) for v in row] for row in c2w[i].tolist()]
+        if captions is not None:
+            frame["caption"] = str(captions[i])
+        frames.append(frame)
+    doc: dict[str, Any] = {"camera_model": "OPENCV"}
+    if shared:
+        doc.update(_intrinsics(Ks[0], W, H))
+    if depths is not None:
+        doc["depth_unit_scale_factor"] = depth_scale
+    doc["latent3d"] = {"format": 1, "depth": "camera z-depth in metres = value * depth_unit_scale_factor, 0 = none",
+                       "mask": "255 = foreground object", "caption": "per-frame text prompt (latent3d extension)",
+                       **(meta or {})}
+    doc["frames"] = frames
+    return write_text(out / "transforms.json", json.dumps(doc, indent=1))
+
+
+def _intrinsics(K: Tensor, W: int, H: int) -> dict[str, float]:
+    return {"fl_x": float(K[0, 0]), "fl_y": float(K[1, 1]), "cx": float(K[0, 2]), "cy": float(K[1, 2]),
+            "w": int(W), "h": int(H)}
+
+
+# -------------------------------------------------------------------------------------------------------- reader
+def _find_json(path: Path, split: str) -> Path:
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise UserError(f"{path}: no such folder; {_FIX}")
+    for name in ("transforms.json", f"transforms_{split}.json"):
+        if (path / name).is_file():
+            return path / name
+    raise UserError(f"{path} is not a transforms.json dataset: no transforms.json or transforms_{split}.json "
+                    f"inside; {_FIX}")
+
+
+def _resolve(root: Path, rel: str, what: str, json_path: Path) -> Path:
+    p = (root / rel).resolve() if not os.path.isabs(rel) else Path(rel)
+    if p.is_file():
+        return p
+    for ext in (".png", ".jpg", ".jpeg", ".PNG", ".JPG"):  # NeRF-blender omits the extension
+        if p.with_name(p.name + ext).is_file():
+            return p.with_name(p.name + ext)
+    raise UserError(f"{json_path}: {what} {rel!r} not found; check the paths in the file or re-export the dataset")
+
+
+def _load_rgba(path: Path, background: Sequence[float]) -> tuple[np.ndarray, np.ndarray | None]:
+    """RGB float [H, W, 3] (alpha composited on ``background``) and alpha [H, W] or None."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+        arr = np.asarray(im.convert("RGBA" if has_alpha else "RGB"), dtype=np.float32) / 255.0
+    if not has_alpha:
+        return arr, None
+    a = arr[..., 3:4]
+    rgb = arr[..., :3] * a + np.asarray(background, dtype=np.float32) * (1.0 - a)
+    return rgb, a[..., 0]
+
+
+def read_transforms_dataset(
+    path: str | os.PathLike,
+    split: str = "train",
+    background: Sequence[float] = (1.0, 1.0, 1.0),
+) -> TransformsDataset:
+    """Load a ``transforms.json`` dataset (folder or json file); NeRF-blender folders use ``transforms_{split}.json``.
+
+    Raises :class:`latent3d.errors.UserError` (one line) when ``path`` is not such a dataset.
+    """
+    from PIL import Image
+
+    from latent3d.io.depth import read_depth_png16
+
+    jpath = _find_json(Path(path), split)
+    try:
+        doc = json.loads(jpath.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{jpath}: not a readable JSON file ({e}); {_FIX}") from None
+    frames = doc.get("frames") if isinstance(doc, dict) else None
+    if not frames or not isinstance(frames, list):
+        raise UserError(f"{jpath}: no 'frames' list; {_FIX}")
+    model = str(doc.get("camera_model", "OPENCV")).upper()
+    if model not in ("OPENCV", "PINHOLE", "SIMPLE_PINHOLE"):  # OPENCV distortion coefficients are ignored
+        raise UserError(f"{jpath}: camera_model {model!r} is not supported; only pinhole/OPENCV cameras are read")
+    root = jpath.parent
+    scale = float(doc.get("depth_unit_scale_factor", 1e-3))  # nerfstudio's default: millimetres
+    imgs, depths, masks, poses, Ks, caps, paths = [], [], [], [], [], [], []
+    any_depth = any("depth_file_path" in f for f in frames)
+    any_mask = False
+    for i, f in enumerate(frames):
+        if "file_path" not in f or "transform_matrix" not in f:
+            raise UserError(f"{jpath}: frame {i} lacks 'file_path' or 'transform_matrix'; {_FIX}")
+        ip = _resolve(root, f["file_path"], "image", jpath)
+        rgb, alpha = _load_rgba(ip, background)
+        h, w = rgb.shape[:2]
+        if imgs and (h, w) != imgs[0].shape[:2]:
+            raise UserError(f"{ip}: image size {w}x{h} differs from the first image's; resize them to one size")
+        K = _frame_K({**doc, **f}, w, h, jpath)
+        mask = None
+        if "mask_path" in f:
+            with Image.open(_resolve(root, f["mask_path"], "mask", jpath)) as im:
+                mask = np.asarray(im.convert("L")) > 127
+        elif alpha is not None:
+            mask = alpha > 0.5
+        any_mask |= mask is not None
+        d = np.full((h, w), np.inf, dtype=np.float32)
+        if "depth_file_path" in f:
+            dp = _resolve(root, f["depth_file_path"], "depth", jpath)
+            raw = np.load(dp).astype(np.float32) if dp.suffix == ".npy" else read_depth_png16(dp).astype(np.float32)
+            d = np.where(raw > 0, raw * (scale if dp.suffix != ".npy" else 1.0), np.inf).astype(np.float32)
+        imgs.append(rgb)
+        depths.append(d)
+        masks.append(mask)
+        poses.append(_pose(f["transform_matrix"], i, jpath))
+        Ks.append(K)
+        caps.append(f.get("caption"))
+        paths.append(ip)
+    viewmats = viewmats_from_nerfstudio(torch.from_numpy(np.stack(poses)))
+    H, W = imgs[0].shape[:2]
+    mask_t = None
+    if any_mask:
+        mask_t = torch.from_numpy(np.stack([m if m is not None else np.ones((H, W), bool) for m in masks]))
+    return TransformsDataset(
+        images=torch.from_numpy(np.stack(imgs)),
+        depths=torch.from_numpy(np.stack(depths)) if any_depth else None,
+        masks=mask_t,
+        viewmats=viewmats,
+        Ks=torch.stack(Ks),
+        captions=[c or "" for c in caps] if any(c is not None for c in caps) else None,
+        image_paths=paths,
+        root=root,
+    )
+
+
+def _pose(m: Any, i: int, jpath: Path) -> np.ndarray:  # -> [4, 4] float32 OpenGL camera-to-world
+    try:
+        a = np.asarray(m, dtype=np.float32)
+    except (ValueError, TypeError):
+        a = np.zeros(0, np.float32)
+    if a.shape == (3, 4):
+        a = np.concatenate([a, np.array([[0, 0, 0, 1]], np.float32)])
+    if a.shape != (4, 4) or not np.isfinite(a).all():
+        raise UserError(f"{jpath}: frame {i} has a malformed transform_matrix; it must be a 4x4 or 3x4 list")
+    return a
+
+
+def _frame_K(f: dict[str, Any], w: int, h: int, jpath: Path) -> Tensor:  # [3, 3]
+    """Intrinsics from nerfstudio keys (fl_x, ...) or NeRF-blender ``camera_angle_x``, rescaled to the image size."""
+    sx = w / float(f["w"]) if "w" in f else 1.0
+    sy = h / float(f["h"]) if "h" in f else 1.0
+    if "fl_x" in f:
+        fx = float(f["fl_x"]) * sx
+        fy = float(f.get("fl_y", f["fl_x"])) * sy
+    elif "camera_angle_x" in f:
+        fx = 0.5 * w / math.tan(0.5 * float(f["camera_angle_x"]))
+        fy = 0.5 * h / math.tan(0.5 * float(f["camera_angle_y"])) if "camera_angle_y" in f else fx
+    else:
+        raise UserError(f"{jpath}: no focal length (fl_x or camera_angle_x); {_FIX}")
+    cx = float(f["cx"]) * sx if "cx" in f else 0.5 * w
+    cy = float(f["cy"]) * sy if "cy" in f else 0.5 * h
+    return torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=torch.float32)
