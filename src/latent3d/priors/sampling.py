@@ -43,3 +43,37 @@ def sample_images(
     x0 = ddim_sample(model, latents, ts, prior.alphas_cumprod, eta=eta, generator=generator,
                      disable=disable_progress, set_alpha_to_one=sc.get("set_alpha_to_one", True))  # fmt: skip
     return prior.decode_latents(x0)
+
+
+def sample_command(prompt: str, out, prior_spec, n: int, steps: int, guidance: float, negative: str,
+                   size: int | None, seed: int, device: str) -> dict:
+    """``latent3d sample``: draw ``n`` images, write ``sample_XX.png``, ``grid.png`` and ``run.json``."""
+    import json
+    import time
+    from pathlib import Path
+
+    from latent3d.errors import UserError
+    from latent3d.io.atomic import write_text
+    from latent3d.io.image import make_grid, save_image
+    from latent3d.priors.loading import load_prior
+    from latent3d.runtime import resolve_device, seed_everything
+
+    if n < 1 or steps < 1:
+        raise UserError(f"--n and --steps must be >= 1 (got {n}, {steps})")
+    t0 = time.time()
+    dev = resolve_device(device)
+    gen = seed_everything(seed)
+    prior = load_prior(prior_spec, dev)
+    if size is not None and size % (8 * prior.downsample):
+        raise UserError(f"--size {size} must be a multiple of {8 * prior.downsample} for this prior")
+    t_load = time.time() - t0
+    images = sample_images(prior, [prompt] * n, steps, guidance, negative, size, size, generator=gen)
+    out = Path(out)
+    for i, img in enumerate(images):
+        save_image(out / f"sample_{i:02d}.png", img)
+    save_image(out / "grid.png", make_grid(list(images), ncols=min(n, 8)))
+    run = {"prompt": prompt, "prior": str(prior_spec or "object-prior"), "n": n, "steps": steps,
+           "guidance": guidance, "negative": negative, "size": list(images.shape[-2:]), "seed": seed,
+           "device": str(dev), "load_s": round(t_load, 3), "total_s": round(time.time() - t0, 3)}  # fmt: skip
+    write_text(out / "run.json", json.dumps(run, indent=1))
+    return run

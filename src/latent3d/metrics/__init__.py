@@ -1,0 +1,1 @@
+"""Evaluation: in-domain classifiers and scores trained by latent3d on its own renders."""

@@ -1,0 +1,1 @@
+"""One module per paper, reading like its method section."""
