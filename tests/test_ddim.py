@@ -354,3 +354,22 @@ def test_cfg_and_batched_negative_guidance():
     guided = CFGModel(lambda x, t, encoder_hidden_states: 0.1 * x * encoder_hidden_states.mean(), pos[:1], neg, 3.0)
     y = ddim_sample(guided, x, ddim_timesteps(5), ac, disable=True)
     assert y.shape == x.shape and torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("pred", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("eta", [0.0, 0.5])
+def test_ddim_step_clip_sample_matches_diffusers(pred, eta):
+    sched = diffusers.DDIMScheduler(beta_schedule="squaredcos_cap_v2", clip_sample=True, clip_sample_range=1.0,
+                                    prediction_type=pred)  # fmt: skip
+    sched.set_timesteps(10)
+    g = torch.Generator().manual_seed(0)
+    clipped = 0
+    for t in sched.timesteps.tolist():
+        x = 2 * torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64)  # large: x0 predictions leave [-1, 1]
+        out = torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64)
+        noise = torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64)
+        ref = sched.step(out, t, x, eta=eta, variance_noise=noise if eta > 0 else None).prev_sample
+        ours = ddim_step(x, out, sched.alphas_cumprod, t, t - 100, eta, noise, pred, True, clip_sample=1.0)
+        torch.testing.assert_close(ours, ref, **TOL)
+        clipped += int(not torch.allclose(ours, ddim_step(x, out, sched.alphas_cumprod, t, t - 100, eta, noise, pred)))
+    assert clipped > 0  # the clamp was active on some steps

@@ -65,10 +65,14 @@ def _ddim_step(
     prediction_type: PredictionType,
     set_alpha_to_one: bool,
     generator: torch.Generator | None,
+    clip_sample: float | None = None,
 ) -> tuple[Tensor, Tensor]:  # x_next [B, ...], x0 [B, ...]
     a_t = _alpha_bar_at(alphas_cumprod, t, set_alpha_to_one)
     a_n = _alpha_bar_at(alphas_cumprod, t_next, set_alpha_to_one)
-    eps, x0 = to_eps_x0(x_t, model_output, expand_like(a_t, x_t).to(x_t), prediction_type)
+    a_tx = expand_like(a_t, x_t).to(x_t)
+    eps, x0 = to_eps_x0(x_t, model_output, a_tx, prediction_type)
+    if clip_sample is not None:  # diffusers' clip_sample (pixel-space models): clamp x0, keep the model's eps
+        x0 = x0.clamp(-clip_sample, clip_sample)
     var = torch.zeros_like(a_t)
     if eta > 0:
         # eq. 16: sigma^2 = eta^2 (1 - a_n)/(1 - a_t) (1 - a_t/a_n). |.| for inversion; clamped so that the
@@ -96,6 +100,7 @@ def ddim_step(
     prediction_type: PredictionType = "epsilon",
     set_alpha_to_one: bool = True,
     generator: torch.Generator | None = None,
+    clip_sample: float | None = None,
 ) -> Tensor:  # [B, ...] latent at t_next
     """One DDIM step ``x_t -> x_{t_next}`` between any two timesteps (Song et al. 2021, eq. 12 with sigma of eq. 16).
 
@@ -112,9 +117,12 @@ def ddim_step(
       ``q(x_{t_next} | x0)``.
     * ``-1`` (for either argument) is the clean end with alpha_bar ``1`` (``set_alpha_to_one=True``) or
       ``alphas_cumprod[0]`` (``False``), diffusers' ``final_alpha_cumprod`` / ``initial_alpha_cumprod``.
+    * ``clip_sample=c`` clamps the predicted x0 to ``[-c, c]`` (the eps direction term is unchanged), as diffusers'
+      ``DDIMScheduler(clip_sample=True, clip_sample_range=c).step`` (for pixel-space models).
     """
     return _ddim_step(
-        x_t, model_output, alphas_cumprod, t, t_next, eta, noise, prediction_type, set_alpha_to_one, generator
+        x_t, model_output, alphas_cumprod, t, t_next, eta, noise, prediction_type, set_alpha_to_one, generator,
+        clip_sample,
     )[0]
 
 
@@ -160,6 +168,7 @@ def ddim_sample(
     prediction_type: PredictionType = "epsilon",
     set_alpha_to_one: bool = True,
     t_end: int = -1,
+    clip_sample: float | None = None,
 ) -> Tensor:  # [B, ...] latent at t_end (the sample for t_end = -1)
     """DDIM sampling (Song et al. 2021, Sec. 4.1-4.2, eq. 12 on a sub-sequence of timesteps): ``n`` model calls along
     ``timesteps[0] -> ... -> timesteps[n-1] -> t_end``, under ``torch.no_grad()``.
@@ -176,7 +185,8 @@ def ddim_sample(
     for i in trange(len(ts) - 1, disable=disable):
         out = model(x, ts[i] * s_in, **extra_args)
         x_next, x0 = _ddim_step(
-            x, out, alphas_cumprod, ts[i], ts[i + 1], eta, None, prediction_type, set_alpha_to_one, generator
+            x, out, alphas_cumprod, ts[i], ts[i + 1], eta, None, prediction_type, set_alpha_to_one, generator,
+            clip_sample,
         )
         if callback is not None:
             callback({"x": x, "i": i, "t": ts[i], "t_next": ts[i + 1], "denoised": x0})

@@ -60,7 +60,8 @@ def schedule_from_config(sc: dict) -> Tensor:  # [T] float64
 class DiffusersPrior:
     """Text-to-image diffusion prior (SD 1.x/2.x layout, eps- or v-prediction, latent or pixel space)."""
 
-    def __init__(self, unet, text_encoder, tokenizer, scheduler_config: dict, vae=None, device="cpu", dtype=None):
+    def __init__(self, unet, text_encoder, tokenizer, scheduler_config: dict, vae=None, device="cpu", dtype=None,
+                 defaults: dict | None = None):
         self.device = torch.device(device)
         self.dtype = dtype or torch.float32
         self.unet = self._place(unet)
@@ -75,6 +76,7 @@ class DiffusersPrior:
         self.downsample = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
         self.resolution = unet.config.sample_size * self.downsample
         self.scaling_factor = vae.config.scaling_factor if vae is not None else 1.0
+        self.defaults = dict(defaults or {})  # recommended settings shipped with a prior (e.g. guidance_scale)
         self._text_cache: dict[str, Tensor] = {}
         self._warned: set[str] = set()
 
@@ -113,7 +115,8 @@ class DiffusersPrior:
         missing = {"unet", "text_encoder", "tokenizer"} - parts.keys()
         if missing:
             raise UserError(f"prior {str(id_or_path)!r} lacks {', '.join(sorted(missing))} in model_index.json")
-        return cls(parts["unet"], parts["text_encoder"], parts["tokenizer"], sched, parts.get("vae"), device, dtype)
+        return cls(parts["unet"], parts["text_encoder"], parts["tokenizer"], sched, parts.get("vae"), device, dtype,
+                   index.get("_latent3d_defaults"))
 
     # -- text -------------------------------------------------------------------------------------------------
     def unknown_words(self, prompt: str) -> list[str]:

@@ -25,6 +25,8 @@ from latent3d.render.camera import orbit_cameras
 from latent3d.runtime import num_threads
 
 PRIOR_OBJECTS = ("snowman", "chair", "table", "mushroom", "lamp", "rocket", "tree", "house")
+# settings latent3d uses with this prior unless told otherwise (a small pixel-space model wants weaker guidance)
+PRIOR_DEFAULTS = {"guidance_scale": 3.0, "ism_guidance_scale": 5.0, "sds_guidance_scale": 10.0}
 
 
 @dataclass
@@ -103,7 +105,7 @@ def build_components(cfg: ObjectPriorConfig, vocabulary: list[str]):
         num_attention_heads=4, max_position_embeddings=cfg.max_tokens, pad_token_id=tok.pad_token_id,
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
     ))  # fmt: skip
-    sched = DDIMScheduler(beta_schedule=cfg.beta_schedule, clip_sample=False, set_alpha_to_one=True,
+    sched = DDIMScheduler(beta_schedule=cfg.beta_schedule, clip_sample=True, set_alpha_to_one=True,
                           prediction_type="epsilon", timestep_spacing="leading")  # fmt: skip
     return unet, text, tok, sched
 
@@ -137,6 +139,7 @@ def export_prior(folder: Path, unet, text_encoder, tokenizer, scheduler, card: s
             "_class_name": "Latent3DObjectPrior", "_diffusers_version": "0.42.1",
             "unet": ["diffusers", "UNet2DConditionModel"], "text_encoder": ["transformers", "CLIPTextModel"],
             "tokenizer": ["transformers", "PreTrainedTokenizerFast"], "scheduler": ["diffusers", "DDIMScheduler"],
+            "_latent3d_defaults": PRIOR_DEFAULTS,
         }  # fmt: skip
         (tmp / "model_index.json").write_text(json.dumps(index, indent=1))
         (tmp / "MODEL_CARD.md").write_text(card)

@@ -11,12 +11,17 @@ from latent3d.diffusion.ddim import ddim_sample, ddim_timesteps
 from latent3d.diffusion.guidance import CFGModel
 
 
+def resolve_guidance(prior, guidance: float | None) -> float:
+    """``guidance``, else the prior's own recommendation (``_latent3d_defaults``), else Stable Diffusion's 7.5."""
+    return guidance if guidance is not None else getattr(prior, "defaults", {}).get("guidance_scale", 7.5)
+
+
 @torch.no_grad()
 def sample_images(
     prior,
     prompts: Sequence[str],
     num_steps: int = 50,
-    guidance: float = 7.5,
+    guidance: float | None = None,
     negative_prompt: str = "",
     height: int | None = None,
     width: int | None = None,
@@ -26,8 +31,9 @@ def sample_images(
     disable_progress: bool | None = None,
 ) -> Tensor:  # [B, 3, H, W] in [0, 1]
     """Text-to-image sampling with the scheduler settings of the prior's own ``scheduler_config`` (timestep
-    spacing, steps offset, ``set_alpha_to_one``), so that a Stable Diffusion folder gives what diffusers'
+    spacing, steps offset, ``set_alpha_to_one``, ``clip_sample``), so that a Stable Diffusion folder gives what diffusers'
     ``StableDiffusionPipeline`` with a ``DDIMScheduler`` gives for the same initial latents."""
+    guidance = resolve_guidance(prior, guidance)
     h = (height or prior.resolution) // prior.downsample
     w = (width or prior.resolution) // prior.downsample
     if latents is None:
@@ -41,11 +47,12 @@ def sample_images(
     model = CFGModel(lambda x, t, encoder_hidden_states: prior.predict_eps(x, t, encoder_hidden_states),
                      cond, uncond, guidance)  # fmt: skip
     x0 = ddim_sample(model, latents, ts, prior.alphas_cumprod, eta=eta, generator=generator,
-                     disable=disable_progress, set_alpha_to_one=sc.get("set_alpha_to_one", True))  # fmt: skip
+                     disable=disable_progress, set_alpha_to_one=sc.get("set_alpha_to_one", True),
+                     clip_sample=sc.get("clip_sample_range", 1.0) if sc.get("clip_sample", False) else None)  # fmt: skip
     return prior.decode_latents(x0)
 
 
-def sample_command(prompt: str, out, prior_spec, n: int, steps: int, guidance: float, negative: str,
+def sample_command(prompt: str, out, prior_spec, n: int, steps: int, guidance: float | None, negative: str,
                    size: int | None, seed: int, device: str) -> dict:
     """``latent3d sample``: draw ``n`` images, write ``sample_XX.png``, ``grid.png`` and ``run.json``."""
     import json
@@ -67,6 +74,7 @@ def sample_command(prompt: str, out, prior_spec, n: int, steps: int, guidance: f
     if size is not None and size % (8 * prior.downsample):
         raise UserError(f"--size {size} must be a multiple of {8 * prior.downsample} for this prior")
     t_load = time.time() - t0
+    guidance = resolve_guidance(prior, guidance)
     images = sample_images(prior, [prompt] * n, steps, guidance, negative, size, size, generator=gen)
     out = Path(out)
     for i, img in enumerate(images):

@@ -45,7 +45,8 @@ class DreamConfig:
     bg_aug: float = 0.66
     """Probability of a random background colour instead of white (LucidDreamer's bg augmentation)."""
     guidance_scale: float | None = None
-    """ISM: 7.5 (LucidDreamer); SDS: 100 (DreamFusion) for SD-size priors, 20 for the bundled prior."""
+    """Default: the prior's recommendation (``_latent3d_defaults`` of its model_index.json), else ISM 7.5
+    (LucidDreamer) and SDS 100 (DreamFusion)."""
     densify_from: float = 0.1
     densify_until: float = 0.6
     densify_every: int = 50
@@ -70,8 +71,9 @@ def resolve_defaults(cfg: DreamConfig, prior) -> DreamConfig:
         cfg.elevation_range_deg = (-10.0, 60.0) if small else (-15.0, 45.0)
     if cfg.fov_range is None:
         cfg.fov_range = (0.6, 0.8) if small else (0.32, 0.60)
-    if cfg.guidance_scale is None:
-        cfg.guidance_scale = 7.5 if cfg.method == "ism" else (20.0 if small else 100.0)
+    if cfg.guidance_scale is None:  # the prior's recommendation, else LucidDreamer (7.5) / DreamFusion (100)
+        cfg.guidance_scale = getattr(prior, "defaults", {}).get(f"{cfg.method}_guidance_scale",
+                                                                 7.5 if cfg.method == "ism" else 100.0)
     cfg.ism.guidance_scale = cfg.sds.guidance_scale = cfg.guidance_scale
     if small:  # the bundled prior's warm-up must fit its short run
         cfg.ism.warmup_iters = min(cfg.ism.warmup_iters, max(1, cfg.iters // 2))
