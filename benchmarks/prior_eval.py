@@ -19,7 +19,7 @@ from latent3d.data.captions import object_phrase
 from latent3d.metrics.classifier import VIEWS, evaluate, train_classifier
 from latent3d.priors import load_prior
 from latent3d.priors.object_prior import ObjectPriorConfig, render_training_set
-from latent3d.priors.sampling import sample_images
+from latent3d.priors.sampling import resolve_guidance, sample_images
 
 
 def main() -> None:
@@ -27,13 +27,14 @@ def main() -> None:
     ap.add_argument("--prior", default=None)
     ap.add_argument("--per-prompt", type=int, default=2)
     ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--guidance", type=float, default=5.0)
+    ap.add_argument("--guidance", type=float, default=None, help="default: the prior's recommendation")
     ap.add_argument("--colors", default="red,blue,white,yellow")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     a = ap.parse_args()
 
     prior = load_prior(a.prior, "cpu")
+    a.guidance = resolve_guidance(prior, a.guidance)
     cfg = ObjectPriorConfig(resolution=prior.resolution)
     t0 = time.time()
     train_imgs, train_caps = render_training_set(ObjectPriorConfig(views=16, seed=101, resolution=prior.resolution))

@@ -113,3 +113,8 @@ def test_inria_converter():
 def test_rigid_inverse():
     V = cam.look_at(torch.tensor([[1.0, -3.0, 2.0], [0.5, 4.0, -1.0]]), torch.zeros(2, 3))
     assert_close(cam.rigid_inverse(V), torch.linalg.inv(V), atol=1e-5, rtol=0)
+
+
+def test_camera_centers():
+    eyes = torch.tensor([[1.0, -3.0, 2.0], [0.5, 4.0, -1.0]])
+    assert_close(cam.camera_centers(cam.look_at(eyes, torch.zeros(2, 3))), eyes, atol=1e-5, rtol=0)

@@ -124,3 +124,24 @@ def test_ema_closed_form():
     assert abs(ema.shadow["weight"].item() - (1 - 0.9**7)) < 1e-6
     warm = EMA(model, decay=0.999)
     assert warm.current_decay() == pytest.approx(0.1)  # (1 + 0) / (10 + 0)
+
+
+def test_resuming_a_finished_run_trains_nothing(tmp_path):
+    model, batch_fn = _tiny_setup()
+    calls = []
+
+    def loss_fn(m, batch, g):
+        calls.append(1)
+        x, y, _ = batch
+        return (m(x) - y).pow(2).mean()
+
+    cfg = TrainConfig(out_dir=tmp_path, steps=12, lr=1e-2, ckpt_every=5, log_every=4, device="cpu", progress=False)
+    first = train(model, batch_fn, loss_fn, cfg)
+    w = {k: v.clone() for k, v in model.state_dict().items()}
+    n = len(calls)
+    again = train(model, batch_fn, loss_fn, TrainConfig(**{**cfg.__dict__, "resume": True}))
+    assert len(calls) == n and again.step == 12 and again.checkpoint == first.checkpoint
+    assert again.last_loss == pytest.approx(json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])["loss"])
+    assert all(torch.equal(w[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(Exception, match="raise --steps"):
+        train(model, batch_fn, loss_fn, TrainConfig(**{**cfg.__dict__, "resume": True, "steps": 8}))

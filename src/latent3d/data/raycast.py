@@ -27,7 +27,7 @@ from torch import Tensor
 
 from latent3d.data.primitives import Primitive, cast
 from latent3d.data.shading import Light, Sky, albedo_at, background_color, shade
-from latent3d.render.camera import equirect_directions, orbit_cameras, pixel_rays, rigid_inverse
+from latent3d.render.camera import equirect_directions, orbit_cameras, pixel_rays
 
 WHITE = (1.0, 1.0, 1.0)
 
@@ -214,7 +214,3 @@ def render_equirect(
         centers=centers,
     )
 
-
-def camera_centers(viewmats: Tensor) -> Tensor:  # [C, 4, 4] -> [C, 3]
-    """World positions of cameras."""
-    return rigid_inverse(viewmats)[:, :3, 3]

@@ -64,6 +64,14 @@ def rigid_inverse(
     return out
 
 
+def camera_centers(
+    viewmats: Tensor,  # [C, 4, 4] world-to-camera
+) -> Tensor:  # [C, 3] world-space camera centres -R^T t
+    """Where the cameras are in world space."""
+    R, t = viewmats[:, :3, :3], viewmats[:, :3, 3]
+    return -(R.transpose(1, 2) @ t[..., None])[..., 0]
+
+
 def look_at(
     eye: Tensor,  # [..., 3] camera centre in world space
     target: Tensor,  # [..., 3] point the camera looks at

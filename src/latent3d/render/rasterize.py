@@ -23,6 +23,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from latent3d.render.camera import camera_centers
 from latent3d.render.project import isect_tiles, project_gaussians, quat_scale_to_covar
 from latent3d.render.sh import eval_sh
 
@@ -317,12 +318,6 @@ def _gsplat_available(device: torch.device) -> bool:
     return True
 
 
-def camera_centers(viewmats: Tensor) -> Tensor:  # [C, 4, 4] -> [C, 3]
-    """World-space camera centres -R^T t of world-to-camera matrices."""
-    R, t = viewmats[:, :3, :3], viewmats[:, :3, 3]
-    return -(R.transpose(1, 2) @ t[..., None])[..., 0]
-
-
 def rasterize(
     means: Tensor,  # [N, 3]
     quats: Tensor,  # [N, 4] wxyz, need not be normalised
@@ -423,6 +418,6 @@ def rasterize(
 
 
 __all__ = [
-    "ALPHA_MAX", "ALPHA_MIN", "T_MIN", "camera_centers", "rasterize", "rasterize_to_pixels",
+    "ALPHA_MAX", "ALPHA_MIN", "T_MIN", "rasterize", "rasterize_to_pixels",
     "rasterize_to_pixels_reference",
 ]  # fmt: skip

@@ -79,7 +79,7 @@ class TrainResult:
     step: int
     last_loss: float
     checkpoint: Path
-    wall_s: float
+    wall_s: float  # training time summed over every segment of a resumed run
     resumed_from: int
     ema: EMA | None
 
@@ -140,8 +140,13 @@ def train(
         start = ck["step"]
     elif cfg.resume and acc.is_main_process:
         print(f"latent3d: no checkpoint in {ckpt_root}, starting from step 0")
-    if start >= cfg.steps:
-        raise UserError(f"checkpoint {last} is already at step {start} >= --steps {cfg.steps}: raise --steps to continue")
+    if start > cfg.steps:
+        raise UserError(f"checkpoint {last} is at step {start} > --steps {cfg.steps}: raise --steps to continue")
+    if start == cfg.steps:  # a finished run: nothing to train, hand back its weights (e.g. to export them again)
+        rows = _read_log(log_path, start)
+        loss = json.loads(rows[-1])["loss"] if rows else float("nan")
+        return TrainResult(start, loss, last, ck["extra"].get("wall_s", 0.0), start, ema)
+    wall_before = ck["extra"].get("wall_s", 0.0) if last is not None else 0.0
 
     wrapped, opt = acc.prepare(model, opt)
     raw = acc.unwrap_model(wrapped)
@@ -154,7 +159,7 @@ def train(
     def checkpoint(step: int) -> Path:
         path = ckpt_root / f"step_{step:08d}"
         if acc.is_main_process:
-            extra = {"ema_updates": ema.num_updates if ema else 0, "wall_s": time.time() - t0}
+            extra = {"ema_updates": ema.num_updates if ema else 0, "wall_s": wall_before + time.time() - t0}
             save_checkpoint(ckpt_root, step, raw.state_dict(), opt.state_dict(), ema and ema.state_dict(),
                             extra, cfg.keep_checkpoints)  # fmt: skip
         acc.wait_for_everyone()
@@ -210,4 +215,4 @@ def train(
         raise
     finally:
         bar.close()
-    return TrainResult(completed, last_loss, last_ckpt, time.time() - t0, start, ema)
+    return TrainResult(completed, last_loss, last_ckpt, wall_before + time.time() - t0, start, ema)
