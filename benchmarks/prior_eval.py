@@ -4,7 +4,8 @@ Trains the object/colour/view classifier on renders (a different seed from the p
 accuracy on held-out renders (the ceiling), then samples the prior for every object x some colours x 4 views and
 reports the classifier's agreement with the prompts, plus the sampling speed.
 
-    python benchmarks/prior_eval.py [--prior object-prior] [--per-prompt 2] [--steps 50] [--guidance 5]
+    python benchmarks/prior_eval.py [--prior object-prior] [--per-prompt 2] [--steps 50] [--guidance G]
+    python benchmarks/prior_eval.py --prompt "a red snowman, side view" --per-prompt 32
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main() -> None:
     ap.add_argument("--guidance", type=float, default=None, help="default: the prior's recommendation")
     ap.add_argument("--colors", default="red,blue,white,yellow")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--prompt", default=None, help='score only this prompt, e.g. "a red snowman, side view"')
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     a = ap.parse_args()
 
@@ -46,6 +48,8 @@ def main() -> None:
 
     colors = a.colors.split(",")
     prompts = [f"{object_phrase(o, c)}, {v} view" for o in cfg.objects for c in colors for v in VIEWS]
+    if a.prompt:
+        prompts = [a.prompt]
     prompts = [p for p in prompts for _ in range(a.per_prompt)]
     g = torch.Generator().manual_seed(a.seed)
     t1 = time.time()
@@ -54,7 +58,8 @@ def main() -> None:
     dt = time.time() - t1
     acc = evaluate(clf, samples, prompts)
     per_view = {v: evaluate(clf, samples[[i for i, p in enumerate(prompts) if p.endswith(f"{v} view")]],
-                            [p for p in prompts if p.endswith(f"{v} view")]).view for v in VIEWS}
+                            [p for p in prompts if p.endswith(f"{v} view")]).view
+                for v in VIEWS if any(p.endswith(f"{v} view") for p in prompts)}
     print(f"samples ({acc.n}, {a.steps} DDIM steps, guidance {a.guidance}): object {acc.object:.3f} "
           f"colour {acc.color:.3f} view {acc.view:.3f}  [{dt / len(prompts) * 1000:.0f} ms/sample]")
     print("view accuracy by prompted view: " + ", ".join(f"{v} {x:.2f}" for v, x in per_view.items()))

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from latent3d.cli import main
@@ -45,3 +46,19 @@ def test_bundled_checkpoint_discovery(tmp_path):
     found = bundled_checkpoints(tmp_path)
     assert [c.name for c in found] == ["tiny"]
     assert found[0].size_bytes == 1000 + 2 + 4 and found[0].has_card
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["dream", "a red snowman", "--method", "vsd"], "--method"),
+    (["dream", "   "], "prompt is empty"),
+    (["dream", "a chair", "--init", "/no/such.ply"], "--init"),
+    (["dream", "a chair", "--prior", "/no/such/folder"], "neither a folder"),
+    (["sample", "a chair", "--n", "0"], "--n"),
+    (["sample", "a chair", "--prior", "nobody/nothing"], "hf download"),
+    (["train", "prior", "--steps", "0"], "--steps"),
+])  # fmt: skip
+def test_command_user_errors_are_one_line(capsys, tmp_path, argv, needle):
+    code = main([*argv, "--out", str(tmp_path / "o"), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "o").exists()  # nothing half-written

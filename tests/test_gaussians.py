@@ -71,8 +71,8 @@ def test_random_initialisers_stay_in_their_volume():
     # uniform in the ball: about (1/2)^3 of the points inside half the radius
     assert abs(float((sph.means.detach().norm(dim=-1) < 1.0).float().mean()) - 0.125) < 0.03
     box = GaussianModel.random(2000, extent=0.5, shape="box", sh_degree=0, generator=g)
-    assert float(box.means.abs().max()) <= 0.5
-    assert math.isclose(float(box.scales[0, 0]), 0.5 * (1.0 / 2000) ** (1 / 3), rel_tol=1e-5)
+    assert float(box.means.detach().abs().max()) <= 0.5
+    assert math.isclose(float(box.scales.detach()[0, 0]), 0.5 * (1.0 / 2000) ** (1 / 3), rel_tol=1e-5)
 
 
 def test_model_render_degree0_colour_and_gradients():
