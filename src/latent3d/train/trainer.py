@@ -122,7 +122,7 @@ def train(
     log_path = out / "metrics.jsonl"
 
     groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
-    groups = [dict(g, lr=cfg.lr * g.pop("lr_scale", 1.0)) if "lr_scale" in g else dict(g, lr=cfg.lr) for g in groups]
+    groups = [{**{k: v for k, v in g.items() if k != "lr_scale"}, "lr": cfg.lr * g.get("lr_scale", 1.0)} for g in groups]
     base_lrs = [g["lr"] for g in groups]
     opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay is not None else None
