@@ -22,7 +22,7 @@ from torch import Tensor
 
 from latent3d.data.captions import join_phrases, object_phrase
 from latent3d.data.objects import make_object
-from latent3d.data.primitives import Primitive, bounds, box, cone, cylinder, ellipsoid, quad, rotation, sphere
+from latent3d.data.primitives import Primitive, bounds, cone, cylinder, ellipsoid, quad, rotation, sphere
 from latent3d.data.shading import COLORS, Light, Material, Sky
 from latent3d.render.camera import intrinsics_from_fov, look_at
 

@@ -32,12 +32,7 @@ def dream_command(prompt: str, out: Path, method: str, prior_spec: str | None, i
                       seed=seed)  # fmt: skip
     res = dream(prior, cfg)
     run = write_dream_outputs(res, Path(out), str(prior_spec or "object-prior"),
-                              extra={"device": str(dev), "seed": seed, "load_s": round(t_load, 3)})
-    run["timings"]["total_s"] = round(time.time() - t0, 3)
-    from latent3d.io.atomic import write_text
-    import json
-
-    write_text(Path(out) / "run.json", json.dumps(run, indent=1))
+                              extra={"device": str(dev), "seed": seed, "load_s": round(t_load, 3)}, started_at=t0)
     print(f"wrote {out}: {', '.join(run['files'])}" + (
         f"; vs ground truth: PSNR {run['ground_truth']['psnr']:.2f} dB, mask IoU {run['ground_truth']['mask_iou']:.3f}"
         if "ground_truth" in run else ""))  # fmt: skip

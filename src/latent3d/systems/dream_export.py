@@ -7,9 +7,11 @@ import json
 import re
 import resource
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from latent3d.data.objects import OBJECT_NAMES, make_object
 from latent3d.data.raycast import render_views
@@ -21,7 +23,42 @@ from latent3d.io.video import write_video
 from latent3d.metrics.image import mask_iou, psnr, ssim
 from latent3d.render.camera import orbit_cameras
 from latent3d.render.fusion import tsdf_fuse
-from latent3d.systems.text_to_3d import DreamResult, config_dict, mean_fov, mean_radius, render_model, turntable_cameras
+from latent3d.render.gaussians import GaussianModel
+from latent3d.systems.text_to_3d import DreamConfig, DreamResult
+
+
+def turntable_cameras(n: int, size: int, radius: float, fov: float, elevation_deg: float = 15.0):
+    """``n`` cameras evenly around the object at one elevation (azimuth 0 = front)."""
+    az = torch.arange(n) * (360.0 / n)
+    return orbit_cameras(radius, elevation_deg, az, fov, size, size)
+
+
+def config_dict(cfg: DreamConfig) -> dict:
+    d = asdict(cfg)
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+@torch.no_grad()
+def render_model(model: GaussianModel, viewmats: Tensor, Ks: Tensor, size: int, chunk: int = 16):
+    """RGB (white background), expected depth and alpha of ``model`` for many views, in chunks."""
+    dev = model.means.device
+    rgbs, depths, alphas = [], [], []
+    for i in range(0, len(viewmats), chunk):
+        V, K = viewmats[i:i + chunk].to(dev), Ks[i:i + chunk].to(dev)
+        out, alpha, _ = model.render(V, K, size, size, backgrounds=torch.ones(len(V), 3, device=dev),
+                                     render_mode="RGB+ED")  # fmt: skip
+        rgbs.append(out[..., :3].clamp(0, 1).cpu())
+        depths.append(out[..., 3].cpu())
+        alphas.append(alpha[..., 0].cpu())
+    return torch.cat(rgbs), torch.cat(depths), torch.cat(alphas)
+
+
+def mean_radius(cfg: DreamConfig) -> float:
+    return 0.5 * (cfg.radius_range[0] + cfg.radius_range[1])
+
+
+def mean_fov(cfg: DreamConfig) -> float:
+    return 0.5 * (cfg.fov_range[0] + cfg.fov_range[1])
 
 
 def named_object(prompt: str) -> tuple[str, str | None] | None:
@@ -49,8 +86,10 @@ def score_against_ground_truth(res: DreamResult, name: str, color: str | None, n
 
 
 def write_dream_outputs(res: DreamResult, out: Path, prior_name: str, view_size: int = 128, frames: int = 48,
-                        mesh_resolution: int = 64, extra: dict | None = None) -> dict:
-    """Write gaussians.ply, grid.png (8 views), turntable.mp4, mesh.glb and run.json into ``out``."""
+                        mesh_resolution: int = 64, extra: dict | None = None,
+                        started_at: float | None = None) -> dict:
+    """Write gaussians.ply, grid.png (8 views), turntable.mp4, mesh.glb and run.json into ``out``; ``started_at``
+    (a ``time.time()`` value) adds the command's total wall time to the timings."""
     t0 = time.time()
     out = Path(out)
     cfg, model = res.config, res.model
@@ -82,5 +121,7 @@ def write_dream_outputs(res: DreamResult, out: Path, prior_name: str, view_size:
     named = named_object(cfg.prompt)
     if named is not None:
         run["ground_truth"] = score_against_ground_truth(res, *named)
+    if started_at is not None:
+        run["timings"]["total_s"] = round(time.time() - started_at, 3)
     write_text(out / "run.json", json.dumps(run, indent=1))
     return run

@@ -9,7 +9,7 @@ Defaults follow the official LucidDreamer config for SD-size priors and a tuned 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, Literal
 
 import torch
@@ -18,7 +18,7 @@ from torch import Tensor
 from latent3d.data.captions import view_bin
 from latent3d.distill import ISMSettings, SDSSettings, distillation_loss, ism_grad, ism_timestep, sds_grad
 from latent3d.distill.sds import sds_timestep
-from latent3d.render.camera import orbit_cameras, sample_orbit_cameras
+from latent3d.render.camera import sample_orbit_cameras
 from latent3d.render.densify import DensifyConfig, DensityController, LearningRates, make_optimizer, update_means_lr
 from latent3d.render.gaussians import GaussianModel
 
@@ -197,38 +197,4 @@ def dream(
                "prior_s_per_iter": round(t_prior / cfg.iters, 4),
                "render_and_update_s_per_iter": round((wall - t_prior) / cfg.iters, 4)}
     return DreamResult(model, cfg, history, timings)
-
-
-def turntable_cameras(n: int, size: int, radius: float, fov: float, elevation_deg: float = 15.0):
-    """``n`` cameras evenly around the object at one elevation (azimuth 0 = front)."""
-    az = torch.arange(n) * (360.0 / n)
-    return orbit_cameras(radius, elevation_deg, az, fov, size, size)
-
-
-def config_dict(cfg: DreamConfig) -> dict:
-    d = asdict(cfg)
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
-
-
-@torch.no_grad()
-def render_model(model: GaussianModel, viewmats: Tensor, Ks: Tensor, size: int, chunk: int = 16):
-    """RGB (white background), expected depth and alpha of ``model`` for many views, in chunks."""
-    dev = model.means.device
-    rgbs, depths, alphas = [], [], []
-    for i in range(0, len(viewmats), chunk):
-        V, K = viewmats[i:i + chunk].to(dev), Ks[i:i + chunk].to(dev)
-        out, alpha, _ = model.render(V, K, size, size, backgrounds=torch.ones(len(V), 3, device=dev),
-                                     render_mode="RGB+ED")  # fmt: skip
-        rgbs.append(out[..., :3].clamp(0, 1).cpu())
-        depths.append(out[..., 3].cpu())
-        alphas.append(alpha[..., 0].cpu())
-    return torch.cat(rgbs), torch.cat(depths), torch.cat(alphas)
-
-
-def mean_radius(cfg: DreamConfig) -> float:
-    return 0.5 * (cfg.radius_range[0] + cfg.radius_range[1])
-
-
-def mean_fov(cfg: DreamConfig) -> float:
-    return 0.5 * (cfg.fov_range[0] + cfg.fov_range[1])
 
