@@ -60,10 +60,12 @@ app.add_typer(train_app, name="train")
 @train_app.command("prior")
 def train_prior(
     out: OutOpt = Path("runs/object-prior"),
-    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 4000,
-    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 32,
+    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 1500,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 128,
     lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 3e-4,
-    views: Annotated[int, typer.Option(help="Rendered views per (object, colour).")] = 24,
+    views: Annotated[int, typer.Option(help="Rendered views per (object, colour).")] = 48,
+    warmup_steps: Annotated[int, typer.Option(help="Linear learning-rate warm-up steps.")] = 500,
+    init: Annotated[Optional[Path], typer.Option(help="Start from this exported prior folder (fine-tuning).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the newest checkpoint in --out.")] = False,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
@@ -74,8 +76,87 @@ def train_prior(
     for name, v in (("--steps", steps), ("--batch-size", batch_size), ("--views", views)):
         if v < 1:
             raise UserError(f"{name} must be >= 1, got {v}")
-    cfg = ObjectPriorConfig(steps=steps, batch_size=batch_size, lr=lr, views=views, seed=seed)
+    cfg = ObjectPriorConfig(steps=steps, batch_size=batch_size, lr=lr, views=views, seed=seed,
+                            warmup_steps=warmup_steps, init=str(init) if init else None)
     folder = train_object_prior(out, cfg, device=device, resume=resume)
+    typer.echo(f"wrote {folder}")
+
+
+PanoOpt = Annotated[bool, typer.Option("--pano", help="Train on 2:1 equirectangular panoramas of places (LDM3D-pano).")]
+DataOpt = Annotated[Optional[Path], typer.Option("--data", help="RGBD folder to train on (latent3d.data.rgbd / rgbd_builder) instead of rendering.")]
+NImagesOpt = Annotated[int, typer.Option("--n-images", help="Rendered training images (ignored with --data).")]
+HeightOpt = Annotated[int, typer.Option("--height", help="Image height in pixels (width = height, or 2 x height with --pano).")]
+
+
+def _check_train_opts(**opts: float) -> None:
+    for name, v in opts.items():
+        if v < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+
+
+@train_app.command("rgbd-vae")
+def train_rgbd_vae_cmd(
+    out: OutOpt = Path("runs/rgbd-vae"),
+    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 6000,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 16,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate (paper: 1e-5 when fine-tuning SD's VAE).")] = 2e-4,
+    variant: Annotated[Optional[str], typer.Option(help="6c: RGB + 16-bit depth packed RGB-like (Intel/ldm3d); 4c: RGB + 1 depth channel (Intel/ldm3d-4c, -pano). Default: 4c with --pano, else 6c.")] = None,
+    vae: Annotated[Optional[str], typer.Option("--vae", help="RGB AutoencoderKL folder to widen (e.g. SD's vae/); default: a fresh small one.")] = None,
+    disc_start: Annotated[Optional[int], typer.Option(help="Step at which the PatchGAN loss starts (default: steps / 3).")] = None,
+    pano: PanoOpt = False,
+    data: DataOpt = None,
+    n_images: NImagesOpt = 3000,
+    height: HeightOpt = 64,
+    resume: Annotated[bool, typer.Option(help="Continue from the newest checkpoint in --out.")] = False,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """LDM3D stage 1: widen an RGB KL-autoencoder to RGB + depth and fine-tune it; writes OUT/model."""
+    from latent3d.nets.rgbd_vae import AELossConfig
+    from latent3d.systems.rgbd_train import RGBDVAEConfig, train_rgbd_vae
+
+    _check_train_opts(steps=steps, batch_size=batch_size, n_images=n_images, height=height)
+    variant = variant or ("4c" if pano else "6c")  # Intel/ldm3d-pano extends ldm3d-4c
+    if variant not in ("6c", "4c"):
+        raise UserError(f"--variant must be 6c or 4c, got {variant!r}")
+    if data is not None and not (data / "rgbd.json").is_file():
+        raise UserError(f"--data {data} has no rgbd.json: build it with latent3d.data.rgbd_builder or the RGBD writer")
+    loss = AELossConfig(disc_start=steps // 3 if disc_start is None else disc_start)
+    cfg = RGBDVAEConfig(pano=pano, height=height, n_images=n_images, data=str(data) if data else None, seed=seed,
+                        variant=variant, rgb_vae=vae, steps=steps, batch_size=batch_size, lr=lr, loss=loss)  # fmt: skip
+    cmd = "latent3d train rgbd-vae " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["train", "rgbd-vae"] else None
+    folder = train_rgbd_vae(out, cfg, device=device, resume=resume, command=cmd)
+    typer.echo(f"wrote {folder}")
+
+
+@train_app.command("rgbd")
+def train_rgbd_cmd(
+    vae: Annotated[Path, typer.Option("--vae", help="Stage-1 folder: the --out of `latent3d train rgbd-vae` (or a 6/4-channel AutoencoderKL folder).")],
+    out: OutOpt = Path("runs/ldm3d"),
+    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 20000,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 64,
+    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 2e-4,
+    pano: PanoOpt = False,
+    data: DataOpt = None,
+    n_images: NImagesOpt = 3000,
+    height: HeightOpt = 64,
+    resume: Annotated[bool, typer.Option(help="Continue from the newest checkpoint in --out.")] = False,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """LDM3D stage 2: text-conditioned latent diffusion on the frozen RGBD autoencoder; writes OUT/model
+    (diffusers StableDiffusionLDM3DPipeline layout, like Intel/ldm3d)."""
+    from latent3d.systems.rgbd_train import RGBDLDMConfig, train_rgbd
+
+    _check_train_opts(steps=steps, batch_size=batch_size, n_images=n_images, height=height)
+    if not vae.exists():
+        raise UserError(f"--vae {vae} does not exist: run `latent3d train rgbd-vae --out {vae}` first")
+    if data is not None and not (data / "rgbd.json").is_file():
+        raise UserError(f"--data {data} has no rgbd.json: build it with latent3d.data.rgbd_builder or the RGBD writer")
+    cfg = RGBDLDMConfig(pano=pano, height=height, n_images=n_images, data=str(data) if data else None, seed=seed,
+                        vae=str(vae), steps=steps, batch_size=batch_size, lr=lr)  # fmt: skip
+    cmd = "latent3d train rgbd " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["train", "rgbd"] else None
+    folder = train_rgbd(out, cfg, device=device, resume=resume, command=cmd)
     typer.echo(f"wrote {folder}")
 
 
@@ -99,6 +180,27 @@ def sample(
 
 
 @app.command()
+def rgbd(
+    prompt: Annotated[str, typer.Argument(help='Text prompt, e.g. "a red snowman on a blue floor".')],
+    out: OutOpt = Path("out/rgbd"),
+    model: Annotated[Optional[str], typer.Option(help="Bundled name (ldm3d-tiny, the default), a diffusers folder in the Intel/ldm3d layout, or a hub id (Intel/ldm3d, Intel/ldm3d-4c).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="DDIM steps (default: the model's recommendation, else 50).")] = None,
+    guidance: Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale (default: the model's recommendation, else 7.5).")] = None,
+    size: Annotated[Optional[str], typer.Option(help="HxW in pixels, multiples of the autoencoder's downsampling (default: the model's native size).")] = None,
+    negative: Annotated[str, typer.Option(help="Negative prompt (replaces the empty prompt in guidance).")] = "",
+    near: Annotated[float, typer.Option(help="Distance given to the nearest depth value (1.0) when lifting points.ply.")] = 1.0,
+    far: Annotated[float, typer.Option(help="Distance given to the farthest depth value (0.0) when lifting points.ply.")] = 10.0,
+    fov: Annotated[float, typer.Option(help="Vertical field of view in degrees assumed for points.ply (pinhole models; panoramas use equirect rays).")] = 60.0,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Text to RGB + depth (LDM3D): writes rgb.png, depth.png (16-bit, bright = near), depth_preview.png, points.ply, run.json."""
+    from latent3d.systems.rgbd_command import rgbd_command
+
+    rgbd_command(prompt, out, model, steps, guidance, size, negative, seed, device, near, far, fov)
+
+
+@app.command()
 def dream(
     prompt: Annotated[str, typer.Argument(help='What to make, e.g. "a red snowman".')],
     out: OutOpt = Path("out/dream"),
@@ -115,6 +217,46 @@ def dream(
     from latent3d.systems.dream_command import dream_command
 
     dream_command(prompt, out, method, prior, iters, views, guidance, init, seed, device)
+
+
+@app.command()
+def immersive(
+    prompt: Annotated[Optional[str], typer.Argument(help='What panorama to generate, e.g. "a sunny beach with palm trees".')] = None,
+    out: OutOpt = Path("out/immersive"),
+    from_: Annotated[Optional[tuple[Path, Path]], typer.Option("--from", help="Skip generation: RGB and depth equirect panorama images (depth: 16- or 8-bit greyscale, bright = near).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Panorama model: bundled name, Intel/ldm3d-pano folder or hub id (default: bundled ldm3d-pano-tiny).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="DDIM steps (default: the model's recommendation).")] = None,
+    guidance: Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale (default: the model's recommendation).")] = None,
+    ipd: Annotated[float, typer.Option(help="Interpupillary distance for the omnidirectional stereo, metres.")] = 0.064,
+    strength: Annotated[float, typer.Option(help="Depth displacement in [0, 1): depth 1 moves to radius/(1+s), 0 to radius/(1-s).")] = 0.5,
+    resolution: Annotated[int, typer.Option(help="Sphere segments around (half as many pole to pole).")] = 256,
+    radius: Annotated[float, typer.Option(help="Sphere radius in metres where depth 0.5 sits.")] = 4.0,
+    depth_mode: Annotated[str, typer.Option(help="disparity (1/r linear in depth, as LDM3D/DPT) or linear (DepthFusion's displacement).")] = "disparity",
+    stereo_width: Annotated[int, typer.Option(help="Width of stereo_tb.png (each eye is W x W/2).")] = 1024,
+    tour_seconds: Annotated[float, typer.Option(help="Length of tour.mp4 in seconds (15 fps).")] = 2.4,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """RGBD panorama to an immersive 360° world (DepthFusion): world.glb, stereo_tb.png, anaglyph.png, tour.mp4."""
+    from latent3d.systems.immersive_command import immersive_command
+
+    rgb_path, depth_path = from_ if from_ is not None else (None, None)
+    immersive_command(prompt, out, rgb_path, depth_path, ipd=ipd, strength=strength, resolution=resolution,
+                      seed=seed, device=device, depth_mode=depth_mode, radius=radius, stereo_width=stereo_width,
+                      tour_seconds=tour_seconds, model=model, steps=steps, guidance=guidance)
+
+
+@app.command()
+def view(
+    folder: Annotated[Path, typer.Argument(help="Output folder with world.glb, mesh.glb and/or gaussians.ply.")],
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (the next free one if taken).")] = 8080,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Show a world, mesh or splats in a local web viewer (viser on 127.0.0.1); a world starts at its centre."""
+    from latent3d.viewer import view_command
+
+    view_command(folder, port)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

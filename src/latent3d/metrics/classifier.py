@@ -23,20 +23,26 @@ def parse_caption(text: str) -> tuple[str, str, str]:
     return words[-1], words[-2], view.strip().split()[0]
 
 
+def conv_features(width: int) -> nn.Sequential:  # [B, 3, H, W] -> [B, 4 * width, H / 8, W / 8]
+    """Four stages of 3x3 conv, GroupNorm, SiLU, with 2x average pooling after the first three: the small image
+    trunk of latent3d's in-domain measuring nets."""
+    chans = [3, width, 2 * width, 4 * width, 4 * width]
+    layers: list[nn.Module] = []
+    for i in range(4):
+        layers += [nn.Conv2d(chans[i], chans[i + 1], 3, padding=1), nn.GroupNorm(8, chans[i + 1]), nn.SiLU()]
+        if i < 3:
+            layers.append(nn.AvgPool2d(2))
+    return nn.Sequential(*layers)
+
+
 class ObjectViewClassifier(nn.Module):
     """Four conv blocks -> global pooling -> three linear heads (object, colour, view)."""
 
     def __init__(self, objects: tuple[str, ...], colors: tuple[str, ...], width: int = 32):
         super().__init__()
         self.objects, self.colors = tuple(objects), tuple(colors)
-        chans = [3, width, 2 * width, 4 * width, 4 * width]
-        layers: list[nn.Module] = []
-        for i in range(4):
-            layers += [nn.Conv2d(chans[i], chans[i + 1], 3, padding=1), nn.GroupNorm(8, chans[i + 1]), nn.SiLU()]
-            if i < 3:
-                layers.append(nn.AvgPool2d(2))
-        self.features = nn.Sequential(*layers)
-        self.heads = nn.ModuleList(nn.Linear(chans[-1], k) for k in (len(objects), len(colors), len(VIEWS)))
+        self.features = conv_features(width)
+        self.heads = nn.ModuleList(nn.Linear(4 * width, k) for k in (len(objects), len(colors), len(VIEWS)))
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # [B, 3, H, W] in [0, 1] -> 3 x [B, k]
         f = self.features(images * 2 - 1).mean(dim=(2, 3))

@@ -73,6 +73,8 @@ class DiffusersPrior:
         self.alphas_cumprod = schedule_from_config(self.scheduler_config).to(self.device, torch.float32)
         self.num_train_timesteps = len(self.alphas_cumprod)
         self.latent_channels = unet.config.in_channels
+        # channels of decoded images: 3 for Stable Diffusion, 6 (RGB + packed depth) / 4 (RGB + depth) for LDM3D
+        self.image_channels = vae.config.out_channels if vae is not None else unet.config.out_channels
         self.downsample = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
         self.resolution = unet.config.sample_size * self.downsample
         self.scaling_factor = vae.config.scaling_factor if vae is not None else 1.0
@@ -93,8 +95,11 @@ class DiffusersPrior:
         device: str | torch.device = "cpu",
         dtype: torch.dtype | None = None,
         local_files_only: bool = False,
+        option: str = "--prior",
     ) -> "DiffusersPrior":
-        """Load from a hub id or a folder. ``dtype`` defaults to float16 on CUDA and float32 elsewhere."""
+        """Load from a hub id or a folder. ``dtype`` defaults to float16 on CUDA and float32 elsewhere.
+
+        ``option`` is the command-line option named in error messages (``--prior``, ``--model``)."""
         device = torch.device(device)
         dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
         try:
@@ -109,8 +114,8 @@ class DiffusersPrior:
             raise
         except (OSError, ValueError) as e:
             raise UserError(
-                f"could not load prior {str(id_or_path)!r} ({type(e).__name__}): download it where there is network "
-                f"(`hf download {id_or_path} --local-dir DIR`) and pass --prior DIR"
+                f"could not load {option.lstrip('-')} {str(id_or_path)!r} ({type(e).__name__}): download it where there "
+                f"is network (`hf download {id_or_path} --local-dir DIR`) and pass {option} DIR"
             ) from e
         missing = {"unet", "text_encoder", "tokenizer"} - parts.keys()
         if missing:
@@ -153,7 +158,7 @@ class DiffusersPrior:
     # -- images <-> latents ------------------------------------------------------------------------------------
     def encode_images(
         self,
-        images: Tensor,  # [B, 3, H, W] in [0, 1]
+        images: Tensor,  # [B, C, H, W] in [0, 1], C = image_channels (3; LDM3D: 6 or 4)
         generator: torch.Generator | None = None,
     ) -> Tensor:  # [B, C, H/ds, W/ds]
         """Scaled VAE latents (posterior mean, or a sample with ``generator``); pixel priors map to [-1, 1]."""
@@ -164,7 +169,7 @@ class DiffusersPrior:
         z = dist.sample(generator) if generator is not None else dist.mean
         return z * self.scaling_factor
 
-    def decode_latents(self, latents: Tensor) -> Tensor:  # [B, C, h, w] -> [B, 3, H, W] in [0, 1]
+    def decode_latents(self, latents: Tensor) -> Tensor:  # [B, C, h, w] -> [B, image_channels, H, W] in [0, 1]
         x = latents.to(self.dtype)
         if self.vae is not None:
             x = self.vae.decode(x / self.scaling_factor).sample

@@ -34,10 +34,12 @@ def load_prior(
     spec: str | Path | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
+    option: str = "--prior",
 ):
-    """Load a :class:`~latent3d.priors.diffusers_prior.DiffusersPrior`; hub ids honour ``HF_HUB_OFFLINE``."""
+    """Load a :class:`~latent3d.priors.diffusers_prior.DiffusersPrior`; hub ids honour ``HF_HUB_OFFLINE``.
+    ``option`` is the command-line option that error messages name."""
     from latent3d.priors.diffusers_prior import DiffusersPrior
 
     target, local = resolve_prior_path(spec)
     offline = local or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-    return DiffusersPrior.from_pretrained(target, device=device, dtype=dtype, local_files_only=offline)
+    return DiffusersPrior.from_pretrained(target, device=device, dtype=dtype, local_files_only=offline, option=option)

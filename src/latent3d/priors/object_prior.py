@@ -22,7 +22,7 @@ from latent3d.data.objects import make_object
 from latent3d.data.raycast import render_views
 from latent3d.data.shading import COLORS
 from latent3d.render.camera import orbit_cameras
-from latent3d.runtime import num_threads
+from latent3d.runtime import num_threads, resolve_device
 
 PRIOR_OBJECTS = ("snowman", "chair", "table", "mushroom", "lamp", "rocket", "tree", "house")
 # settings latent3d uses with this prior unless told otherwise (a small pixel-space model wants weaker guidance)
@@ -37,25 +37,29 @@ class ObjectPriorConfig:
     """Image size (pixels); the prior works in pixel space."""
     objects: tuple[str, ...] = PRIOR_OBJECTS
     colors: tuple[str, ...] = tuple(sorted(COLORS))
-    views: int = 24
+    views: int = 48
     """Rendered views per (object, colour)."""
     elevation_range_deg: tuple[float, float] = (-10.0, 80.0)
     radius: float = 3.0
     fov_y: float = 0.7
     supersample: int = 4
     block_out_channels: tuple[int, ...] = (32, 64, 64)
+    attn_levels: int = 1
+    """How many of the lowest-resolution UNet levels have text cross-attention (the mid block always has)."""
     text_dim: int = 64
     text_layers: int = 2
     max_tokens: int = 12
     beta_schedule: str = "squaredcos_cap_v2"
     cond_drop: float = 0.1
     """Probability of training on the empty caption (enables classifier-free guidance)."""
-    steps: int = 4000
-    batch_size: int = 32
+    steps: int = 1500
+    batch_size: int = 128
     lr: float = 3e-4
-    warmup_steps: int = 200
+    warmup_steps: int = 500
     ema_decay: float = 0.999
     seed: int = 0
+    init: str | None = None
+    """An exported prior folder (same vocabulary and network) to start from instead of random weights."""
     extra: dict = field(default_factory=dict)
 
 
@@ -84,6 +88,55 @@ def _render_all(cfg: ObjectPriorConfig, g: torch.Generator, images: list, caps: 
             caps += [caption(name, color, float(a), float(e)) for a, e in zip(az, el)]
 
 
+_DATA_KEYS = ("resolution", "objects", "colors", "views", "elevation_range_deg", "radius", "fov_y", "supersample", "seed")
+
+
+def _cached_training_set(out_dir: Path, cfg: ObjectPriorConfig) -> tuple[Tensor, list[str], float]:
+    """The training renders, cached in ``out_dir/data`` (float32, so cached and fresh runs train on the same data).
+
+    A resumed run (or a re-export) reads the cache instead of rendering again; the cache is keyed by the data
+    settings, so a changed setting renders afresh. Returns (images [N, 3, R, R] in [0, 1], captions, render seconds).
+    """
+    from safetensors.torch import load_file, save_file
+
+    from latent3d.io.atomic import atomic_path, write_text
+
+    key = json.dumps({k: getattr(cfg, k) for k in _DATA_KEYS}, sort_keys=True)
+    meta_path, data_path = out_dir / "data" / "captions.json", out_dir / "data" / "renders.safetensors"
+    if meta_path.exists() and data_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if meta["key"] == key:
+            return load_file(data_path)["images"], meta["captions"], meta["render_s"]
+    t0 = time.time()
+    images, caps = render_training_set(cfg)
+    render_s = time.time() - t0
+    data_path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(data_path) as tmp:
+        save_file({"images": images.contiguous()}, str(tmp))
+    write_text(meta_path, json.dumps({"key": key, "captions": caps, "render_s": render_s}))
+    return images, caps, render_s
+
+
+def _load_init(folder: Path, unet: nn.Module, text: nn.Module, tok) -> None:
+    """Copy the weights of an exported prior into fresh components (fine-tuning); vocabularies must agree."""
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    from latent3d.errors import UserError
+
+    index = folder / "model_index.json"
+    if not index.exists():
+        raise UserError(f"--init {folder}: not an exported prior (no model_index.json)")
+    vocab = json.loads((folder / "tokenizer" / "tokenizer.json").read_text())["model"]["vocab"]
+    if vocab != tok.get_vocab():
+        raise UserError(f"--init {folder}: its vocabulary differs from this run's captions")
+    try:
+        unet.load_state_dict(UNet2DConditionModel.from_pretrained(folder / "unet").float().state_dict())
+        text.load_state_dict(CLIPTextModel.from_pretrained(folder / "text_encoder").float().state_dict())
+    except RuntimeError as e:
+        raise UserError(f"--init {folder}: network shapes differ from this run's settings ({str(e).splitlines()[0]})")
+
+
 def build_components(cfg: ObjectPriorConfig, vocabulary: list[str]):
     """Fresh (unet, text_encoder, tokenizer, scheduler) for ``vocabulary`` (the captions' words)."""
     from diffusers import DDIMScheduler, UNet2DConditionModel
@@ -92,9 +145,9 @@ def build_components(cfg: ObjectPriorConfig, vocabulary: list[str]):
     from latent3d.priors.vocab import build_word_tokenizer
 
     tok = build_word_tokenizer(vocabulary, cfg.max_tokens)
-    n = len(cfg.block_out_channels)
-    down = ("DownBlock2D",) * (n - 1) + ("CrossAttnDownBlock2D",)
-    up = ("CrossAttnUpBlock2D",) + ("UpBlock2D",) * (n - 1)
+    n, k = len(cfg.block_out_channels), cfg.attn_levels
+    down = ("DownBlock2D",) * (n - k) + ("CrossAttnDownBlock2D",) * k
+    up = ("CrossAttnUpBlock2D",) * k + ("UpBlock2D",) * (n - k)
     unet = UNet2DConditionModel(
         sample_size=cfg.resolution, in_channels=3, out_channels=3, block_out_channels=cfg.block_out_channels,
         layers_per_block=1, down_block_types=down, up_block_types=up, cross_attention_dim=cfg.text_dim,
@@ -153,7 +206,7 @@ def export_prior(folder: Path, unet, text_encoder, tokenizer, scheduler, card: s
 
 
 def _card(cfg: ObjectPriorConfig, n_images: int, render_s: float, train_s: float, final_loss: float,
-          n_params: int) -> str:
+          n_params: int, where: str) -> str:
     return f"""# object-prior
 
 A text-to-image diffusion prior over latent3d's procedural objects, in pixel space at {cfg.resolution}x{cfg.resolution}.
@@ -165,12 +218,12 @@ Loaded like any diffusers Stable-Diffusion-layout folder (`latent3d sample`, `--
   {len(cfg.colors)} colours x {cfg.views} views (azimuth stratified, elevation U{list(cfg.elevation_range_deg)} deg,
   radius {cfg.radius}, fov {cfg.fov_y} rad, white background, {cfg.supersample}x supersampled). Captions:
   "a red snowman, side view" (front |az| <= 45, back |az| >= 135, overhead elevation > 60, else side).
-- Model: UNet2DConditionModel {list(cfg.block_out_channels)} (cross-attention at the lowest level) + 2-layer
-  CLIPTextModel ({cfg.text_dim}-d) over a word-level vocabulary; {n_params / 1e6:.2f}M parameters, stored float16.
+- Model: UNet2DConditionModel {list(cfg.block_out_channels)} (text cross-attention in the lowest {cfg.attn_levels} level(s) and
+  the mid block) + {cfg.text_layers}-layer CLIPTextModel ({cfg.text_dim}-d) over a word-level vocabulary; {n_params / 1e6:.2f}M parameters, stored float16.
 - Objective: eps-prediction MSE (DDPM), {cfg.beta_schedule} schedule, T=1000, caption dropout {cfg.cond_drop}.
 - Optimisation: AdamW lr {cfg.lr} (warm-up {cfg.warmup_steps}), batch {cfg.batch_size}, {cfg.steps} steps, EMA
   {cfg.ema_decay} (the exported weights are the EMA).
-- Wall time on a 2-core CPU (1 thread): rendering the data {render_s:.0f} s, training {train_s / 60:.1f} min; final
+- Wall time on {where}: rendering the data {render_s:.0f} s, training {train_s / 60:.1f} min; final
   training loss (mean of the last 10 steps) {final_loss:.4f}.
 - Knows only its vocabulary: other words still run, with one warning line.
 
@@ -194,9 +247,10 @@ def train_object_prior(
 
     t0 = time.time()
     torch.manual_seed(cfg.seed)
-    images, caps = render_training_set(cfg)
-    render_s = time.time() - t0
+    images, caps, render_s = _cached_training_set(Path(out_dir), cfg)
     unet, text, tok, sched = build_components(cfg, words_of(caps))
+    if cfg.init:
+        _load_init(Path(cfg.init), unet, text, tok)
     ids = tok(caps, padding="max_length", max_length=cfg.max_tokens, truncation=True, return_tensors="pt").input_ids
     empty = tok([""], padding="max_length", max_length=cfg.max_tokens, return_tensors="pt").input_ids
     data = images.mul(2).sub(1)  # [N, 3, R, R] in [-1, 1]
@@ -223,5 +277,7 @@ def train_object_prior(
     res = train(model, batch_fn, loss_fn, tcfg)
     res.ema.copy_to(model)
     n_params = sum(p.numel() for p in model.parameters())
-    card = _card(cfg, len(data), render_s, res.wall_s, res.last_loss, n_params)
+    dev = resolve_device(device)
+    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    card = _card(cfg, len(data), render_s, res.wall_s, res.last_loss, n_params, where)
     return export_prior(Path(out_dir) / "model", unet.cpu(), text.cpu(), tok, sched, card)

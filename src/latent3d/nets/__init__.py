@@ -1,0 +1,5 @@
+"""Networks that diffusers does not have (loaded lazily; importing this package loads torch only).
+
+``rgbd_vae``: LDM3D's RGB+depth KL-autoencoder (a widened diffusers ``AutoencoderKL``), its 6c/4c input/output
+packing, the PatchGAN discriminator and the autoencoder fine-tuning loss.
+"""

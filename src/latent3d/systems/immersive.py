@@ -1,0 +1,233 @@
+"""DepthFusion (LDM3D, Stein et al. 2023, arXiv 2305.10853, Sec. 5): an RGBD panorama becomes a 360° world.
+
+The pipeline of the paper's application, step by step:
+
+1. an equirectangular RGB panorama and its depth (LDM3D-pano outputs both; here any RGBD panorama);
+2. the RGB is mapped onto a sphere seen from its centre and the depth moves each vertex along its ray (0.5 stays,
+   towards 1 nearer, towards 0 farther): :func:`latent3d.render.sphere.build_displaced_sphere`;
+3. the world is viewed from the centre (monoscopic: unchanged panorama) or in stereo: omnidirectional stereo so the
+   eyes can turn around (:func:`latent3d.render.stereo.render_ods`), and from points off the centre, where nearer
+   things move more (parallax).
+
+:func:`build_world` writes everything a person needs to look at the result: ``world.glb`` (opens in any glTF viewer,
+Blender, ``latent3d view``), ``stereo_tb.png`` (a top-bottom 360° stereo photo for VR photo viewers), ``anaglyph.png``
+(red-cyan preview), ``parallax.png`` (perspective views from left of, at and right of the centre), ``tour.mp4`` (a
+short fly-through), the panorama itself and ``run.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from latent3d.render.sphere import DepthMode, DisplacedSphere
+
+
+@dataclass
+class WorldConfig:
+    """Settings of :func:`build_world` (each field's docstring is its meaning)."""
+
+    depth_mode: DepthMode = "disparity"
+    """How the depth panorama is read: "disparity" (in [0, 1], bright = near, 1/r linear in it; LDM3D/DPT output),
+    "linear" (DepthFusion's displacement linear in depth - 0.5) or "metric" (distance along the ray)."""
+    strength: float = 0.5
+    """Displacement strength in [0, 1): depth 1 moves a vertex to radius/(1+strength), 0 to radius/(1-strength)."""
+    radius: float = 4.0
+    """Radius in metres where depth 0.5 sits (ignored in metric mode)."""
+    far: float | None = None
+    """Metric mode: distance given to sky / missing depth (default: twice the farthest finite point)."""
+    sphere_lon: int = 256
+    """Sphere segments around (longitude); the mesh has sphere_lon x sphere_lat quads."""
+    sphere_lat: int = 128
+    """Sphere segments from pole to pole (latitude)."""
+    ipd: float = 0.064
+    """Interpupillary distance in metres for the omnidirectional stereo (the eyes' circle has radius ipd/2)."""
+    stereo_width: int = 1024
+    """Width of the stereo panorama; each eye is stereo_width x stereo_width/2, so stereo_tb.png is square."""
+    view_size: int = 256
+    """Side of the square perspective views (parallax.png) and tour frames."""
+    fov_deg: float = 90.0
+    """Vertical field of view of the perspective views and the tour, degrees."""
+    tour_seconds: float = 2.4
+    """Length of tour.mp4."""
+    tour_fps: float = 15.0
+    """Frame rate of tour.mp4."""
+    tour_reach: float = 0.5
+    """How far the tour and the parallax views move from the centre, as a fraction of the nearest surface distance."""
+
+
+def config_dict(cfg: WorldConfig) -> dict:
+    return asdict(cfg)
+
+
+def check_config(cfg: WorldConfig) -> None:
+    """Raise ValueError with one clear line for settings that cannot work."""
+    if not 0.0 <= cfg.strength < 1.0:
+        raise ValueError(f"strength must be in [0, 1), got {cfg.strength}")
+    if cfg.sphere_lon < 3 or cfg.sphere_lat < 2:
+        raise ValueError(f"the sphere needs >= 3 x 2 segments, got {cfg.sphere_lon} x {cfg.sphere_lat}")
+    if cfg.ipd < 0 or cfg.radius <= 0:
+        raise ValueError(f"ipd must be >= 0 and radius > 0, got ipd={cfg.ipd}, radius={cfg.radius}")
+    if cfg.stereo_width < 4 or cfg.stereo_width % 2 or cfg.view_size < 8:
+        raise ValueError(f"stereo_width must be an even number >= 4 and view_size >= 8, got {cfg.stereo_width}, "
+                         f"{cfg.view_size}")
+    if not 0.0 <= cfg.tour_reach < 1.0 or cfg.tour_seconds <= 0 or cfg.tour_fps <= 0:
+        raise ValueError("tour_reach must be in [0, 1) and tour_seconds, tour_fps positive")
+    if not 1.0 <= cfg.fov_deg < 179.0:
+        raise ValueError(f"fov_deg must be in [1, 179), got {cfg.fov_deg}")
+
+
+def tour_path(
+    n_frames: int,
+    reach: float,  # metres: the farthest the camera gets from the centre
+    yaw0_deg: float = 0.0,
+    turn_deg: float = 120.0,
+) -> tuple[Tensor, Tensor, Tensor]:  # positions [T, 3], yaw [T] degrees, pitch [T] degrees
+    """A short fly-through that starts and ends at the centre: the view turns right by ``turn_deg`` while the
+    camera dollies forward (``sin(pi s)``) and sways sideways (``sin(2 pi s)``), so parallax shows both ways."""
+    s = torch.linspace(0.0, 1.0, n_frames)
+    yaw = yaw0_deg + turn_deg * s
+    heading = math.radians(yaw0_deg + 0.5 * turn_deg)
+    fwd = torch.tensor([math.cos(heading), -math.sin(heading), 0.0])
+    right = torch.tensor([-math.sin(heading), -math.cos(heading), 0.0])
+    pos = reach * (0.8 * torch.sin(math.pi * s)[:, None] * fwd + 0.5 * torch.sin(2 * math.pi * s)[:, None] * right)
+    pitch = -5.0 * torch.sin(math.pi * s)
+    return pos, yaw, pitch
+
+
+def parallax_views(
+    sphere: DisplacedSphere,
+    size: int,
+    fov_deg: float,
+    offset: float,  # metres left/right of the centre
+    yaw_deg: float = 0.0,
+) -> Tensor:  # [3, size, size, 3] views from the left, the centre, the right
+    """Perspective views looking along ``yaw_deg`` from ``offset`` metres left of, at, and right of the centre."""
+    from latent3d.render.camera import intrinsics_from_fov
+    from latent3d.render.stereo import camera_looking, render_perspective
+
+    h = math.radians(yaw_deg)
+    right = torch.tensor([-math.sin(h), -math.cos(h), 0.0])
+    pos = torch.stack([-offset * right, torch.zeros(3), offset * right])
+    viewmats = camera_looking(pos, yaw_deg, -5.0)
+    Ks = intrinsics_from_fov(math.radians(fov_deg), size, size).expand(3, 3, 3)
+    return render_perspective(sphere, viewmats, Ks, size, size)[0]
+
+
+def _disparity_for_png(depth: Tensor, mode: DepthMode) -> Tensor:  # [H, W] -> [H, W] in [0, 1], bright = near
+    if mode == "metric":
+        from latent3d.io.depth import depth_to_disparity
+
+        return depth_to_disparity(torch.where(torch.isfinite(depth), depth, torch.zeros_like(depth)))
+    return depth.clamp(0.0, 1.0)
+
+
+def build_world(
+    pano_rgb: Any,  # [H, W, 3] float in [0, 1] (or uint8), equirect, centre column looking along +x
+    pano_depth: Any,  # [H, W] disparity-style in [0, 1] (bright = near), or metric distance (depth_mode="metric")
+    out_dir: str | Path,
+    config: WorldConfig | None = None,
+    extra: dict | None = None,
+    started_at: float | None = None,
+    progress: bool = True,
+) -> dict:
+    """Build the DepthFusion world of an RGBD panorama and write it to ``out_dir`` (every file atomically).
+
+    Writes ``pano_rgb.png``, ``pano_depth.png`` (16-bit disparity), ``world.glb``, ``stereo_tb.png``,
+    ``anaglyph.png``, ``parallax.png``, ``tour.mp4`` and ``run.json`` (settings, sphere statistics, timings; ``extra``
+    is merged in; ``started_at``, a ``time.time()`` value, adds the caller's total wall time). Returns the run dict.
+    """
+    from tqdm import tqdm
+
+    from latent3d.io.atomic import write_text
+    from latent3d.io.depth import quantize_depth, write_depth_png16
+    from latent3d.io.image import make_grid, save_image
+    from latent3d.io.video import write_video
+    from latent3d.render.camera import intrinsics_from_fov
+    from latent3d.render.sphere import build_displaced_sphere, export_world_glb
+    from latent3d.render.stereo import (
+        anaglyph,
+        camera_looking,
+        render_ods,
+        render_perspective,
+        top_bottom,
+    )
+
+    cfg = config or WorldConfig()
+    check_config(cfg)
+    out = Path(out_dir)
+    rgb = torch.as_tensor(pano_rgb)
+    rgb = rgb.float() / 255.0 if rgb.dtype == torch.uint8 else rgb.float()
+    depth = torch.as_tensor(pano_depth, dtype=torch.float32)
+    if rgb.ndim != 3 or rgb.shape[-1] != 3 or depth.shape != rgb.shape[:2]:
+        raise ValueError(f"build_world: pano_rgb must be [H, W, 3] and pano_depth [H, W] of the same size, got "
+                         f"{tuple(rgb.shape)} and {tuple(depth.shape)}")
+    timings: dict[str, float] = {}
+    t = time.time()
+
+    def lap(name: str) -> None:
+        nonlocal t
+        now = time.time()
+        timings[f"{name}_s"] = round(now - t, 3)
+        t = now
+
+    save_image(out / "pano_rgb.png", rgb)
+    write_depth_png16(out / "pano_depth.png", quantize_depth(_disparity_for_png(depth, cfg.depth_mode)).numpy())
+    sphere = build_displaced_sphere(rgb, depth, cfg.sphere_lon, cfg.sphere_lat, cfg.depth_mode, cfg.strength,
+                                    cfg.radius, cfg.far)
+    export_world_glb(out / "world.glb", sphere)
+    lap("sphere")
+
+    w = cfg.stereo_width
+    left, right = render_ods(sphere, w, w // 2, cfg.ipd)
+    save_image(out / "stereo_tb.png", top_bottom(left, right))
+    save_image(out / "anaglyph.png", anaglyph(left, right))
+    lap("stereo")
+
+    reach = cfg.tour_reach * sphere.r_min
+    views = parallax_views(sphere, cfg.view_size, cfg.fov_deg, reach)
+    save_image(out / "parallax.png", make_grid(list(views), ncols=3))
+    lap("parallax")
+
+    n = max(2, round(cfg.tour_seconds * cfg.tour_fps))
+    pos, yaw, pitch = tour_path(n, reach)
+    K = intrinsics_from_fov(math.radians(cfg.fov_deg), cfg.view_size, cfg.view_size)[None]
+    frames = []
+    for k in tqdm(range(n), desc="tour", unit="frame", disable=not progress, leave=False):
+        vm = camera_looking(pos[k], yaw[k], pitch[k])
+        img = render_perspective(sphere, vm, K, cfg.view_size, cfg.view_size)[0][0]
+        frames.append((img * 255.0).round().to(torch.uint8))
+    video = write_video(out / "tour.mp4", frames, fps=cfg.tour_fps)
+    lap("tour")
+
+    files = ["pano_rgb.png", "pano_depth.png", "world.glb", "stereo_tb.png", "anaglyph.png", "parallax.png",
+             Path(video).name, "run.json"]
+    run = {
+        "system": "DepthFusion (LDM3D arXiv 2305.10853, Sec. 5)",
+        "panorama": {"width": int(rgb.shape[1]), "height": int(rgb.shape[0])},
+        "config": config_dict(cfg),
+        "sphere": {"segments": [cfg.sphere_lon, cfg.sphere_lat], "r_min": round(sphere.r_min, 5),
+                   "r_max": round(sphere.r_max, 5),
+                   "vertices": cfg.sphere_lon * (cfg.sphere_lat + 1) + cfg.sphere_lat - 1,
+                   "faces": 2 * cfg.sphere_lon * (cfg.sphere_lat - 1)},
+        "stereo": {"layout": "top-bottom, left eye on top", "eye_size": [w, w // 2], "ipd": cfg.ipd,
+                   "equator_disparity_deg_at_r_min": round(math.degrees(2 * math.asin(min(1.0, 0.5 * cfg.ipd /
+                                                                                          sphere.r_min))), 4)},
+        "tour": {"frames": n, "fps": cfg.tour_fps, "reach": round(reach, 4)},
+        "timings": timings,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "files": files,
+        **(extra or {}),
+    }
+    if started_at is not None:
+        run["timings"]["total_s"] = round(time.time() - started_at, 3)
+    write_text(out / "run.json", json.dumps(run, indent=1))
+    return run

@@ -1,0 +1,140 @@
+"""``latent3d immersive``: an RGBD panorama (read with ``--from``, or generated from a prompt) -> a DepthFusion world.
+
+Panorama sources go through :func:`panorama_source`: files, or generation by
+:func:`latent3d.systems.panorama.generate_panorama` (LDM3D-pano; ``rgb [H, W, 3]`` in [0, 1] and ``depth [H, W]``
+disparity in [0, 1], bright = near).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latent3d.errors import UserError
+
+
+def load_depth_image(path: str | Path) -> np.ndarray:  # -> [H, W] float32 in [0, 1]
+    """Read a depth/disparity image: 16-bit greyscale PNG (``/ 65535``), 8-bit greyscale (``/ 255``), a grey RGB
+    image, or an LDM3D-packed RGB image ``(0, d >> 8, d & 255)`` (unpacked to 16 bits)."""
+    from PIL import Image, UnidentifiedImageError
+
+    from latent3d.io.depth import U16_MAX, unpack_depth_rgb
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: depth image not found; pass an existing PNG (16-bit or 8-bit greyscale)")
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            arr = np.asarray(im)
+            if mode in ("RGBA", "LA", "P", "PA", "1", "CMYK", "YCbCr"):
+                arr = np.asarray(im.convert("RGB"))
+                mode = "RGB"
+    except (UnidentifiedImageError, OSError) as e:
+        raise UserError(f"{path}: not a readable image ({e}); pass a 16-bit or 8-bit greyscale PNG") from None
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        if arr.min(initial=0) < 0 or arr.max(initial=0) > U16_MAX:
+            raise UserError(f"{path}: values outside the 16-bit range; save the depth as a 16-bit PNG")
+        return arr.astype(np.float32) / U16_MAX
+    if mode == "F":
+        return np.clip(arr.astype(np.float32), 0.0, 1.0)
+    if mode == "L":
+        return arr.astype(np.float32) / 255.0
+    if mode == "RGB":
+        if (arr[..., 0] == arr[..., 1]).all() and (arr[..., 1] == arr[..., 2]).all():
+            return arr[..., 0].astype(np.float32) / 255.0
+        if (arr[..., 0] == 0).all():  # LDM3D packing: R = 0, G = high byte, B = low byte
+            return unpack_depth_rgb(arr).astype(np.float32) / U16_MAX
+        raise UserError(f"{path}: a colour image is not a depth map; pass the greyscale (disparity) depth PNG")
+    raise UserError(f"{path}: unsupported image mode {mode!r}; pass a 16-bit or 8-bit greyscale PNG")
+
+
+def _resize_depth(depth: np.ndarray, height: int, width: int) -> np.ndarray:
+    import torch
+    import torch.nn.functional as F
+
+    d = torch.from_numpy(np.ascontiguousarray(depth))[None, None]
+    return F.interpolate(d, size=(height, width), mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def load_panorama(rgb_path: str | Path, depth_path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Read an RGB + depth equirect panorama pair; returns (rgb [H, W, 3], depth [H, W], notes)."""
+    from PIL import UnidentifiedImageError
+
+    from latent3d.io.image import load_image
+
+    rgb_path = Path(rgb_path)
+    if not rgb_path.is_file():
+        raise UserError(f"{rgb_path}: panorama image not found; pass an existing equirect RGB image")
+    try:
+        rgb = load_image(rgb_path)
+    except (UnidentifiedImageError, OSError) as e:
+        raise UserError(f"{rgb_path}: not a readable image ({e})") from None
+    H, W = rgb.shape[:2]
+    if abs(W - 2 * H) > max(1, 0.01 * W):
+        raise UserError(f"{rgb_path} is {W}x{H}: an equirectangular 360° panorama is twice as wide as it is high")
+    depth = load_depth_image(depth_path)
+    notes = []
+    if depth.shape != (H, W):
+        dh, dw = depth.shape
+        if abs(dw - 2 * dh) > max(1, 0.01 * dw):
+            raise UserError(f"{depth_path} is {dw}x{dh}: the depth panorama must be 2:1 like the RGB ({W}x{H})")
+        depth = _resize_depth(depth, H, W)
+        notes.append(f"depth resized from {dw}x{dh} to {W}x{H}")
+    return rgb, depth, notes
+
+
+def panorama_source(prompt: str | None, from_rgb: Path | None, from_depth: Path | None, seed: int,
+                    device: Any, model: str | None = None, steps: int | None = None,
+                    guidance: float | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The one place that decides where the RGBD panorama comes from: files (``--from``) or generation."""
+    if from_rgb is not None or from_depth is not None:
+        if from_rgb is None or from_depth is None:
+            raise UserError("--from needs two paths: the RGB panorama and its depth image")
+        rgb, depth, notes = load_panorama(from_rgb, from_depth)
+        return rgb, depth, {"source": "files", "rgb": str(from_rgb), "depth": str(from_depth), "notes": notes}
+    if not (prompt or "").strip():
+        raise UserError("give a prompt to generate a panorama, or --from RGB.png DEPTH.png to use your own")
+    from latent3d.systems.panorama import generate_panorama
+
+    rgb, depth, info = generate_panorama(prompt or "", model=model, seed=seed, device=device, steps=steps,
+                                         guidance=guidance)  # fmt: skip
+    return np.asarray(rgb, np.float32), np.asarray(depth, np.float32), {"source": "generated", "prompt": prompt,
+                                                                        **info}
+
+
+def immersive_command(prompt: str | None, out: Path, from_rgb: Path | None, from_depth: Path | None,
+                      ipd: float = 0.064, strength: float = 0.5, resolution: int = 256, seed: int = 0,
+                      device: str = "auto", depth_mode: str = "disparity", radius: float = 4.0,
+                      stereo_width: int = 1024, tour_seconds: float = 2.4, progress: bool = True,
+                      model: str | None = None, steps: int | None = None, guidance: float | None = None) -> dict:
+    from latent3d.runtime import resolve_device, seed_everything
+    from latent3d.systems.immersive import WorldConfig, build_world, check_config
+
+    t0 = time.time()
+    if depth_mode not in ("disparity", "linear"):
+        raise UserError(f"--depth-mode must be disparity or linear for image depth, got {depth_mode!r}")
+    if resolution < 4 or resolution % 2:
+        raise UserError(f"--resolution must be an even number >= 4 (sphere segments around), got {resolution}")
+    cfg = WorldConfig(depth_mode=depth_mode,  # type: ignore[arg-type]
+                      strength=strength, radius=radius, sphere_lon=resolution, sphere_lat=resolution // 2, ipd=ipd,
+                      stereo_width=stereo_width, tour_seconds=tour_seconds)
+    try:
+        check_config(cfg)
+    except ValueError as e:
+        raise UserError(str(e).replace("strength", "--strength").replace("ipd", "--ipd")) from None
+    if 0.5 * ipd >= radius / (1.0 + strength):
+        raise UserError(f"--ipd {ipd} is wider than the nearest point of the world (radius/(1+strength)); "
+                        "lower --ipd or --strength")
+    dev = resolve_device(device)
+    seed_everything(seed)
+    rgb, depth, source = panorama_source(prompt, from_rgb, from_depth, seed, dev, model, steps, guidance)
+    t_load = time.time() - t0
+    run = build_world(rgb, depth, Path(out), cfg, extra={"source": source, "seed": seed, "device": str(dev),
+                                                         "render_device": "cpu", "load_s": round(t_load, 3)},
+                      started_at=t0, progress=progress)
+    print(f"wrote {out}: {', '.join(run['files'])} ({run['timings']['total_s']:.1f} s)")
+    return run

@@ -1,0 +1,482 @@
+"""Training LDM3D (Stein et al. 2023, arXiv 2305.10853): text -> RGB + depth with one latent diffusion model.
+
+Two stages, as the paper (Sec. 3.1-3.2):
+
+1. :func:`train_rgbd_vae` -- the KL-autoencoder: start from an RGB ``AutoencoderKL`` (a given folder, e.g. SD's
+   ``vae/``, or a fresh small one), widen its first and last convolution to RGB + depth
+   (:func:`latent3d.nets.rgbd_vae.widen_vae`, variants 6c / 4c) and fine-tune it on RGBD images with
+   reconstruction + patch adversarial + KL losses (:class:`~latent3d.nets.rgbd_vae.RGBDAutoencoderWithLoss`).
+2. :func:`train_rgbd` -- the diffusion model: the autoencoder is frozen, a ``UNet2DConditionModel`` with
+   cross-attention on a ``CLIPTextModel`` learns eps-prediction MSE on its latents (Rombach et al. 2022, eq. 2;
+   DDPM eq. 14), captions dropped 10% of the time for classifier-free guidance (Ho & Salimans 2022).
+
+Both run on the shared trainer (checkpoints, ``resume``, EMA, NaN guard, multi-GPU via ``accelerate launch``).
+Stage 2 exports a diffusers folder in Intel/ldm3d's layout (``StableDiffusionLDM3DPipeline``), float16,
+written atomically. Data: procedural RGBD renders (:mod:`latent3d.data.rgbd`) or a folder built from real images
+(:mod:`latent3d.data.rgbd_builder`) via ``data``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from latent3d.data.rgbd import PANO_KINDS, PERSPECTIVE_KINDS, RGBDSet, read_rgbd_set, render_rgbd_set, write_rgbd_set
+from latent3d.errors import UserError
+from latent3d.nets.rgbd_vae import AELossConfig
+
+# recommended sampling settings written into model_index.json["_latent3d_defaults"]
+SAMPLE_DEFAULTS = {"num_inference_steps": 50, "guidance_scale": 5.0}
+
+
+@dataclass
+class RGBDDataConfig:
+    """Which RGBD images to train on (field comments are the CLI help)."""
+
+    pano: bool = False
+    """Equirectangular 2:1 panoramas of places (LDM3D-pano) instead of perspective views of objects."""
+    height: int = 64
+    width: int | None = None
+    """Image width (default: height, or 2 * height for panoramas)."""
+    n_images: int = 3000
+    """Rendered training images (ignored with ``data``)."""
+    kinds: tuple[str, ...] | None = None
+    """Scene kinds to render (default: floor/room/outdoor, or the panorama places)."""
+    data: str | None = None
+    """An RGBD folder (latent3d.data.rgbd writer / rgbd_builder) to train on instead of rendering."""
+    seed: int = 0
+
+    @property
+    def size(self) -> tuple[int, int]:  # (H, W)
+        return self.height, self.width or (2 * self.height if self.pano else self.height)
+
+
+@dataclass
+class RGBDVAEConfig(RGBDDataConfig):
+    """``latent3d train rgbd-vae``: the RGBD KL-autoencoder (LDM3D Sec. 3.1)."""
+
+    variant: str = "6c"
+    """6c: RGB + 16-bit depth packed RGB-like (Intel/ldm3d); 4c: RGB + one depth channel (Intel/ldm3d-4c)."""
+    rgb_vae: str | None = None
+    """RGB AutoencoderKL folder to widen (a vae/ folder or a pipeline folder); None: a fresh small one."""
+    block_out_channels: tuple[int, ...] = (32, 64, 64)
+    latent_channels: int = 4
+    steps: int = 6000
+    batch_size: int = 16
+    lr: float = 2e-4
+    """AdamW learning rate (the paper fine-tunes SD's VAE with 1e-5, batch 8)."""
+    betas: tuple[float, float] = (0.5, 0.9)
+    loss: AELossConfig = field(default_factory=lambda: AELossConfig(disc_start=2000))
+
+
+@dataclass
+class RGBDLDMConfig(RGBDDataConfig):
+    """``latent3d train rgbd``: the text-conditioned latent diffusion model (LDM3D Sec. 3.2)."""
+
+    vae: str | None = None
+    """Stage-1 folder (``train rgbd-vae`` output, or any 6/4-channel AutoencoderKL folder)."""
+    block_out_channels: tuple[int, ...] = (32, 64, 64)
+    attention_levels: tuple[bool, ...] = (False, True, True)
+    text_dim: int = 64
+    text_layers: int = 2
+    max_tokens: int = 32
+    beta_schedule: str = "scaled_linear"
+    cond_drop: float = 0.1
+    """Probability of training on the empty caption (classifier-free guidance)."""
+    steps: int = 20000
+    batch_size: int = 64
+    lr: float = 2e-4
+    """AdamW learning rate (the paper fine-tunes SD with 1e-5, batch 32)."""
+    warmup_steps: int = 500
+    ema_decay: float = 0.999
+
+
+# --------------------------------------------------------------------------------------------------- data
+def _is_main() -> bool:
+    return os.environ.get("RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") == "0"
+
+
+def _quantised(ds: RGBDSet) -> RGBDSet:
+    """What the set is after a trip through its PNG files (8-bit RGB, 16-bit disparity): the same on every process
+    and on resume whether it was rendered now or read from the cache."""
+    rgb = (ds.rgb * 255).round() / 255
+    disp = (ds.disparity.double() * 65535).round().float() / 65535
+    return RGBDSet(rgb, disp, ds.depth, ds.K, ds.captions)
+
+
+def training_set(cfg: RGBDDataConfig, out_dir: Path, reuse: tuple[Path, ...] = ()) -> RGBDSet:
+    """The training images: ``cfg.data`` if given (resized to ``cfg.size``), else the procedural set of ``cfg``,
+    read from ``out_dir/data`` (or a ``reuse`` folder, e.g. the stage-1 run's) when it was rendered there with the
+    same settings, else rendered and cached in ``out_dir/data``."""
+    H, W = cfg.size
+    if cfg.data:
+        ds = read_rgbd_set(cfg.data)
+        if tuple(ds.rgb.shape[-2:]) != (H, W):
+            rgb = F.interpolate(ds.rgb, (H, W), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+            disp = F.interpolate(ds.disparity, (H, W), mode="bilinear", antialias=True, align_corners=False)
+            ds = RGBDSet(rgb, disp.clamp(0, 1), ds.depth, None, ds.captions)
+        return _quantised(ds)
+    kinds = list(cfg.kinds) if cfg.kinds else list(PANO_KINDS if cfg.pano else PERSPECTIVE_KINDS)
+    key = {"n": cfg.n_images, "height": H, "width": W, "seed": cfg.seed, "pano": cfg.pano, "kinds": kinds}
+    for d in (Path(out_dir) / "data", *reuse):
+        j = d / "rgbd.json"
+        if j.is_file() and json.loads(j.read_text()).get("render") == key:
+            return _quantised(read_rgbd_set(d))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = min(16, cpus) if cfg.n_images >= 64 else 1
+    ds = render_rgbd_set(cfg.n_images, H, W, seed=cfg.seed, kinds=kinds, pano=cfg.pano, workers=workers)
+    if _is_main():
+        write_rgbd_set(Path(out_dir) / "data", ds, extra={"render": key})
+    return _quantised(ds)
+
+
+def _held_out(cfg: RGBDDataConfig, out_dir: Path, n: int = 32) -> RGBDSet | None:
+    """A few images the model never trains on, for the model card (procedural sets only)."""
+    if cfg.data:
+        return None
+    H, W = cfg.size
+    kinds = cfg.kinds or (PANO_KINDS if cfg.pano else PERSPECTIVE_KINDS)
+    return _quantised(render_rgbd_set(n, H, W, seed=cfg.seed + 100003, kinds=kinds, pano=cfg.pano))
+
+
+# ------------------------------------------------------------------------------------------------- export
+@contextmanager
+def atomic_dir(folder: Path) -> Iterator[Path]:
+    """Build a folder in a temporary sibling and rename it into place (the old one is replaced)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        yield tmp
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def resolve_vae_folder(spec: str | Path) -> Path:
+    """A VAE folder from a stage-1 run folder (``model/``), a pipeline folder (``vae/``) or the VAE folder itself."""
+    p = Path(spec).expanduser()
+    for cand in (p, p / "vae", p / "model", p / "model" / "vae"):
+        cfg = cand / "config.json"
+        if cfg.is_file() and json.loads(cfg.read_text()).get("_class_name") == "AutoencoderKL":
+            return cand
+    raise UserError(f"{spec} holds no AutoencoderKL (config.json with _class_name AutoencoderKL, or vae/ or model/ "
+                    "inside): pass the output folder of `latent3d train rgbd-vae` or a diffusers vae folder")  # fmt: skip
+
+
+def _load_vae(spec: str | Path):
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL.from_pretrained(str(resolve_vae_folder(spec))).float()
+
+
+class _Packed:
+    """The training images stored compactly (8-bit RGB, 16-bit disparity: 3 + 2 bytes a pixel instead of 6 floats);
+    ``x(i)`` gives the autoencoder input of the images ``i`` (exactly the values of :func:`_quantised`)."""
+
+    def __init__(self, ds: RGBDSet, variant: str):
+        self.rgb8 = (ds.rgb * 255).round().to(torch.uint8)  # [N, 3, H, W]
+        self.d16 = (ds.disparity.double() * 65535).round().to(torch.int32)  # [N, 1, H, W]
+        self.variant = variant
+
+    def __len__(self) -> int:
+        return self.rgb8.shape[0]
+
+    def x(self, i: Tensor | slice) -> Tensor:  # -> [B, C, H, W] in [-1, 1]
+        from latent3d.nets.rgbd_vae import rgbd_to_vae_input
+
+        rgb = self.rgb8[i].float() / 255
+        disp = (self.d16[i].double() / 65535).float()
+        return rgbd_to_vae_input(rgb, disp, self.variant)  # type: ignore[arg-type]
+
+
+@torch.no_grad()
+def _encode_all(vae: nn.Module, data: _Packed, device: torch.device, bs: int = 64) -> tuple[Tensor, Tensor]:
+    """Posterior mean and std of every image -> two [N, 4, h, w] on the CPU."""
+    vae = vae.to(device).eval()
+    means, stds = [], []
+    for s in range(0, len(data), bs):
+        post = vae.encode(data.x(slice(s, s + bs)).to(device)).latent_dist
+        means.append(post.mean.float().cpu())
+        stds.append(post.std.float().cpu())
+    return torch.cat(means), torch.cat(stds)
+
+
+def _last_losses(out_dir: Path, keys: tuple[str, ...], rows: int = 5) -> dict[str, float]:
+    """Mean of the last ``rows`` logged windows of ``metrics.jsonl`` for each key."""
+    path = Path(out_dir) / "metrics.jsonl"
+    log = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.is_file() else []
+    return {k: sum(r[k] for r in log[-rows:]) / max(1, len(log[-rows:])) for k in keys if log and k in log[-1]}
+
+
+def _psnr(a: Tensor, b: Tensor) -> float:
+    return float(-10 * torch.log10((a - b).pow(2).mean().clamp(min=1e-12)))
+
+
+# ------------------------------------------------------------------------------------------------ stage 1
+def train_rgbd_vae(
+    out_dir: Path, cfg: RGBDVAEConfig, device: str = "auto", resume: bool = False, progress: bool = True,
+    command: str | None = None, perceptual: Callable[[Tensor, Tensor], Tensor] | None = None,
+) -> Path:  # fmt: skip
+    """Widen an RGB KL-autoencoder to RGB + depth and fine-tune it (LDM3D Sec. 3.1); export ``out_dir/model``
+    (diffusers ``AutoencoderKL`` folder, float32, ``scaling_factor`` = 1 / std of the latents, model card).
+
+    ``perceptual``: an optional perceptual distance on RGB in [-1, 1] (e.g. an LPIPS module, frozen), used as in
+    the paper on top of L1; without it the reconstruction term is the multi-scale L1 of :func:`pyramid_l1`."""
+    from latent3d.nets.rgbd_vae import RGBDAutoencoderWithLoss, make_rgb_vae, rgbd_to_vae_input, widen_vae
+    from latent3d.nets.rgbd_vae import vae_output_to_rgbd
+    from latent3d.runtime import resolve_device
+    from latent3d.train.trainer import TrainConfig, train
+
+    out_dir = Path(out_dir)
+    t0 = time.time()
+    torch.manual_seed(cfg.seed)
+    data = training_set(cfg, out_dir)
+    data_s = time.time() - t0
+    packed = _Packed(data, cfg.variant)
+    n_data = len(data)
+    del data
+    H, W = cfg.size
+    if cfg.rgb_vae:
+        rgb_vae = _load_vae(cfg.rgb_vae)
+    else:
+        rgb_vae = make_rgb_vae(cfg.block_out_channels, cfg.latent_channels, sample_size=H)
+    vae = widen_vae(rgb_vae, cfg.variant)
+    ds = 2 ** (len(vae.config.block_out_channels) - 1)
+    if H % ds or W % ds:
+        raise UserError(f"image size {H}x{W} is not divisible by the autoencoder's downsampling {ds}")
+    lat = (vae.config.latent_channels, H // ds, W // ds)
+    model = RGBDAutoencoderWithLoss(vae, cfg.loss, perceptual)
+
+    def batch_fn(step: int, g: torch.Generator):
+        i = torch.randint(0, len(packed), (cfg.batch_size,), generator=g)
+        x = packed.x(i)  # [B, C, H, W] in [-1, 1]
+        flip = torch.rand(cfg.batch_size, generator=g) < 0.5  # mirror augmentation (exact for both projections)
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        noise = torch.randn((cfg.batch_size, *lat), generator=g)
+        return x, noise, 1.0 if step >= cfg.loss.disc_start else 0.0
+
+    def loss_fn(m, batch, g):
+        x, noise, factor = batch
+        dev = next(iter(m.parameters())).device
+        return m(x.to(dev), noise.to(dev), factor)
+
+    tcfg = TrainConfig(out_dir=out_dir, steps=cfg.steps, lr=cfg.lr, betas=cfg.betas, grad_clip=None, ckpt_every=500,
+                       seed=cfg.seed,
+                       device=device, resume=resume, progress=progress, desc="train rgbd-vae",
+                       extra={"rgbd_vae": asdict(cfg)})  # fmt: skip
+    res = train(model, batch_fn, loss_fn, tcfg)
+    vae = vae.cpu().eval()
+
+    # LDM's latent scaling (Rombach et al. 2022, Sec. 4.3.2 / SD's 0.18215): unit variance latents for stage 2
+    dev = resolve_device(device)
+    mean, std = _encode_all(vae, packed, dev)
+    g = torch.Generator().manual_seed(cfg.seed)
+    z = mean + std * torch.randn(mean.shape, generator=g)
+    scaling = float(1.0 / z.std())
+    vae = vae.cpu()
+    vae.register_to_config(scaling_factor=scaling, sample_size=H)
+
+    evaluation = {}
+    held = _held_out(cfg, out_dir)
+    if held is not None:
+        with torch.no_grad():
+            xr = vae.decode(vae.encode(rgbd_to_vae_input(held.rgb, held.disparity, cfg.variant)).latent_dist.mean)
+            rgb, disp = vae_output_to_rgbd(xr.sample, cfg.variant)  # type: ignore[arg-type]
+        evaluation = {"held_out_images": len(held), "rgb_psnr_db": round(_psnr(rgb, held.rgb), 2),
+                      "disparity_mae": round(float((disp - held.disparity).abs().mean()), 4)}  # fmt: skip
+    final = _last_losses(out_dir, ("loss", "rec", "kl", "g", "d"))
+    n_params = sum(p.numel() for p in vae.parameters())
+    cmd = command or (f"latent3d train rgbd-vae --out {out_dir} --steps {cfg.steps} --batch-size {cfg.batch_size}"
+                      f"{' --pano' if cfg.pano else ''} --variant {cfg.variant} --seed {cfg.seed}")  # fmt: skip
+    card = f"""# LDM3D RGBD autoencoder ({cfg.variant}{', panorama' if cfg.pano else ''})
+
+KL-autoencoder over RGB + depth (LDM3D, arXiv 2305.10853, Sec. 3.1): {vae.config.in_channels} input/output
+channels ({'RGB + 16-bit disparity packed (0, d >> 8, d & 255) / 255' if cfg.variant == '6c' else 'RGB + disparity'}),
+each in [-1, 1]; downsampling {ds}: {H}x{W} images -> {lat[1]}x{lat[2]}x{lat[0]} latents. Depth is normalised
+[0, 1] inverse depth (disparity, bright = near). `scaling_factor` = {scaling:.5f} (1 / std of the latents).
+
+- Command: `{cmd}`
+- Start: {cfg.rgb_vae or f'a fresh RGB AutoencoderKL {list(cfg.block_out_channels)}'}, widened (conv_in / conv_out only).
+- Data: {n_data} images {'from ' + str(cfg.data) if cfg.data else f'rendered by latent3d ({data_s:.0f} s)'}, {H}x{W}.
+- Loss: {'L1 + perceptual' if perceptual is not None else 'pyramid L1 (3 scales)'} + {cfg.loss.kl_weight:g} KL + hinge PatchGAN ({cfg.loss.disc_layers} layers) from step
+  {cfg.loss.disc_start}, {'adaptive' if cfg.loss.adaptive else 'fixed'} weight {cfg.loss.disc_weight}; AdamW lr {cfg.lr},
+  betas {cfg.betas}, batch {cfg.batch_size}, {cfg.steps} steps; {n_params / 1e6:.2f}M parameters.
+- Wall time: {res.wall_s / 60:.1f} min training.
+- Final losses (mean of the last logged windows): {json.dumps({k: round(v, 5) for k, v in final.items()})}
+- Held-out reconstruction: {json.dumps(evaluation) if evaluation else 'n/a (real data)'}
+"""
+    if not _is_main():  # under `accelerate launch` only the main process writes the export
+        return out_dir / "model"
+    with atomic_dir(out_dir / "model") as tmp:
+        vae.save_pretrained(tmp)
+        (tmp / "MODEL_CARD.md").write_text(card)
+        (tmp / "latent3d.json").write_text(json.dumps({"variant": cfg.variant, "pano": cfg.pano, "height": H,
+                                                       "width": W, "final": final, "eval": evaluation}, indent=1))  # fmt: skip
+    return out_dir / "model"
+
+
+# ------------------------------------------------------------------------------------------------ stage 2
+def build_ldm_components(cfg: RGBDLDMConfig, vocabulary: list[str], latent_channels: int, latent_hw: tuple[int, int]):
+    """Fresh (unet, text_encoder, tokenizer, scheduler) for LDM3D stage 2 (SD's DDIM schedule settings)."""
+    from diffusers import DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from latent3d.nets.rgbd_vae import norm_groups
+    from latent3d.priors.vocab import build_word_tokenizer
+
+    tok = build_word_tokenizer(vocabulary, cfg.max_tokens)
+    down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention_levels)
+    up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention_levels))
+    unet = UNet2DConditionModel(
+        sample_size=latent_hw[0], in_channels=latent_channels, out_channels=latent_channels,
+        block_out_channels=cfg.block_out_channels, layers_per_block=1, down_block_types=down, up_block_types=up,
+        cross_attention_dim=cfg.text_dim, attention_head_dim=32, norm_num_groups=norm_groups(cfg.block_out_channels),
+    )  # fmt: skip
+    text = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tok), hidden_size=cfg.text_dim, intermediate_size=2 * cfg.text_dim,
+        num_hidden_layers=cfg.text_layers, num_attention_heads=4, max_position_embeddings=cfg.max_tokens,
+        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+    ))  # fmt: skip
+    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule=cfg.beta_schedule, clip_sample=False,
+                          set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon")  # fmt: skip
+    return unet, text, tok, sched
+
+
+class TextToLatent(nn.Module):
+    """UNet + text encoder trained jointly: ``forward(z_t [B, 4, h, w], t [B], input_ids [B, L]) -> eps``."""
+
+    def __init__(self, unet: nn.Module, text_encoder: nn.Module):
+        super().__init__()
+        self.unet, self.text_encoder = unet, text_encoder
+
+    def forward(self, z_t: Tensor, t: Tensor, input_ids: Tensor) -> Tensor:
+        return self.unet(z_t, t, encoder_hidden_states=self.text_encoder(input_ids)[0]).sample
+
+
+def export_ldm3d(folder: Path, vae, unet, text_encoder, tokenizer, scheduler, defaults: dict, card: str) -> Path:
+    """Write a diffusers folder in Intel/ldm3d's layout (``StableDiffusionLDM3DPipeline``; float16 safetensors;
+    no safety checker / feature extractor), atomically."""
+    import diffusers
+
+    with atomic_dir(folder) as tmp:
+        for name, m in (("vae", vae), ("unet", unet), ("text_encoder", text_encoder)):
+            m.half().save_pretrained(tmp / name)
+            m.float()
+        tokenizer.save_pretrained(tmp / "tokenizer")
+        scheduler.save_pretrained(tmp / "scheduler")
+        index = {
+            "_class_name": "StableDiffusionLDM3DPipeline", "_diffusers_version": diffusers.__version__,
+            "feature_extractor": [None, None], "requires_safety_checker": False, "safety_checker": [None, None],
+            "scheduler": ["diffusers", "DDIMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+            "tokenizer": ["transformers", "PreTrainedTokenizerFast"], "unet": ["diffusers", "UNet2DConditionModel"],
+            "vae": ["diffusers", "AutoencoderKL"], "_latent3d_defaults": defaults,
+        }  # fmt: skip
+        (tmp / "model_index.json").write_text(json.dumps(index, indent=1))
+        (tmp / "MODEL_CARD.md").write_text(card)
+    return Path(folder)
+
+
+def train_rgbd(
+    out_dir: Path, cfg: RGBDLDMConfig, device: str = "auto", resume: bool = False, progress: bool = True,
+    command: str | None = None,
+) -> Path:  # fmt: skip
+    """LDM3D stage 2: eps-prediction on the frozen RGBD autoencoder's latents; export ``out_dir/model``
+    (Intel/ldm3d layout, EMA weights, model card)."""
+    from latent3d.diffusion.schedules import alphas_cumprod
+    from latent3d.nets.rgbd_vae import variant_of
+    from latent3d.priors.vocab import words_of
+    from latent3d.runtime import resolve_device
+    from latent3d.train.trainer import TrainConfig, train
+
+    if not cfg.vae:
+        raise UserError("train rgbd needs the stage-1 autoencoder: run `latent3d train rgbd-vae --out RUN` first, "
+                        "then pass --vae RUN")  # fmt: skip
+    out_dir = Path(out_dir)
+    vae_dir = resolve_vae_folder(cfg.vae)
+    vae = _load_vae(vae_dir).eval().requires_grad_(False)
+    variant = variant_of(vae)
+    H, W = cfg.size
+    ds = 2 ** (len(vae.config.block_out_channels) - 1)
+    if H % ds or W % ds:
+        raise UserError(f"image size {H}x{W} is not divisible by the autoencoder's downsampling {ds}")
+    t0 = time.time()
+    torch.manual_seed(cfg.seed)
+    data = training_set(cfg, out_dir, reuse=(vae_dir.parent / "data",))
+    data_s = time.time() - t0
+    mean, std = _encode_all(vae, _Packed(data, variant), resolve_device(device))
+    vae = vae.cpu()
+    scale = float(vae.config.scaling_factor)
+    lat = tuple(mean.shape[1:])
+    unet, text, tok, sched = build_ldm_components(cfg, words_of(data.captions), lat[0], lat[1:])
+    ids = tok(data.captions, padding="max_length", max_length=cfg.max_tokens, truncation=True,
+              return_tensors="pt").input_ids  # fmt: skip
+    empty = tok([""], padding="max_length", max_length=cfg.max_tokens, return_tensors="pt").input_ids
+    abar = alphas_cumprod(cfg.beta_schedule).float()
+    model = TextToLatent(unet, text)
+
+    def batch_fn(step: int, g: torch.Generator):
+        i = torch.randint(0, len(mean), (cfg.batch_size,), generator=g)
+        z0 = (mean[i] + std[i] * torch.randn((cfg.batch_size, *lat), generator=g)) * scale  # posterior sample
+        drop = torch.rand(cfg.batch_size, generator=g) < cfg.cond_drop
+        t = torch.randint(0, len(abar), (cfg.batch_size,), generator=g)
+        eps = torch.randn(z0.shape, generator=g)
+        return z0, torch.where(drop[:, None], empty, ids[i]), t, eps
+
+    def loss_fn(m, batch, g):
+        z0, input_ids, t, eps = (b.to(next(iter(m.parameters())).device) for b in batch)
+        a = abar.to(z0.device)[t].view(-1, 1, 1, 1)
+        z_t = a.sqrt() * z0 + (1 - a).sqrt() * eps  # DDPM eq. 4
+        return (m(z_t, t, input_ids) - eps).pow(2).mean()  # LDM eq. 2 / DDPM eq. 14
+
+    tcfg = TrainConfig(out_dir=out_dir, steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
+                       ema_decay=cfg.ema_decay, ckpt_every=500, seed=cfg.seed, device=device, resume=resume,
+                       progress=progress, desc="train rgbd", extra={"rgbd": asdict(cfg)})  # fmt: skip
+    res = train(model, batch_fn, loss_fn, tcfg)
+    if res.ema is not None:
+        res.ema.copy_to(model)
+    unet, text = unet.cpu().eval(), text.cpu().eval()
+    final = _last_losses(out_dir, ("loss",))
+    n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in (("vae", vae), ("unet", unet), ("text", text))}
+    defaults = {**SAMPLE_DEFAULTS, "height": H, "width": W, "variant": variant, "pano": cfg.pano,
+                "depth": "normalised inverse depth (disparity) in [0, 1], 1 = near"}  # fmt: skip
+    cmd = command or (f"latent3d train rgbd --out {out_dir} --vae {cfg.vae} --steps {cfg.steps} --batch-size "
+                      f"{cfg.batch_size}{' --pano' if cfg.pano else ''} --seed {cfg.seed}")  # fmt: skip
+    vae_card = (vae_dir / "MODEL_CARD.md").read_text() if (vae_dir / "MODEL_CARD.md").is_file() else ""
+    vae_cmd = next((ln.split("`")[1] for ln in vae_card.splitlines() if ln.startswith("- Command: `")), "n/a")
+    card = f"""# LDM3D{'-pano' if cfg.pano else ''} (latent3d, {variant})
+
+Text -> RGB + depth latent diffusion (LDM3D, Stein et al. 2023, arXiv 2305.10853), diffusers
+`StableDiffusionLDM3DPipeline` layout (like Intel/ldm3d{'-pano' if cfg.pano else ''}{'-4c' if variant == '4c' else ''}),
+float16 weights. {H}x{W} {'equirectangular panoramas' if cfg.pano else 'images'}; depth output is normalised [0, 1] inverse
+depth (bright = near). Recommended: {defaults['num_inference_steps']} DDIM steps, guidance {defaults['guidance_scale']}.
+
+- Stage 1 (autoencoder): `{vae_cmd}`
+- Stage 2 (this model): `{cmd}`
+- Data: {len(data)} captioned RGBD images {'from ' + str(cfg.data) if cfg.data else f'rendered by latent3d ({data_s:.0f} s)'}
+  ({len(tok) - 4} words in the vocabulary; other words run with a warning).
+- Model: UNet2DConditionModel {list(cfg.block_out_channels)} (cross-attention {list(cfg.attention_levels)}) on
+  {lat[1]}x{lat[2]}x{lat[0]} latents (scaling {scale:.5f}), {cfg.text_layers}-layer CLIPTextModel ({cfg.text_dim}-d),
+  frozen {variant} KL-autoencoder; parameters: {', '.join(f'{k} {v / 1e6:.2f}M' for k, v in n_params.items())}.
+- Objective: eps-prediction MSE, {cfg.beta_schedule} schedule T=1000, caption dropout {cfg.cond_drop}; AdamW lr
+  {cfg.lr} (warm-up {cfg.warmup_steps}), batch {cfg.batch_size}, {cfg.steps} steps, EMA {cfg.ema_decay} (exported).
+- Wall time: {res.wall_s / 60:.1f} min training. Final training loss (last logged windows): {final.get('loss', math.nan):.4f}.
+"""
+    if not _is_main():
+        return out_dir / "model"
+    return export_ldm3d(out_dir / "model", vae, unet, text, tok, sched, defaults, card)

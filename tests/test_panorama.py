@@ -1,0 +1,103 @@
+"""Seamless panoramas: circular width padding makes the networks roll-equivariant; the seam score."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from latent3d.systems.panorama import circular_width_padding, resize_equirect, seam_score
+from tests.conftest import tiny_sd_components
+
+
+def test_conv_stack_is_roll_equivariant_only_with_circular_padding():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.SiLU(), nn.Conv2d(8, 3, 5, padding=2))
+    x = torch.randn(2, 3, 8, 16)
+    roll = lambda t: torch.roll(t, 5, dims=-1)  # noqa: E731
+    with torch.no_grad():
+        plain = (net(roll(x)) - roll(net(x))).abs().max()
+        with circular_width_padding([net]) as n:
+            circ = (net(roll(x)) - roll(net(x))).abs().max()
+        after = (net(roll(x)) - roll(net(x))).abs().max()
+    assert n == 2 and plain > 1e-2 and circ < 1e-5
+    assert after == plain  # padding restored on exit
+    assert [m.padding for m in net if isinstance(m, nn.Conv2d)] == [(1, 1), (2, 2)]
+
+
+def test_circular_padding_matches_torch_circular_mode_along_width():
+    """Reference twin: pad the width circularly and the height with zeros by hand, then a padding-free conv."""
+    torch.manual_seed(1)
+    conv = nn.Conv2d(2, 4, 3, padding=1)
+    x = torch.randn(1, 2, 6, 10)
+    ref = nn.functional.conv2d(nn.functional.pad(nn.functional.pad(x, (1, 1, 0, 0), mode="circular"), (0, 0, 1, 1)),
+                               conv.weight, conv.bias)  # fmt: skip
+    with torch.no_grad(), circular_width_padding([conv]):
+        torch.testing.assert_close(conv(x), ref, rtol=0, atol=1e-6)
+
+
+def test_unet_and_vae_decoder_roll_equivariant(tmp_path):
+    """The whole diffusers UNet and VAE decoder commute with a horizontal roll by a multiple of their downsampling
+    once padded circularly: the left and right borders of a panorama are treated as neighbours."""
+    c = tiny_sd_components(tmp_path)
+    unet, vae = c["unet"].eval(), c["vae"].eval()
+    x = torch.randn(1, 4, 8, 16)
+    t, emb = torch.tensor([500]), torch.randn(1, 5, 8)
+    k = 6  # multiple of the UNet's downsampling (2)
+    with torch.no_grad(), circular_width_padding([unet, vae]):
+        a = unet(torch.roll(x, k, -1), t, encoder_hidden_states=emb).sample
+        b = torch.roll(unet(x, t, encoder_hidden_states=emb).sample, k, -1)
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+        d1 = vae.decode(torch.roll(x, k, -1)).sample
+        d2 = torch.roll(vae.decode(x).sample, 2 * k, -1)  # the decoder upsamples by 2
+        torch.testing.assert_close(d1, d2, rtol=0, atol=1e-5)
+    with torch.no_grad():
+        a0 = unet(torch.roll(x, k, -1), t, encoder_hidden_states=emb).sample
+        b0 = torch.roll(unet(x, t, encoder_hidden_states=emb).sample, k, -1)
+    assert (a0 - b0).abs().max() > 1e-3  # zero padding breaks it
+
+
+def test_seam_score():
+    w = 64
+    lon = torch.arange(w) * 2 * math.pi / w
+    periodic = torch.sin(lon)[None].expand(8, w)
+    ramp = (torch.arange(w, dtype=torch.float32) / (w - 1))[None].expand(8, w)
+    # a sine sampled around the circle: the wrap is just one more neighbour step
+    assert seam_score(periodic) < 1.6
+    # a ramp jumps by 1 at the wrap against 1/63 between neighbours
+    assert seam_score(ramp) == pytest.approx(w - 1, rel=1e-6)
+    assert seam_score(np.zeros((4, 8, 3))) == 0.0
+
+
+def test_resize_equirect_wraps_in_longitude():
+    img = torch.zeros(4, 8, 1)
+    img[:, 0] = 1.0  # a bright first column
+    out = resize_equirect(img, 8, 16)
+    # upsampling blends the first column with its left neighbour across the seam, i.e. the last column
+    assert out[:, -1, 0].min() > 0.1 and out[:, 0, 0].min() > 0.5
+    torch.testing.assert_close(resize_equirect(img, 4, 8), img, rtol=0, atol=1e-6)
+
+
+def test_immersive_generates_a_seamless_panorama_with_a_tiny_pano_model(tmp_path, capsys):
+    """`latent3d immersive PROMPT --model DIR` on a tiny random 2:1 LDM3D-pano folder: the panorama is generated with
+    circular padding (its raw sample's wrap-around is no rougher than its inside) and the world files are written."""
+    import json
+
+    from latent3d.cli import main
+    from latent3d.io.depth import read_depth_png16
+    from tests.test_rgbd_pipeline import _build
+
+    folder = _build(tmp_path, 4, {"num_inference_steps": 2, "guidance_scale": 2.0, "height": 16, "width": 32,
+                                  "pano": True})  # fmt: skip
+    out = tmp_path / "o"
+    code = main(["immersive", "a sunny beach", "--model", str(folder), "--out", str(out), "--resolution", "16",
+                 "--stereo-width", "64", "--tour-seconds", "0.2"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    run = json.loads((out / "run.json").read_text())
+    src = run["source"]
+    assert src["source"] == "generated" and src["native_size"] == [16, 32] and src["circular_padding"]
+    assert src["seam_score_rgb"] < 2.0 and src["seam_score_depth"] < 2.0
+    d = read_depth_png16(out / "pano_depth.png")
+    assert d.dtype == np.uint16 and d.shape == (256, 512)
+    assert all((out / f).is_file() for f in ("world.glb", "stereo_tb.png", "anaglyph.png", "tour.mp4"))

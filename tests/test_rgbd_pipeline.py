@@ -1,0 +1,242 @@
+"""LDM3D RGBD pipeline: parity with diffusers' StableDiffusionLDM3DPipeline on tiny random weights (6- and 4-channel
+autoencoders in the Intel/ldm3d layout), exact 16-bit depth decoding, the `rgbd` command, seeds, the pinhole lift."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch.testing import assert_close
+
+from latent3d.cli import main
+from latent3d.io.depth import pack_depth_rgb, read_depth_png16
+from latent3d.systems.rgbd import RGBDPipeline, default_intrinsics, join_rgbd, lift_points, split_rgbd
+
+from conftest import tiny_sd_components
+
+TOL = dict(atol=1e-5, rtol=1e-4)  # float32, same ops in a different order
+PROMPT = "a red snowman"
+DEFAULTS = {"num_inference_steps": 3, "guidance_scale": 4.0, "height": 16, "width": 24}
+
+
+def _build(tmp, channels: int, defaults: dict | None = None):
+    """A tiny random-weight LDM3D pipeline saved with diffusers' own class (the Intel/ldm3d folder layout)."""
+    from diffusers import AutoencoderKL, StableDiffusionLDM3DPipeline
+
+    comps = tiny_sd_components(tmp)
+    torch.manual_seed(channels)
+    comps["vae"] = AutoencoderKL(
+        block_out_channels=(4, 8), in_channels=channels, out_channels=channels, latent_channels=4, norm_num_groups=2,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, sample_size=32,
+    )  # fmt: skip
+    pipe = StableDiffusionLDM3DPipeline(**comps, safety_checker=None, feature_extractor=None, image_encoder=None,
+                                        requires_safety_checker=False)  # fmt: skip
+    folder = tmp / f"ldm3d_{channels}c"
+    pipe.save_pretrained(folder)
+    if defaults:
+        index = json.loads((folder / "model_index.json").read_text())
+        (folder / "model_index.json").write_text(json.dumps({**index, "_latent3d_defaults": defaults}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ldm3d_dirs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ldm3d")
+    return {6: _build(tmp, 6, DEFAULTS), 4: _build(tmp, 4)}
+
+
+def _diffusers(folder):
+    from diffusers import StableDiffusionLDM3DPipeline
+
+    return StableDiffusionLDM3DPipeline.from_pretrained(str(folder), local_files_only=True)
+
+
+@pytest.mark.parametrize("channels", [6, 4])
+@torch.no_grad()
+def test_text_eps_encode_decode_match_diffusers_components(ldm3d_dirs, channels):
+    ours, ref = RGBDPipeline.from_pretrained(ldm3d_dirs[channels]), _diffusers(ldm3d_dirs[channels])
+    prior = ours.prior
+    assert ours.channels == channels and prior.downsample == 2 and prior.latent_channels == 4
+    cond, uncond = ref.encode_prompt(PROMPT, "cpu", 1, True, negative_prompt="")
+    assert_close(prior.encode_text([PROMPT]), cond, **TOL)
+    g = torch.Generator().manual_seed(0)
+    x, t = torch.randn(2, 4, 8, 12, generator=g), torch.tensor(437)
+    # classifier-free guided eps, as the diffusers pipeline's loop computes it
+    e_u, e_c = ref.unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([uncond, cond]).repeat_interleave(2, 0)
+                        ).sample.chunk(2)  # fmt: skip
+    assert_close(prior.predict_eps_cfg(x, t, prior.encode_text([PROMPT]), prior.encode_text([""]), 4.0),
+                 e_u + 4.0 * (e_c - e_u), **TOL)  # fmt: skip
+    # decode: the VAE output mapped to [0, 1] exactly as VaeImageProcessorLDM3D.postprocess does
+    z = torch.randn(2, 4, 8, 12, generator=g)
+    sf = ref.vae.config.scaling_factor
+    raw = ref.vae.decode(z / sf).sample
+    assert raw.shape == (2, channels, 16, 24)
+    rgb, _, decoded = ours.decode(z)
+    assert_close(decoded, ref.image_processor.denormalize(raw), **TOL)
+    ref_rgb, _ = ref.image_processor.postprocess(raw, output_type="np")
+    assert_close(rgb, torch.from_numpy(ref_rgb), **TOL)
+    # encode: the concatenated RGBD input through diffusers' encoder (posterior mean, scaled)
+    img = torch.rand(2, 3, 16, 24, generator=g)
+    d16 = torch.randint(0, 65536, (2, 16, 24), generator=g)
+    x_in = join_rgbd(img, d16, channels)
+    assert_close(ours.encode(img, d16), ref.vae.encode(x_in * 2 - 1).latent_dist.mean * sf, **TOL)
+
+
+@pytest.mark.parametrize("channels", [6, 4])
+@torch.no_grad()
+def test_sampling_matches_diffusers_ldm3d_pipeline(ldm3d_dirs, channels):
+    ours, ref = RGBDPipeline.from_pretrained(ldm3d_dirs[channels]), _diffusers(ldm3d_dirs[channels])
+    lat = torch.randn(2, 4, 8, 12, generator=torch.Generator().manual_seed(1))
+    prompts = [PROMPT, "a blue chair"]
+    final = {}
+
+    def grab(pipe, i, t, kw):
+        final["z"] = kw["latents"]
+        return {}
+
+    ref_rgb, ref_depth = ref(prompts, num_inference_steps=3, guidance_scale=5.0, latents=lat, output_type="np",
+                             callback_on_step_end=grab, return_dict=False)[0]  # fmt: skip
+    res = ours(prompts, steps=3, guidance=5.0, latents=lat, disable_progress=True)
+    raw = ref.vae.decode(final["z"] / ref.vae.config.scaling_factor).sample
+    assert_close(res.decoded, ref.image_processor.denormalize(raw), **TOL)
+    assert_close(res.rgb, torch.from_numpy(ref_rgb), **TOL)
+    assert (res.rgb[0] - res.rgb[1]).abs().max() > 1e-3  # the prompts do matter
+    x = res.decoded.numpy().astype(np.float64)
+    if channels == 6:  # 16-bit value = round(G * 255) * 256 + round(B * 255) of the decoded depth channels
+        want = np.round(x[:, 4] * 255).astype(np.int64) * 256 + np.round(x[:, 5] * 255).astype(np.int64)
+    else:  # the float depth channel, rounded to 16 bits; diffusers returns that channel as float
+        want = np.round(res.decoded.numpy()[:, 3] * np.float32(65535)).astype(np.int64)  # float32, as quantize_depth
+        diff = np.abs(want - np.round(ref_depth[..., 0].astype(np.float64) * 65535))
+        assert diff.max() <= 1 and diff.mean() < 0.05  # float32 noise only flips roundings at .5
+    assert res.depth.dtype == torch.uint16 and res.depth.shape == (2, 16, 24)
+    np.testing.assert_array_equal(res.depth.numpy().astype(np.int64), want)
+    assert len(np.unique(want)) > 20  # a non-trivial depth map
+
+
+def test_6ch_depth_decoding_is_exact_for_all_65536_values_and_naive_uint8_is_not():
+    d = torch.arange(65536).reshape(1, 256, 256)
+    rgb = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    raw = join_rgbd(rgb, d, 6) * 2 - 1  # what an ideal decoder returns, in [-1, 1]
+    for r in (raw, raw.half(), raw + 0.4 / 255 * (torch.rand(raw.shape) - 0.5)):  # float32, float16, small error
+        out_rgb, depth = split_rgbd((r.float() / 2 + 0.5).clamp(0, 1))
+        assert torch.equal(depth.long().flatten(), torch.arange(65536))
+        assert_close(out_rgb, rgb.permute(0, 2, 3, 1), atol=3e-3, rtol=0)
+    # the same channels as 8-bit integers, combined naively under NumPy 2 (diffusers #14206):
+    u8 = np.round(pack_depth_rgb(d[0].numpy().astype(np.uint16)) * 255).astype(np.uint8)  # [256, 256, 3]
+    if np.lib.NumpyVersion(np.__version__) >= "2.0.0":
+        with pytest.raises(OverflowError):  # python int 256 does not fit uint8 under NEP 50
+            u8[..., 1] * 256 + u8[..., 2]
+    shifted = (u8[..., 1] << 8) | u8[..., 2]  # stays uint8: the high byte is lost
+    assert shifted.dtype == np.uint8 and not np.array_equal(shifted.ravel(), np.arange(65536))
+    wrapped = (u8[..., 1].astype(np.int32) * 256 + u8[..., 2]).astype(u8.dtype)  # widen, then cast back to uint8
+    np.testing.assert_array_equal(wrapped.ravel(), np.arange(65536) % 256)
+
+
+def test_4ch_depth_rounds_and_float16_keeps_fewer_levels():
+    d = torch.arange(65536).reshape(1, 256, 256)
+    x = join_rgbd(torch.zeros(1, 3, 256, 256), d, 4)
+    assert torch.equal(split_rgbd(x)[1].long().flatten(), torch.arange(65536))
+    half = split_rgbd(((x * 2 - 1).half().float() / 2 + 0.5).clamp(0, 1))[1]
+    levels = len(torch.unique(half.long()))
+    assert 2**13 < levels < 2**14  # 12288 of 65536 levels (steps of 32 near the ends): why LDM3D packs depth
+
+
+def test_seeds_reproduce_bitwise_and_differ_across_seeds(ldm3d_dirs):
+    pipe = RGBDPipeline.from_pretrained(ldm3d_dirs[6])
+    run = [pipe(PROMPT, generator=torch.Generator().manual_seed(s), disable_progress=True) for s in (5, 5, 6)]
+    assert run[0].rgb.shape == (1, 16, 24, 3)  # size and steps from _latent3d_defaults
+    assert torch.equal(run[0].rgb, run[1].rgb) and torch.equal(run[0].depth.long(), run[1].depth.long())
+    assert not torch.equal(run[0].rgb, run[2].rgb)
+
+
+def test_lift_points_follows_the_pinhole_model_on_a_constant_plane():
+    H, W, near, far, c = 6, 8, 0.5, 4.0, 0.25
+    K = torch.tensor([[10.0, 0, 3.5], [0, 12.0, 2.0], [0, 0, 1]])
+    rgb = torch.rand(H, W, 3)
+    pts, cols = lift_points(rgb, torch.full((H, W), c), K, near, far)
+    z = 1.0 / (c * (1 / near - 1 / far) + 1 / far)  # 1/z = a d + b with a = 1/near - 1/far, b = 1/far
+    assert pts.shape == (H * W, 3) and torch.equal(cols, rgb.reshape(-1, 3))
+    assert_close(pts[:, 2], torch.full((H * W,), z))
+    v, u = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
+    assert_close(pts[:, 0], ((u - 3.5) / 10.0 * z).flatten())
+    assert_close(pts[:, 1], ((v - 2.0) / 12.0 * z).flatten())
+    proj = (K @ (pts / pts[:, 2:]).T).T  # projecting back lands on the pixel centres
+    assert_close(proj[:, :2], torch.stack([u, v], -1).reshape(-1, 2), atol=1e-5, rtol=0)
+    # the ends of the range, and 16-bit input = float input / 65535
+    ends = lift_points(rgb[:1, :2], torch.tensor([[1.0, 0.0]]), K, near, far)[0][:, 2]
+    assert_close(ends, torch.tensor([near, far]))
+    d16 = torch.randint(0, 65536, (H, W), generator=torch.Generator().manual_seed(0))
+    assert_close(lift_points(rgb, d16.to(torch.uint16), K, near, far)[0], lift_points(rgb, d16 / 65535.0, K, near, far)[0])
+
+
+def test_lift_points_equirect_puts_a_constant_disparity_on_a_sphere():
+    H, W, near, far, c = 3, 9, 1.0, 10.0, 0.5
+    pts, _ = lift_points(torch.rand(H, W, 3), torch.full((H, W), c), None, near, far)  # K=None: panorama
+    r = 1.0 / (c * (1 / near - 1 / far) + 1 / far)
+    assert_close(pts.norm(dim=-1), torch.full((H * W,), r))
+    assert_close(pts[1 * W + 4], torch.tensor([r, 0.0, 0.0]), atol=1e-5, rtol=0)  # centre pixel looks along +x
+    assert pts[1 * W + 6, 1] < 0 and (pts[:W, 2] > 0).all()  # right of centre turns to -y; the top row looks up
+
+
+def test_rgbd_command_writes_exact_outputs(ldm3d_dirs, tmp_path, capsys):
+    from PIL import Image
+    from plyfile import PlyData
+
+    out = tmp_path / "run"
+    code = main(["rgbd", PROMPT, "--out", str(out), "--model", str(ldm3d_dirs[6]), "--seed", "7", "--device", "cpu",
+                 "--near", "0.5", "--far", "5"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["rgb.png", "depth.png", "depth_preview.png", "points.ply", "run.json"])  # no temp files left
+    run = json.loads((out / "run.json").read_text())
+    assert (run["steps"], run["guidance"], run["size"], run["channels"]) == (3, 4.0, [16, 24], 6)
+    # the same seed through the pipeline gives the same RGB and the same 16-bit depth, bit for bit
+    res = RGBDPipeline.from_pretrained(ldm3d_dirs[6])(PROMPT, generator=torch.Generator().manual_seed(7),
+                                                      disable_progress=True)  # fmt: skip
+    with Image.open(out / "depth.png") as im:
+        assert im.mode.startswith("I;16")
+    depth = read_depth_png16(out / "depth.png")
+    np.testing.assert_array_equal(depth, res.depth[0].numpy())
+    rgb = np.asarray(Image.open(out / "rgb.png"))
+    np.testing.assert_array_equal(rgb, np.round(res.rgb[0].numpy() * 255).astype(np.uint8))
+    assert np.asarray(Image.open(out / "depth_preview.png")).shape == (16, 24, 3)
+    # points.ply: the pinhole lift of depth.png with the recorded near/far/K
+    v = PlyData.read(str(out / "points.ply"))["vertex"].data
+    xyz = np.stack([v["x"], v["y"], v["z"]], -1).astype(np.float64)
+    K = np.array(run["points"]["K"])
+    np.testing.assert_allclose(K, default_intrinsics(16, 24, 60.0).numpy())
+    z = 1.0 / (depth.astype(np.float64).ravel() / 65535 * (1 / 0.5 - 1 / 5) + 1 / 5)
+    jj, ii = np.meshgrid(np.arange(24) + 0.5, np.arange(16) + 0.5)
+    np.testing.assert_allclose(xyz[:, 2], z, rtol=1e-6)
+    np.testing.assert_allclose(xyz[:, 0], (jj.ravel() - K[0, 2]) / K[0, 0] * z, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(xyz[:, 1], (ii.ravel() - K[1, 2]) / K[1, 1] * z, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(np.stack([v["red"], v["green"], v["blue"]], -1), rgb.reshape(-1, 3))
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("size", "multiple of 2"),
+    ("badsize", "is not HxW"),
+    ("bundled", "'ldm3d-tiny' is not in this install"),
+    ("hub", "Intel/ldm3d-4c"),
+    ("sd", "not an LDM3D RGBD model"),
+])  # fmt: skip
+def test_rgbd_user_errors_are_one_line(ldm3d_dirs, tiny_sd_dir, tmp_path, capsys, monkeypatch, case, needle):
+    import latent3d.priors.loading
+    import latent3d.weights
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    monkeypatch.setattr(latent3d.weights, "bundled_checkpoints", lambda *a: [])
+    monkeypatch.setattr(latent3d.priors.loading, "bundled_checkpoints", lambda *a: [])
+    extra = {"size": ["--model", str(ldm3d_dirs[6]), "--size", "16x25"],
+             "badsize": ["--model", str(ldm3d_dirs[6]), "--size", "big"],
+             "bundled": [], "hub": ["--model", "Intel/ldm3d-4c"], "sd": ["--model", str(tiny_sd_dir)]}[case]
+    code = main(["rgbd", PROMPT, "--out", str(tmp_path / "o"), "--device", "cpu", *extra])
+    full = capsys.readouterr().err
+    err = [line for line in full.splitlines() if line.startswith("latent3d:")]  # (transformers' load bars aside)
+    assert code == 2 and len(err) == 1 and needle in err[0] and "Traceback" not in full, full
+    assert not (tmp_path / "o").exists()  # nothing half-written
+    if case == "hub":
+        assert "hf download Intel/ldm3d-4c" in err[0] and "--model DIR" in err[0]
