@@ -85,3 +85,24 @@ def test_bundled_prior_denoises_renders_and_listens_to_the_caption():
     print(f"eps-MSE on fresh renders: right caption {right:.4f}, swapped object {wrong_:.4f}")
     assert right < 0.1  # an untrained network scores ~1
     assert right < 0.9 * wrong_
+
+
+def test_init_copies_an_exported_prior_and_rejects_a_different_vocabulary():
+    """`train prior --init DIR` starts from DIR's weights exactly; another vocabulary is a one-line error."""
+    import pytest
+
+    from latent3d.errors import UserError
+    from latent3d.priors.object_prior import _load_init
+    from latent3d.weights import bundled_path
+
+    folder = bundled_path("object-prior")
+    vocab = json.loads((folder / "tokenizer" / "tokenizer.json").read_text())["model"]["vocab"]
+    words = [w for w in vocab if not w.startswith("[")]
+    unet, text, tok, _ = build_components(ObjectPriorConfig(), words)
+    _load_init(folder, unet, text, tok)
+    ref = load_prior("object-prior")
+    for a, b in zip(unet.state_dict().values(), ref.unet.state_dict().values()):
+        assert_close(a, b.float(), rtol=0, atol=0)
+    unet2, text2, tok2, _ = build_components(ObjectPriorConfig(), words[:-1])
+    with pytest.raises(UserError, match="vocabulary differs"):
+        _load_init(folder, unet2, text2, tok2)

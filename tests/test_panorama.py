@@ -101,3 +101,13 @@ def test_immersive_generates_a_seamless_panorama_with_a_tiny_pano_model(tmp_path
     d = read_depth_png16(out / "pano_depth.png")
     assert d.dtype == np.uint16 and d.shape == (256, 512)
     assert all((out / f).is_file() for f in ("world.glb", "stereo_tb.png", "anaglyph.png", "tour.mp4"))
+
+
+def test_a_model_without_a_2to1_default_is_sampled_at_twice_its_width(tmp_path):
+    """Intel/ldm3d-pano's folder has no latent3d defaults: the panorama is its native height x twice that."""
+    from latent3d.systems.panorama import generate_panorama
+    from tests.test_rgbd_pipeline import _build
+
+    folder = _build(tmp_path, 6, {"num_inference_steps": 2})
+    rgb, disp, info = generate_panorama("a sunny beach", str(folder), width=None, disable_progress=True)
+    assert info["native_size"] == [32, 64] and rgb.shape == (32, 64, 3) and disp.shape == (32, 64)

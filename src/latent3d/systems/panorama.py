@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from latent3d.errors import UserError
 
 DEFAULT_PANO_MODEL = "ldm3d-pano-tiny"  # the bundled LDM3D-pano latent3d trains on procedural 360° places
 
@@ -89,7 +88,8 @@ def generate_panorama(
     disable_progress: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:  # rgb [H, W, 3] in [0, 1], disparity [H, W] in [0, 1], info
     """Sample an RGBD panorama with an LDM3D-pano model (bundled ``ldm3d-pano-tiny``, an ``Intel/ldm3d-pano``
-    folder, or any LDM3D folder) at its native 2:1 size, with circular width padding in the UNet and the VAE, then
+    folder, or any LDM3D folder) at its 2:1 size (its ``_latent3d_defaults``, else its native height x twice that, as
+    Intel/ldm3d-pano's 512x1024), with circular width padding in the UNet and the VAE, then
     resize it (wrapping in longitude) to ``width`` x ``width/2`` (``None``: keep the native size).
 
     Returns the RGB, the disparity (bright = near) and a dict with the native size, the seam score of the raw
@@ -98,10 +98,10 @@ def generate_panorama(
     from latent3d.systems.rgbd import RGBDPipeline
 
     pipe = RGBDPipeline.from_pretrained(model or DEFAULT_PANO_MODEL, device=device)
-    steps, guidance, h, w = pipe.settings(steps, guidance)
-    if w != 2 * h:
-        raise UserError(f"the model's default size {h}x{w} is not 2:1; an equirect panorama model is needed "
-                        "(LDM3D-pano, e.g. the bundled ldm3d-pano-tiny)")  # fmt: skip
+    h, w = pipe.defaults["height"], pipe.defaults["width"]
+    if w != 2 * h:  # no 2:1 default (e.g. Intel/ldm3d-pano's folder): its native height, twice as wide (512x1024)
+        h, w = pipe.prior.resolution, 2 * pipe.prior.resolution
+    steps, guidance, h, w = pipe.settings(steps, guidance, h, w)
     g = torch.Generator().manual_seed(seed)
     prior = pipe.prior
     with circular_width_padding([prior.unet, prior.vae] if circular else []):
