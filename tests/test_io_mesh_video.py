@@ -36,7 +36,9 @@ def test_vertex_coloured_mesh_round_trip(tmp_path, suffix):
     M.export_mesh(tmp_path / f"m{suffix}", QUAD_V, QUAD_F, vertex_colors=COLORS)
     m = _load(tmp_path / f"m{suffix}")
     assert len(m.vertices) == 5
-    np.testing.assert_allclose(m.vertices, QUAD_V, atol=1e-6)
+    # GLB is glTF's y-up: (x, y, z) -> (x, z, -y); OBJ and PLY keep latent3d's z-up coordinates
+    want = np.stack([QUAD_V[:, 0], QUAD_V[:, 2], -QUAD_V[:, 1]], -1) if suffix == ".glb" else QUAD_V
+    np.testing.assert_allclose(m.vertices, want, atol=1e-6)
     np.testing.assert_array_equal(m.faces, QUAD_F)
     got = m.visual.vertex_colors
     if suffix == ".obj":  # OBJ vertex colours carry no alpha

@@ -6,7 +6,7 @@ centre, where the view is the original panorama, and turning looks around), ``me
 open the printed address in a browser.
 
 Axes: viser's world is z up, as latent3d's. ``world.glb`` follows glTF (y up), so it is turned +90 deg about x;
-``mesh.glb`` from :func:`latent3d.io.mesh.export_mesh` keeps latent3d's z-up coordinates and is shown as is.
+``mesh.glb`` from :func:`latent3d.io.mesh.export_mesh` is y up as well and is turned the same way.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def start_viewer(folder: str | Path, port: int = 8080, verbose: bool = False) ->
         server.initial_camera.up = (0.0, 0.0, 1.0)
         server.initial_camera.fov = math.radians(75.0)
     if assets.mesh is not None:
-        server.scene.add_glb("/mesh", assets.mesh.read_bytes())
+        server.scene.add_glb("/mesh", assets.mesh.read_bytes(), wxyz=Y_UP_TO_Z_UP)
     if assets.gaussians is not None:
         server.scene.add_gaussian_splats("/gaussians", **gaussian_splat_arrays(assets.gaussians))
     if assets.world is None:

@@ -54,6 +54,15 @@ def build_trimesh(vertices: Any,  # [V, 3] float
     return trimesh.Trimesh(vertices=v, faces=f, visual=visual, process=False)
 
 
+def z_up_to_y_up(points: Any) -> Any:  # [..., 3] NumPy or torch -> the same type
+    """latent3d world (z up) to glTF (y up, right-handed): ``(x, y, z) -> (x, z, -y)``, a -90 deg turn about x."""
+    if isinstance(points, np.ndarray):
+        return np.stack([points[..., 0], points[..., 2], -points[..., 1]], axis=-1)
+    import torch
+
+    return torch.stack([points[..., 0], points[..., 2], -points[..., 1]], dim=-1)
+
+
 def export_mesh(path: str | os.PathLike,
                 vertices: Any,  # [V, 3] float
                 faces: Any,  # [F, 3] int
@@ -61,7 +70,9 @@ def export_mesh(path: str | os.PathLike,
                 uv: Any = None,  # [V, 2] float in [0, 1], v up (OpenGL convention; trimesh flips it for glTF)
                 texture: Any = None,  # [H, W, 3] uint8
                 ) -> Path:
-    """Write a mesh; the format comes from the suffix: ``.glb`` (texture embedded as PBR baseColorTexture),
+    """Write a mesh given in latent3d's z-up world; the format comes from the suffix: ``.glb`` (turned to glTF's
+    y-up with :func:`z_up_to_y_up`, so that Blender and glTF viewers show it upright; texture embedded as PBR
+    baseColorTexture),
     ``.obj`` (a textured OBJ also writes ``<stem>.mtl`` and its texture PNG beside it; OBJ vertex colours have
     no alpha) or ``.ply`` (vertex colours only).
 
@@ -73,6 +84,8 @@ def export_mesh(path: str | os.PathLike,
         raise ValueError(f"export_mesh: unsupported suffix {path.suffix!r}; use one of {', '.join(_FORMATS)}")
     if suffix == ".ply" and texture is not None:
         raise ValueError("export_mesh: PLY cannot carry a texture image; use .glb or .obj, or pass vertex_colors")
+    if suffix == ".glb":
+        vertices = z_up_to_y_up(_to_numpy(vertices)[0].astype(np.float64))
     mesh = build_trimesh(vertices, faces, vertex_colors, uv, texture, name=path.stem)
     if suffix == ".obj":
         from trimesh.exchange.obj import export_obj

@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from latent3d.io.mesh import z_up_to_y_up  # noqa: F401  (re-exported: world.glb is y up)
+
 DepthMode = Literal["disparity", "linear", "metric"]
 
 
@@ -333,11 +335,6 @@ def sphere_mesh(
             faces.append(torch.stack([a[seg + 1], b[seg], b[seg + 1]], -1))
         faces.append(torch.stack([last[seg], bottom0 + seg, last[seg + 1]], -1))  # bottom cap
     return verts, torch.cat(faces, 0).long(), uv
-
-
-def z_up_to_y_up(points: Tensor) -> Tensor:  # [..., 3] -> [..., 3]
-    """latent3d world (z up) to glTF (y up, right-handed): ``(x, y, z) -> (x, z, -y)``, a -90 deg turn about x."""
-    return torch.stack([points[..., 0], points[..., 2], -points[..., 1]], dim=-1)
 
 
 def _png_bytes(img: Tensor) -> bytes:  # [H, W, 3] float in [0, 1]
