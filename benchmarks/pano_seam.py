@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from latent3d.data.rgbd import render_rgbd_set
-from latent3d.systems.panorama import generate_panorama, seam_score
+from latent3d.systems.panorama import DEFAULT_PANO_MODEL, generate_panorama, seam_score
+from latent3d.systems.rgbd import RGBDPipeline
 
 PROMPTS = ("a sunny beach with palm trees", "a forest of trees", "a sunny desert with cacti and rocks",
            "a snowy landscape with trees and a snowman", "a street with houses and cars")
@@ -33,11 +34,12 @@ def main() -> None:
     ref_rgb = np.mean([seam_score(x.permute(1, 2, 0)) for x in ds.rgb])
     ref_d = np.mean([seam_score(x[0]) for x in ds.disparity])
     print(f"exact renders (12): seam rgb {ref_rgb:.2f}  depth {ref_d:.2f}")
+    pipe = RGBDPipeline.from_pretrained(a.model or DEFAULT_PANO_MODEL)
     for circular in (False, True):
         rgb_s, d_s, t0 = [], [], time.time()
         for p in PROMPTS:
             for seed in range(a.seeds):
-                _, _, info = generate_panorama(p, a.model, seed=seed, width=None, circular=circular,
+                _, _, info = generate_panorama(p, pipe, seed=seed, width=None, circular=circular,
                                                disable_progress=True)  # fmt: skip
                 rgb_s.append(info["seam_score_rgb"])
                 d_s.append(info["seam_score_depth"])

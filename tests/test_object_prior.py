@@ -9,7 +9,7 @@ from torch.testing import assert_close
 from latent3d.data.captions import caption
 from latent3d.metrics.classifier import parse_caption
 from latent3d.priors import load_prior
-from latent3d.priors.object_prior import ObjectPriorConfig, _TextToImage, build_components, train_object_prior
+from latent3d.priors.object_prior import ObjectPriorConfig, TextToEps, build_components, train_object_prior
 
 
 def test_tiny_training_run_learns_and_exports(tmp_path):
@@ -28,7 +28,7 @@ def test_tiny_training_run_learns_and_exports(tmp_path):
     ck = sorted((tmp_path / "run" / "checkpoints").iterdir())[-1]
     from safetensors.torch import load_file
 
-    m = _TextToImage(unet, text)
+    m = TextToEps(unet, text)
     m.load_state_dict(load_file(str(ck / "ema.safetensors")))
     g = torch.Generator().manual_seed(0)
     x, t = torch.randn(2, 3, 16, 16, generator=g), torch.tensor([100, 700])

@@ -11,10 +11,10 @@ from torch.testing import assert_close
 
 from latent3d.cli import main
 from latent3d.nets.rgbd_vae import AELossConfig
+from latent3d.priors.object_prior import TextToEps
 from latent3d.systems.rgbd_train import (
     RGBDLDMConfig,
     RGBDVAEConfig,
-    TextToLatent,
     build_ldm_components,
     export_ldm3d,
     train_rgbd,
@@ -83,7 +83,7 @@ def test_two_stages_learn_and_export_an_ldm3d_pipeline(tmp_path):
     from safetensors.torch import load_file
 
     unet, text, tok, _ = build_ldm_components(cfg, [w for w in pipe.tokenizer.get_vocab() if not w.startswith("[")], 4, (16, 16))
-    m = TextToLatent(unet, text)
+    m = TextToEps(unet, text)
     m.load_state_dict(load_file(str(ck / "ema.safetensors")))
     ids = pipe.tokenizer(["a red sphere on a wooden floor"], padding="max_length", max_length=cfg.max_tokens,
                          return_tensors="pt").input_ids  # fmt: skip

@@ -27,6 +27,10 @@ app = typer.Typer(
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; CPU runs with the same seed are bitwise identical.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda if present, else cpu), cpu, cuda or cuda:N.")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing; files written atomically).")]
+ResumeOpt = Annotated[bool, typer.Option(help="Continue from the newest checkpoint in --out.")]
+NegativeOpt = Annotated[str, typer.Option(help="Negative prompt (replaces the empty prompt in guidance).")]
+ModelStepsOpt = Annotated[Optional[int], typer.Option(help="DDIM steps (default: the model's recommendation, else 50).")]
+ModelGuidanceOpt = Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale (default: the model's recommendation, else 7.5).")]
 
 
 @app.callback()
@@ -66,7 +70,7 @@ def train_prior(
     views: Annotated[int, typer.Option(help="Rendered views per (object, colour).")] = 48,
     warmup_steps: Annotated[int, typer.Option(help="Linear learning-rate warm-up steps.")] = 500,
     init: Annotated[Optional[Path], typer.Option(help="Start from this exported prior folder (fine-tuning).")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue from the newest checkpoint in --out.")] = False,
+    resume: ResumeOpt = False,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -107,7 +111,7 @@ def train_rgbd_vae_cmd(
     data: DataOpt = None,
     n_images: NImagesOpt = 3000,
     height: HeightOpt = 64,
-    resume: Annotated[bool, typer.Option(help="Continue from the newest checkpoint in --out.")] = False,
+    resume: ResumeOpt = False,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -140,7 +144,7 @@ def train_rgbd_cmd(
     data: DataOpt = None,
     n_images: NImagesOpt = 3000,
     height: HeightOpt = 64,
-    resume: Annotated[bool, typer.Option(help="Continue from the newest checkpoint in --out.")] = False,
+    resume: ResumeOpt = False,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -168,7 +172,7 @@ def sample(
     n: Annotated[int, typer.Option("--n", help="Number of images.")] = 4,
     steps: Annotated[int, typer.Option(help="DDIM steps.")] = 50,
     guidance: Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale (default: the prior's recommendation, else 7.5).")] = None,
-    negative: Annotated[str, typer.Option(help="Negative prompt (replaces the empty prompt in guidance).")] = "",
+    negative: NegativeOpt = "",
     size: Annotated[Optional[int], typer.Option(help="Image size in pixels (default: the prior's native size).")] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
@@ -184,10 +188,10 @@ def rgbd(
     prompt: Annotated[str, typer.Argument(help='Text prompt, e.g. "a red snowman on a blue floor".')],
     out: OutOpt = Path("out/rgbd"),
     model: Annotated[Optional[str], typer.Option(help="Bundled name (ldm3d-tiny, the default), a diffusers folder in the Intel/ldm3d layout, or a hub id (Intel/ldm3d, Intel/ldm3d-4c).")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="DDIM steps (default: the model's recommendation, else 50).")] = None,
-    guidance: Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale (default: the model's recommendation, else 7.5).")] = None,
+    steps: ModelStepsOpt = None,
+    guidance: ModelGuidanceOpt = None,
     size: Annotated[Optional[str], typer.Option(help="HxW in pixels, multiples of the autoencoder's downsampling (default: the model's native size).")] = None,
-    negative: Annotated[str, typer.Option(help="Negative prompt (replaces the empty prompt in guidance).")] = "",
+    negative: NegativeOpt = "",
     near: Annotated[float, typer.Option(help="Distance given to the nearest depth value (1.0) when lifting points.ply.")] = 1.0,
     far: Annotated[float, typer.Option(help="Distance given to the farthest depth value (0.0) when lifting points.ply.")] = 10.0,
     fov: Annotated[float, typer.Option(help="Vertical field of view in degrees assumed for points.ply (pinhole models; panoramas use equirect rays).")] = 60.0,
@@ -225,8 +229,8 @@ def immersive(
     out: OutOpt = Path("out/immersive"),
     from_: Annotated[Optional[tuple[Path, Path]], typer.Option("--from", help="Skip generation: RGB and depth equirect panorama images (depth: 16- or 8-bit greyscale, bright = near).")] = None,
     model: Annotated[Optional[str], typer.Option(help="Panorama model: bundled name, Intel/ldm3d-pano folder or hub id (default: bundled ldm3d-pano-tiny).")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="DDIM steps (default: the model's recommendation).")] = None,
-    guidance: Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale (default: the model's recommendation).")] = None,
+    steps: ModelStepsOpt = None,
+    guidance: ModelGuidanceOpt = None,
     ipd: Annotated[float, typer.Option(help="Interpupillary distance for the omnidirectional stereo, metres.")] = 0.064,
     strength: Annotated[float, typer.Option(help="Depth displacement in [0, 1): depth 1 moves to radius/(1+s), 0 to radius/(1-s).")] = 0.5,
     resolution: Annotated[int, typer.Option(help="Sphere segments around (half as many pole to pole).")] = 256,

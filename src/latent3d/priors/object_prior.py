@@ -140,9 +140,8 @@ def _load_init(folder: Path, unet: nn.Module, text: nn.Module, tok) -> None:
 def build_components(cfg: ObjectPriorConfig, vocabulary: list[str]):
     """Fresh (unet, text_encoder, tokenizer, scheduler) for ``vocabulary`` (the captions' words)."""
     from diffusers import DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
 
-    from latent3d.priors.vocab import build_word_tokenizer
+    from latent3d.priors.vocab import build_word_text_encoder, build_word_tokenizer
 
     tok = build_word_tokenizer(vocabulary, cfg.max_tokens)
     n, k = len(cfg.block_out_channels), cfg.attn_levels
@@ -153,18 +152,15 @@ def build_components(cfg: ObjectPriorConfig, vocabulary: list[str]):
         layers_per_block=1, down_block_types=down, up_block_types=up, cross_attention_dim=cfg.text_dim,
         attention_head_dim=8, norm_num_groups=8,
     )  # fmt: skip
-    text = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tok), hidden_size=cfg.text_dim, intermediate_size=2 * cfg.text_dim, num_hidden_layers=cfg.text_layers,
-        num_attention_heads=4, max_position_embeddings=cfg.max_tokens, pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-    ))  # fmt: skip
+    text = build_word_text_encoder(tok, cfg.text_dim, cfg.text_layers, cfg.max_tokens)
     sched = DDIMScheduler(beta_schedule=cfg.beta_schedule, clip_sample=True, set_alpha_to_one=True,
                           prediction_type="epsilon", timestep_spacing="leading")  # fmt: skip
     return unet, text, tok, sched
 
 
-class _TextToImage(nn.Module):
-    """UNet + text encoder trained jointly: ``forward(x_t, t, input_ids) -> eps``."""
+class TextToEps(nn.Module):
+    """UNet + text encoder trained jointly (the bundled object prior, LDM3D stage 2):
+    ``forward(x_t [B, C, h, w] (pixels or latents), t [B], input_ids [B, L]) -> eps [B, C, h, w]``."""
 
     def __init__(self, unet: nn.Module, text_encoder: nn.Module):
         super().__init__()
@@ -176,13 +172,9 @@ class _TextToImage(nn.Module):
 
 def export_prior(folder: Path, unet, text_encoder, tokenizer, scheduler, card: str) -> Path:
     """Write the diffusers-layout folder (float16 safetensors, configs, tokenizer, model card) atomically."""
-    import shutil
-    import tempfile
+    from latent3d.io.atomic import atomic_dir
 
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_dir(folder) as tmp:
         unet.to(torch.float16).save_pretrained(tmp / "unet")
         text_encoder.to(torch.float16).save_pretrained(tmp / "text_encoder")
         unet.float(), text_encoder.float()
@@ -196,13 +188,7 @@ def export_prior(folder: Path, unet, text_encoder, tokenizer, scheduler, card: s
         }  # fmt: skip
         (tmp / "model_index.json").write_text(json.dumps(index, indent=1))
         (tmp / "MODEL_CARD.md").write_text(card)
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
+    return Path(folder)
 
 
 def _card(cfg: ObjectPriorConfig, n_images: int, render_s: float, train_s: float, final_loss: float,
@@ -245,7 +231,6 @@ def train_object_prior(
     from latent3d.priors.vocab import words_of
     from latent3d.train.trainer import TrainConfig, train
 
-    t0 = time.time()
     torch.manual_seed(cfg.seed)
     images, caps, render_s = _cached_training_set(Path(out_dir), cfg)
     unet, text, tok, sched = build_components(cfg, words_of(caps))
@@ -255,7 +240,7 @@ def train_object_prior(
     empty = tok([""], padding="max_length", max_length=cfg.max_tokens, return_tensors="pt").input_ids
     data = images.mul(2).sub(1)  # [N, 3, R, R] in [-1, 1]
     abar = alphas_cumprod(cfg.beta_schedule).float()
-    model = _TextToImage(unet, text)
+    model = TextToEps(unet, text)
 
     def batch_fn(step: int, g: torch.Generator):
         i = torch.randint(0, len(data), (cfg.batch_size,), generator=g)

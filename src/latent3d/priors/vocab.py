@@ -35,3 +35,15 @@ def build_word_tokenizer(vocabulary: Iterable[str], max_length: int = 16):
         tokenizer_object=tk, unk_token="[UNK]", pad_token="[PAD]", bos_token="[BOS]", eos_token="[EOS]",
         model_max_length=max_length,
     )  # fmt: skip
+
+
+def build_word_text_encoder(tokenizer, dim: int, layers: int, max_tokens: int, heads: int = 4):
+    """A fresh small ``CLIPTextModel`` over a :func:`build_word_tokenizer` vocabulary (width ``dim``, MLP 2 x dim),
+    the text encoder of latent3d's bundled text-conditioned models; trained jointly with their UNet."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=dim, intermediate_size=2 * dim, num_hidden_layers=layers,
+        num_attention_heads=heads, max_position_embeddings=max_tokens, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    ))  # fmt: skip

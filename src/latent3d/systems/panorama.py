@@ -78,7 +78,7 @@ def resize_equirect(img: Tensor, height: int, width: int) -> Tensor:  # [H, W, C
 
 def generate_panorama(
     prompt: str,
-    model: str | None = None,
+    model: Any = None,
     seed: int = 0,
     device: Any = "cpu",
     steps: int | None = None,
@@ -90,14 +90,16 @@ def generate_panorama(
     """Sample an RGBD panorama with an LDM3D-pano model (bundled ``ldm3d-pano-tiny``, an ``Intel/ldm3d-pano``
     folder, or any LDM3D folder) at its 2:1 size (its ``_latent3d_defaults``, else its native height x twice that, as
     Intel/ldm3d-pano's 512x1024), with circular width padding in the UNet and the VAE, then
-    resize it (wrapping in longitude) to ``width`` x ``width/2`` (``None``: keep the native size).
+    resize it (wrapping in longitude) to ``width`` x ``width/2`` (``None``: keep the native size). ``model`` may
+    also be an already loaded :class:`~latent3d.systems.rgbd.RGBDPipeline` (for many panoramas in one process).
 
     Returns the RGB, the disparity (bright = near) and a dict with the native size, the seam score of the raw
     sample, and the settings used.
     """
     from latent3d.systems.rgbd import RGBDPipeline
 
-    pipe = RGBDPipeline.from_pretrained(model or DEFAULT_PANO_MODEL, device=device)
+    pipe = model if isinstance(model, RGBDPipeline) else RGBDPipeline.from_pretrained(model or DEFAULT_PANO_MODEL,
+                                                                                      device=device)
     h, w = pipe.defaults["height"], pipe.defaults["width"]
     if w != 2 * h:  # no 2:1 default (e.g. Intel/ldm3d-pano's folder): its native height, twice as wide (512x1024)
         h, w = pipe.prior.resolution, 2 * pipe.prior.resolution
@@ -109,7 +111,8 @@ def generate_panorama(
                    disable_progress=disable_progress)  # fmt: skip
     rgb = out.rgb[0]  # [h, w, 3]
     disp = out.depth[0].to(torch.float32) / 65535.0  # [h, w]
-    info = {"model": str(model or DEFAULT_PANO_MODEL), "native_size": [h, w], "steps": steps, "guidance": guidance,
+    name = "a loaded RGBDPipeline" if isinstance(model, RGBDPipeline) else str(model or DEFAULT_PANO_MODEL)
+    info = {"model": name, "native_size": [h, w], "steps": steps, "guidance": guidance,
             "circular_padding": circular, "seam_score_rgb": round(seam_score(rgb), 4),
             "seam_score_depth": round(seam_score(disp), 4)}  # fmt: skip
     if width is not None and width != w:

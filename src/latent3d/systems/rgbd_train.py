@@ -21,13 +21,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +32,7 @@ from torch import Tensor, nn
 
 from latent3d.data.rgbd import PANO_KINDS, PERSPECTIVE_KINDS, RGBDSet, read_rgbd_set, render_rgbd_set, write_rgbd_set
 from latent3d.errors import UserError
+from latent3d.io.atomic import atomic_dir
 from latent3d.nets.rgbd_vae import AELossConfig
 
 # recommended sampling settings written into model_index.json["_latent3d_defaults"]
@@ -152,22 +150,6 @@ def _held_out(cfg: RGBDDataConfig, out_dir: Path, n: int = 32) -> RGBDSet | None
 
 
 # ------------------------------------------------------------------------------------------------- export
-@contextmanager
-def atomic_dir(folder: Path) -> Iterator[Path]:
-    """Build a folder in a temporary sibling and rename it into place (the old one is replaced)."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        yield tmp
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def resolve_vae_folder(spec: str | Path) -> Path:
     """A VAE folder from a stage-1 run folder (``model/``), a pipeline folder (``vae/``) or the VAE folder itself."""
     p = Path(spec).expanduser()
@@ -335,10 +317,9 @@ each in [-1, 1]; downsampling {ds}: {H}x{W} images -> {lat[1]}x{lat[2]}x{lat[0]}
 def build_ldm_components(cfg: RGBDLDMConfig, vocabulary: list[str], latent_channels: int, latent_hw: tuple[int, int]):
     """Fresh (unet, text_encoder, tokenizer, scheduler) for LDM3D stage 2 (SD's DDIM schedule settings)."""
     from diffusers import DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
 
     from latent3d.nets.rgbd_vae import norm_groups
-    from latent3d.priors.vocab import build_word_tokenizer
+    from latent3d.priors.vocab import build_word_text_encoder, build_word_tokenizer
 
     tok = build_word_tokenizer(vocabulary, cfg.max_tokens)
     down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention_levels)
@@ -348,25 +329,10 @@ def build_ldm_components(cfg: RGBDLDMConfig, vocabulary: list[str], latent_chann
         block_out_channels=cfg.block_out_channels, layers_per_block=1, down_block_types=down, up_block_types=up,
         cross_attention_dim=cfg.text_dim, attention_head_dim=32, norm_num_groups=norm_groups(cfg.block_out_channels),
     )  # fmt: skip
-    text = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tok), hidden_size=cfg.text_dim, intermediate_size=2 * cfg.text_dim,
-        num_hidden_layers=cfg.text_layers, num_attention_heads=4, max_position_embeddings=cfg.max_tokens,
-        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-    ))  # fmt: skip
+    text = build_word_text_encoder(tok, cfg.text_dim, cfg.text_layers, cfg.max_tokens)
     sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule=cfg.beta_schedule, clip_sample=False,
                           set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon")  # fmt: skip
     return unet, text, tok, sched
-
-
-class TextToLatent(nn.Module):
-    """UNet + text encoder trained jointly: ``forward(z_t [B, 4, h, w], t [B], input_ids [B, L]) -> eps``."""
-
-    def __init__(self, unet: nn.Module, text_encoder: nn.Module):
-        super().__init__()
-        self.unet, self.text_encoder = unet, text_encoder
-
-    def forward(self, z_t: Tensor, t: Tensor, input_ids: Tensor) -> Tensor:
-        return self.unet(z_t, t, encoder_hidden_states=self.text_encoder(input_ids)[0]).sample
 
 
 def export_ldm3d(folder: Path, vae, unet, text_encoder, tokenizer, scheduler, defaults: dict, card: str) -> Path:
@@ -428,7 +394,9 @@ def train_rgbd(
               return_tensors="pt").input_ids  # fmt: skip
     empty = tok([""], padding="max_length", max_length=cfg.max_tokens, return_tensors="pt").input_ids
     abar = alphas_cumprod(cfg.beta_schedule).float()
-    model = TextToLatent(unet, text)
+    from latent3d.priors.object_prior import TextToEps
+
+    model = TextToEps(unet, text)
 
     def batch_fn(step: int, g: torch.Generator):
         i = torch.randint(0, len(mean), (cfg.batch_size,), generator=g)
