@@ -3,6 +3,7 @@ with the same predictions, and captions/labels stay consistent with the classifi
 
 import json
 
+import pytest
 import torch
 from torch.testing import assert_close
 
@@ -12,15 +13,17 @@ from latent3d.priors import load_prior
 from latent3d.priors.object_prior import ObjectPriorConfig, TextToEps, build_components, train_object_prior
 
 
-def test_tiny_training_run_learns_and_exports(tmp_path):
+@pytest.mark.parametrize("prediction_type", ["v_prediction", "epsilon"])
+def test_tiny_training_run_learns_and_exports(tmp_path, prediction_type):
     cfg = ObjectPriorConfig(resolution=16, objects=("snowman", "chair"), colors=("red", "blue"), views=4,
-                            supersample=1, steps=60, batch_size=16, lr=1e-3, warmup_steps=0, ema_decay=0.5)
+                            supersample=1, steps=60, batch_size=16, lr=1e-3, warmup_steps=0, ema_decay=0.5,
+                            prediction_type=prediction_type)  # fmt: skip
     folder = train_object_prior(tmp_path / "run", cfg, device="cpu", progress=False)
     log = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert log[-1]["loss"] < 0.8 * log[0]["loss"]  # eps-MSE starts near 1 and must fall
+    assert log[-1]["loss"] < 0.8 * log[0]["loss"]  # the MSE starts near 1 and must fall
 
     prior = load_prior(folder)  # the same loader as for Stable Diffusion folders
-    assert prior.resolution == 16 and prior.downsample == 1
+    assert prior.resolution == 16 and prior.downsample == 1 and prior.prediction_type == prediction_type
     card = (folder / "MODEL_CARD.md").read_text()
     assert "--steps 60" in card and "snowman, chair" in card and "16 renders" in card  # 2 objects x 2 colours x 4
     # the exported (float16) weights predict what the trained float32 model predicts, to fp16 precision
@@ -36,6 +39,9 @@ def test_tiny_training_run_learns_and_exports(tmp_path):
     ids = tok(prompts, padding="max_length", max_length=cfg.max_tokens, return_tensors="pt").input_ids
     with torch.no_grad():
         ref = m(x, t, ids)
+    if prediction_type == "v_prediction":  # eps = sqrt(abar) v + sqrt(1 - abar) x_t (Salimans & Ho 2022, Sec. 4)
+        a = prior.alphas_cumprod[t].view(-1, 1, 1, 1)
+        ref = a.sqrt() * ref + (1 - a).sqrt() * x
     assert_close(prior.predict_eps(x, t, prior.encode_text(prompts)), ref, atol=2e-2, rtol=2e-2)
 
 
@@ -89,8 +95,6 @@ def test_bundled_prior_denoises_renders_and_listens_to_the_caption():
 
 def test_init_copies_an_exported_prior_and_rejects_a_different_vocabulary():
     """`train prior --init DIR` starts from DIR's weights exactly; another vocabulary is a one-line error."""
-    import pytest
-
     from latent3d.errors import UserError
     from latent3d.priors.object_prior import _load_init
     from latent3d.weights import bundled_path
@@ -106,3 +110,20 @@ def test_init_copies_an_exported_prior_and_rejects_a_different_vocabulary():
     unet2, text2, tok2, _ = build_components(ObjectPriorConfig(), words[:-1])
     with pytest.raises(UserError, match="vocabulary differs"):
         _load_init(folder, unet2, text2, tok2)
+
+
+def test_bundled_prior_draws_the_prompted_colour():
+    """Same starting noise, two prompts that differ only in the colour word: the non-white pixels of the samples are
+    red for "red" and blue for "blue" (the old eps prior drew brown-green for both)."""
+    from latent3d.priors.sampling import sample_images
+
+    prior = load_prior(None)
+    noise = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    mean_rgb = {}
+    for color in ("red", "blue"):
+        img = sample_images(prior, [f"a {color} snowman, side view"] * 4, 25, latents=noise, disable_progress=True)
+        fg = img.amin(dim=1) < 0.8  # [4, 32, 32] not background white
+        assert fg.float().mean() > 0.05  # an object, not a blank image
+        mean_rgb[color] = img.permute(0, 2, 3, 1)[fg].mean(0)  # [3]
+    r, b = mean_rgb["red"], mean_rgb["blue"]
+    assert r[0] > r[2] + 0.2 and b[2] > b[0] + 0.2, (r, b)

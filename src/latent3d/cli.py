@@ -70,6 +70,8 @@ def train_prior(
     views: Annotated[int, typer.Option(help="Rendered views per (object, colour).")] = 48,
     warmup_steps: Annotated[int, typer.Option(help="Linear learning-rate warm-up steps.")] = 500,
     init: Annotated[Optional[Path], typer.Option(help="Start from this exported prior folder (fine-tuning).")] = None,
+    prediction_type: Annotated[str, typer.Option(help="What the UNet predicts: v_prediction or epsilon.")] = "v_prediction",
+    ema_decay: Annotated[float, typer.Option(help="EMA decay of the exported weights.")] = 0.999,
     resume: ResumeOpt = False,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
@@ -80,8 +82,13 @@ def train_prior(
     for name, v in (("--steps", steps), ("--batch-size", batch_size), ("--views", views)):
         if v < 1:
             raise UserError(f"{name} must be >= 1, got {v}")
+    if prediction_type not in ("v_prediction", "epsilon"):
+        raise UserError(f"--prediction-type must be v_prediction or epsilon, got {prediction_type!r}")
+    if not 0.0 <= ema_decay < 1.0:
+        raise UserError(f"--ema-decay must be in [0, 1), got {ema_decay}")
     cfg = ObjectPriorConfig(steps=steps, batch_size=batch_size, lr=lr, views=views, seed=seed,
-                            warmup_steps=warmup_steps, init=str(init) if init else None)
+                            warmup_steps=warmup_steps, init=str(init) if init else None,
+                            prediction_type=prediction_type, ema_decay=ema_decay)
     folder = train_object_prior(out, cfg, device=device, resume=resume)
     typer.echo(f"wrote {folder}")
 

@@ -3,8 +3,10 @@
 It is an ordinary diffusers-layout folder (``unet/`` UNet2DConditionModel in pixel space, ``text_encoder/``
 CLIPTextModel, ``tokenizer/`` word-level, ``scheduler/`` DDIMScheduler, ``model_index.json``), so it is loaded by
 exactly the code that loads Stable Diffusion (:class:`~latent3d.priors.diffusers_prior.DiffusersPrior`).
-Training is the DDPM objective (Ho et al. 2020, eq. 14: eps-prediction MSE) with 10% caption dropout for
-classifier-free guidance (Ho & Salimans 2022, Sec. 3.2), run by the shared trainer.
+Training is the DDPM objective (Ho et al. 2020, eq. 14) with the v target (Salimans & Ho 2022, Sec. 4; eps-prediction
+is an option) and 10% caption dropout for classifier-free guidance (Ho & Salimans 2022, Sec. 3.2), run by the
+shared trainer. A small pixel-space eps model learns the clean image poorly at high noise, where v weights it fully;
+that is where an image's colours are decided.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from latent3d.render.camera import orbit_cameras
 from latent3d.runtime import num_threads, resolve_device
 
 PRIOR_OBJECTS = ("snowman", "chair", "table", "mushroom", "lamp", "rocket", "tree", "house")
-# settings latent3d uses with this prior unless told otherwise (a small pixel-space model wants weaker guidance)
-PRIOR_DEFAULTS = {"guidance_scale": 3.0, "ism_guidance_scale": 5.0, "sds_guidance_scale": 10.0}
+# settings latent3d uses with this prior unless told otherwise: this small pixel-space v model samples best unguided
+# (prior_eval: guidance 1.25 already scores lower), while score distillation needs guidance
+PRIOR_DEFAULTS = {"guidance_scale": 1.0, "ism_guidance_scale": 5.0, "sds_guidance_scale": 10.0}
 
 
 @dataclass
@@ -50,6 +53,9 @@ class ObjectPriorConfig:
     text_layers: int = 2
     max_tokens: int = 12
     beta_schedule: str = "squaredcos_cap_v2"
+    prediction_type: str = "v_prediction"
+    """What the UNet predicts: "epsilon" (DDPM) or "v_prediction" (v = sqrt(abar) eps - sqrt(1 - abar) x0, Salimans &
+    Ho 2022, Sec. 4), which weights the clean-image error at high noise, where colour and layout are decided."""
     cond_drop: float = 0.1
     """Probability of training on the empty caption (enables classifier-free guidance)."""
     steps: int = 1500
@@ -154,13 +160,14 @@ def build_components(cfg: ObjectPriorConfig, vocabulary: list[str]):
     )  # fmt: skip
     text = build_word_text_encoder(tok, cfg.text_dim, cfg.text_layers, cfg.max_tokens)
     sched = DDIMScheduler(beta_schedule=cfg.beta_schedule, clip_sample=True, set_alpha_to_one=True,
-                          prediction_type="epsilon", timestep_spacing="leading")  # fmt: skip
+                          prediction_type=cfg.prediction_type, timestep_spacing="leading")  # fmt: skip
     return unet, text, tok, sched
 
 
 class TextToEps(nn.Module):
     """UNet + text encoder trained jointly (the bundled object prior, LDM3D stage 2):
-    ``forward(x_t [B, C, h, w] (pixels or latents), t [B], input_ids [B, L]) -> eps [B, C, h, w]``."""
+    ``forward(x_t [B, C, h, w] (pixels or latents), t [B], input_ids [B, L]) -> [B, C, h, w]``, the UNet's
+    prediction (eps, or v for a ``v_prediction`` prior)."""
 
     def __init__(self, unet: nn.Module, text_encoder: nn.Module):
         super().__init__()
@@ -192,30 +199,36 @@ def export_prior(folder: Path, unet, text_encoder, tokenizer, scheduler, card: s
 
 
 def _card(cfg: ObjectPriorConfig, n_images: int, render_s: float, train_s: float, final_loss: float,
-          n_params: int, where: str) -> str:
+          n_params: int, where: str, out_dir: Path) -> str:
+    init = f" --init {cfg.init}" if cfg.init else ""
+    command = (f"latent3d train prior --out {out_dir}{init} --steps {cfg.steps} --batch-size {cfg.batch_size} "
+               f"--lr {cfg.lr:g} --warmup-steps {cfg.warmup_steps} --prediction-type {cfg.prediction_type} "
+               f"--ema-decay {cfg.ema_decay:g} --views {cfg.views} --seed {cfg.seed}")
+    objective = {"epsilon": "eps-prediction MSE (DDPM)",
+                 "v_prediction": "v-prediction MSE (v = sqrt(abar) eps - sqrt(1 - abar) x0)"}[cfg.prediction_type]
     return f"""# object-prior
 
 A text-to-image diffusion prior over latent3d's procedural objects, in pixel space at {cfg.resolution}x{cfg.resolution}.
 Loaded like any diffusers Stable-Diffusion-layout folder (`latent3d sample`, `--prior object-prior`).
 
-- Reproduce: `latent3d train prior --out runs/object-prior --steps {cfg.steps} --seed {cfg.seed}`, then copy
-  `runs/object-prior/model` to `src/latent3d/weights/object-prior`.
+- Reproduce: `{command}`, then copy `{out_dir}/model` to `src/latent3d/weights/object-prior`.
 - Data: {n_images} renders by latent3d's ray caster: {len(cfg.objects)} objects ({", ".join(cfg.objects)}) x
   {len(cfg.colors)} colours x {cfg.views} views (azimuth stratified, elevation U{list(cfg.elevation_range_deg)} deg,
   radius {cfg.radius}, fov {cfg.fov_y} rad, white background, {cfg.supersample}x supersampled). Captions:
   "a red snowman, side view" (front |az| <= 45, back |az| >= 135, overhead elevation > 60, else side).
 - Model: UNet2DConditionModel {list(cfg.block_out_channels)} (text cross-attention in the lowest {cfg.attn_levels} level(s) and
   the mid block) + {cfg.text_layers}-layer CLIPTextModel ({cfg.text_dim}-d) over a word-level vocabulary; {n_params / 1e6:.2f}M parameters, stored float16.
-- Objective: eps-prediction MSE (DDPM), {cfg.beta_schedule} schedule, T=1000, caption dropout {cfg.cond_drop}.
-- Optimisation: AdamW lr {cfg.lr} (warm-up {cfg.warmup_steps}), batch {cfg.batch_size}, {cfg.steps} steps, EMA
-  {cfg.ema_decay} (the exported weights are the EMA).
+- Objective: {objective}, {cfg.beta_schedule} schedule, T=1000, caption dropout {cfg.cond_drop}.
+- Optimisation: AdamW lr {cfg.lr:g} (warm-up {cfg.warmup_steps}), batch {cfg.batch_size}, {cfg.steps} steps, EMA
+  {cfg.ema_decay:g} (the exported weights are the EMA){f"; started from {cfg.init}" if cfg.init else ""}.
 - Wall time on {where}: rendering the data {render_s:.0f} s, training {train_s / 60:.1f} min; final
   training loss (mean of the last 10 steps) {final_loss:.4f}.
 - Knows only its vocabulary: other words still run, with one warning line.
 
 ## Evaluation
 
-Run `python benchmarks/prior_eval.py` (object/view classifier trained on renders; accuracy of samples vs of renders).
+Run `python benchmarks/prior_eval.py` (object/colour/view classifier trained on renders; accuracy of samples vs of
+renders).
 """
 
 
@@ -241,6 +254,9 @@ def train_object_prior(
     data = images.mul(2).sub(1)  # [N, 3, R, R] in [-1, 1]
     abar = alphas_cumprod(cfg.beta_schedule).float()
     model = TextToEps(unet, text)
+    if cfg.prediction_type not in ("epsilon", "v_prediction"):
+        raise ValueError(f"prediction_type must be 'epsilon' or 'v_prediction', got {cfg.prediction_type!r}")
+    v_pred = cfg.prediction_type == "v_prediction"
 
     def batch_fn(step: int, g: torch.Generator):
         i = torch.randint(0, len(data), (cfg.batch_size,), generator=g)
@@ -254,7 +270,8 @@ def train_object_prior(
         x0, input_ids, t, eps = (b.to(next(iter(m.parameters())).device) for b in batch)
         a = abar.to(x0.device)[t].view(-1, 1, 1, 1)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps  # DDPM eq. 4
-        return (m(x_t, t, input_ids) - eps).pow(2).mean()  # DDPM eq. 14
+        target = eps if not v_pred else a.sqrt() * eps - (1 - a).sqrt() * x0  # DDPM eq. 14 / v (Salimans & Ho)
+        return (m(x_t, t, input_ids) - target).pow(2).mean()
 
     tcfg = TrainConfig(out_dir=out_dir, steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
                        ema_decay=cfg.ema_decay, ckpt_every=500, seed=cfg.seed, device=device, resume=resume,
@@ -264,5 +281,5 @@ def train_object_prior(
     n_params = sum(p.numel() for p in model.parameters())
     dev = resolve_device(device)
     where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    card = _card(cfg, len(data), render_s, res.wall_s, res.last_loss, n_params, where)
+    card = _card(cfg, len(data), render_s, res.wall_s, res.last_loss, n_params, where, Path(out_dir))
     return export_prior(Path(out_dir) / "model", unet.cpu(), text.cpu(), tok, sched, card)
