@@ -79,9 +79,7 @@ def train_prior(
     """Train the bundled text-to-image object prior on latent3d's own renders; writes OUT/model (diffusers layout)."""
     from latent3d.priors.object_prior import ObjectPriorConfig, train_object_prior
 
-    for name, v in (("--steps", steps), ("--batch-size", batch_size), ("--views", views)):
-        if v < 1:
-            raise UserError(f"{name} must be >= 1, got {v}")
+    _check_train_opts(steps=steps, batch_size=batch_size, views=views)
     if prediction_type not in ("v_prediction", "epsilon"):
         raise UserError(f"--prediction-type must be v_prediction or epsilon, got {prediction_type!r}")
     if not 0.0 <= ema_decay < 1.0:
