@@ -68,7 +68,7 @@ def ism_grad(
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, dict]:  # grad [B, C, h, w], info {"t", "s", "schedule", ...}
     """The ISM gradient w.r.t. the latents (LucidDreamer eq. 12-14): DDIM inversion with the shared core."""
-    z = latents.detach().float()
+    z = latents.detach().to(prior.compute_dtype)
     b = z.shape[0]
     cond, uncond = cond.expand(b, *cond.shape[1:]), uncond.expand(b, *uncond.shape[1:])
     offset = int(prior.scheduler_config.get("steps_offset", 0))

@@ -42,7 +42,7 @@ def sds_grad(
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, dict]:  # grad [B, C, h, w], info
     """The SDS gradient w.r.t. the latents (DreamFusion eq. 3; the UNet Jacobian is dropped)."""
-    z = latents.detach().float()
+    z = latents.detach().to(prior.compute_dtype)
     noise = draw_noise(z.shape, s.offset_noise, generator, z.device)
     a = prior.alphas_cumprod[t]
     x_t = noise_latents(z, noise, a)

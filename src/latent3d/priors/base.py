@@ -17,9 +17,10 @@ class DiffusionPrior(Protocol):
     converted with Salimans & Ho 2022, Sec. 4).
     """
 
-    alphas_cumprod: Tensor  # [T] float32 on `device`
+    alphas_cumprod: Tensor  # [T] in compute_dtype on `device`
     device: torch.device
     dtype: torch.dtype  # of the networks (float16 on CUDA for real checkpoints)
+    compute_dtype: torch.dtype  # of predictions and the schedule: float32, or float64 for float64 networks
     resolution: int  # native image size in pixels (e.g. 512 for SD2.1-base)
     latent_channels: int
     downsample: int  # pixels per latent cell (8 for SD's VAE, 1 for a pixel-space prior)

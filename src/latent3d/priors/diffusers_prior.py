@@ -64,13 +64,16 @@ class DiffusersPrior:
                  defaults: dict | None = None):
         self.device = torch.device(device)
         self.dtype = dtype or torch.float32
+        # what predictions, decoded images and the schedule come back in: float32 for half/float32 weights, float64
+        # for float64 weights (parity tests run tiny priors in float64, so their bounds do not depend on the CPU)
+        self.compute_dtype = torch.float64 if self.dtype == torch.float64 else torch.float32
         self.unet = self._place(unet)
         self.text_encoder = self._place(text_encoder)
         self.vae = self._place(vae) if vae is not None else None
         self.tokenizer = tokenizer
         self.scheduler_config = dict(scheduler_config)
         self.prediction_type = self.scheduler_config.get("prediction_type", "epsilon")
-        self.alphas_cumprod = schedule_from_config(self.scheduler_config).to(self.device, torch.float32)
+        self.alphas_cumprod = schedule_from_config(self.scheduler_config).to(self.device, self.compute_dtype)
         self.num_train_timesteps = len(self.alphas_cumprod)
         self.latent_channels = unet.config.in_channels
         # channels of decoded images: 3 for Stable Diffusion, 6 (RGB + packed depth) / 4 (RGB + depth) for LDM3D
@@ -173,7 +176,7 @@ class DiffusersPrior:
         x = latents.to(self.dtype)
         if self.vae is not None:
             x = self.vae.decode(x / self.scaling_factor).sample
-        return (x.float() / 2 + 0.5).clamp(0, 1)
+        return (x.to(self.compute_dtype) / 2 + 0.5).clamp(0, 1)
 
     # -- denoiser ----------------------------------------------------------------------------------------------
     def predict_eps(
@@ -181,13 +184,13 @@ class DiffusersPrior:
         x_t: Tensor,  # [B, C, h, w]
         t: Tensor,  # [B] or [] long
         text_emb: Tensor,  # [B, L, D]
-    ) -> Tensor:  # [B, C, h, w] float32
+    ) -> Tensor:  # [B, C, h, w] in compute_dtype (float32; float64 for float64 weights)
         t = torch.as_tensor(t, device=self.device).long().expand(x_t.shape[0])
-        out = self.unet(x_t.to(self.dtype), t, encoder_hidden_states=text_emb.to(self.dtype)).sample.float()
+        out = self.unet(x_t.to(self.dtype), t, encoder_hidden_states=text_emb.to(self.dtype)).sample.to(self.compute_dtype)
         if self.prediction_type == "epsilon":
             return out
         a = expand_like(self.alphas_cumprod[t], x_t)
-        return to_eps_x0(x_t.float(), out, a, self.prediction_type)[0]
+        return to_eps_x0(x_t.to(self.compute_dtype), out, a, self.prediction_type)[0]
 
     def predict_eps_cfg(
         self,

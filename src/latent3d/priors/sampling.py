@@ -38,7 +38,7 @@ def sample_images(
     w = (width or prior.resolution) // prior.downsample
     if latents is None:
         latents = torch.randn(len(prompts), prior.latent_channels, h, w, generator=generator)
-    latents = latents.to(prior.device, torch.float32)
+    latents = latents.to(prior.device, prior.compute_dtype)
     cond = prior.encode_text(list(prompts))
     uncond = prior.encode_text([negative_prompt] * len(prompts))
     sc = prior.scheduler_config

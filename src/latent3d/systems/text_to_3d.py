@@ -140,7 +140,7 @@ def distill_step(
         t = sds_timestep(cfg.sds, prior.num_train_timesteps, generator)
         grad, info = sds_grad(prior, latents, cond, uncond, t, cfg.sds, generator)
     prior_s = time.time() - t0
-    loss = distillation_loss(latents.float(), grad) / cfg.views
+    loss = distillation_loss(latents.to(grad.dtype), grad) / cfg.views
     return DistillStep(loss, latents, grad, info, meta, prior_s)
 
 
