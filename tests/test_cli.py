@@ -1,8 +1,12 @@
-"""CLI skeleton: subcommands listed, user errors are one line with a non-zero exit, info reports the truth."""
+"""CLI skeleton: every documented command is listed and its help runs with --seed and --device, user errors are one
+line with a non-zero exit, info reports the truth."""
 
 import json
+import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,9 +15,70 @@ from latent3d.cli import main
 from latent3d.weights import bundled_checkpoints
 
 
-def test_help_lists_subcommands():
-    out = subprocess.run([sys.executable, "-m", "latent3d.cli", "--help"], capture_output=True, text=True, check=True)
-    assert "info" in out.stdout
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def documented_commands() -> list[tuple[str, ...]]:
+    """The commands of the README's command reference table: ``| `latent3d train prior --out DIR ...` | ...``."""
+    rows = re.findall(r"^\| `latent3d ([a-z][a-z0-9 -]*?)(?= [A-Z\[-]|`)", README.read_text(), re.M)
+    return [tuple(r.split()) for r in rows]
+
+
+def help_entries(text: str, section: str = "Commands") -> list[str]:
+    """Names listed in the ``Commands`` section of a click/typer help text (rich panel or plain layout)."""
+    lines = text.splitlines()
+    start = next(i for i, ln in enumerate(lines) if re.search(rf"\b{section}\b", ln) and not ln.lstrip().startswith("Usage"))
+    names = []
+    for ln in lines[start + 1 :]:
+        if re.match(r"^\s*(╰|$)", ln):
+            break
+        m = re.match(r"^(?:│ | {2})([a-z][a-z0-9-]*)(?: {2,}|\s*│?$)", ln)
+        if m:
+            names.append(m.group(1))
+    return names
+
+
+def _help(*argv: str) -> str:
+    env = dict(os.environ, COLUMNS="100", NO_COLOR="1", TERM="dumb")
+    out = subprocess.run([sys.executable, "-m", "latent3d.cli", *argv, "--help"], capture_output=True, text=True,
+                         check=True, env=env)  # fmt: skip
+    return out.stdout
+
+
+def test_the_readme_documents_every_command_and_the_app_has_each():
+    """The README's command table and the typer app name the same commands, nested groups included."""
+    import typer.main
+
+    from latent3d.cli import app
+
+    def walk(group, prefix=()):
+        for name, cmd in group.commands.items():
+            if hasattr(cmd, "commands"):
+                yield from walk(cmd, (*prefix, name))
+            else:
+                yield (*prefix, name)
+
+    documented = documented_commands()
+    assert ("dream",) in documented and ("train", "rgbd-vae") in documented  # the table was parsed
+    assert sorted(walk(typer.main.get_command(app))) == sorted(documented)
+
+
+def test_help_lists_every_command():
+    top = help_entries(_help())
+    documented = documented_commands()
+    assert sorted(top) == sorted({c[0] for c in documented}), top
+    train = help_entries(_help("train"))
+    assert sorted(train) == sorted(c[1] for c in documented if c[0] == "train"), train
+
+
+@pytest.mark.parametrize("argv", documented_commands(), ids="-".join)
+def test_each_command_help_runs_and_lists_seed_and_device(capsys, argv):
+    """README: "Every command takes --help, --seed and --device"."""
+    assert main([*argv, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"Usage: latent3d {' '.join(argv)} ", out), out[:300]
+    for opt in ("--seed", "--device"):
+        assert re.search(rf"(?<![\w-]){opt}(?![\w-])", out), f"`latent3d {' '.join(argv)} --help` lacks {opt}"
 
 
 def test_info_json_reports_device_and_versions(capsys):

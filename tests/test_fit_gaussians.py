@@ -5,14 +5,20 @@ radius 0.5; 24 training views (3 elevations x 8 azimuths) and 4 held-out views a
 48x48, fov 0.6 rad, 3 m orbit, grey background.
 Model: 150 Gaussians uniform in a ball of radius 0.6 (isotropic, opacity 0.3, random colours, SH degree 0),
 per-parameter Adam with exponentially decaying position lr, L1 loss on 3 random training views per step.
-Budget: 150 steps (10-25 s on 2 CPU cores). Stated target: held-out PSNR >= 30 dB (measured 34.9 dB, from
-19.5 dB at the random start), and at least 12 dB above the random start.
+Budget: 150 steps (6-25 s on 2 CPU cores). Stated target: held-out PSNR >= 30 dB, and at least 12 dB above the
+random start (19.54 dB; a loop that learns nothing, or learns in the wrong direction, stays at or below it).
+
+Measured (issue 12) under ATEN_CPU_CAPABILITY=default|avx2|avx512 x OMP_NUM_THREADS=1|2: start 19.5440 dB in all
+six, final 34.8832 .. 34.8979 dB (spread 0.015 dB). The 30 dB bound sits 4.9 dB (over 300 spreads) below, so it holds
+for any kernel set, while a broken gradient, optimiser or renderer (or one that learns only a little: 100 steps
+give 31.9 dB) is what it is there to catch.
 """
 
 from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from latent3d.render.camera import orbit_cameras
@@ -29,7 +35,8 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(-10.0 * torch.log10(((a - b) ** 2).mean()))
 
 
-def test_fit_random_gaussians_to_posed_views_reaches_target_psnr():
+def fit() -> tuple[float, float]:
+    """Run the fit; returns (held-out PSNR at the random start, after STEPS steps)."""
     g = torch.Generator().manual_seed(0)
     n = 48
     d = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1)
@@ -70,5 +77,11 @@ def test_fit_random_gaussians_to_posed_views_reaches_target_psnr():
         loss.backward()
         opt.step()
     final = held_out_psnr()
+    return start, final
+
+
+@pytest.mark.numerics
+def test_fit_random_gaussians_to_posed_views_reaches_target_psnr():
+    start, final = fit()
     assert final >= TARGET_PSNR, f"held-out PSNR {final:.2f} dB < {TARGET_PSNR} dB (start {start:.2f} dB)"
     assert final >= start + 12.0

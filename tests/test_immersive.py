@@ -26,6 +26,7 @@ from latent3d.render.sphere import build_displaced_sphere
 from latent3d.render.stereo import render_ods
 from latent3d.systems.immersive import WorldConfig, build_world
 from latent3d.systems.immersive_command import load_depth_image
+from tolerances import EPS32
 
 SMALL = ["--resolution", "32", "--stereo-width", "128", "--tour-seconds", "0.2"]
 
@@ -59,6 +60,8 @@ def test_build_world_writes_consistent_outputs(tmp_path, beach_files):
     sphere = build_displaced_sphere(torch.from_numpy(rgb), torch.from_numpy(disp), 32, 16)
     left, right = render_ods(sphere, 128, 64, cfg.ipd)
     for half, eye in ((tb[:64], left), (tb[64:], right)):
+        # the same float32 render quantised to 8 bits by two code paths: a value within round-off of a .5 step may
+        # round either way, so 1 level (of 255) is the bound; a different eye or sphere differs by tens of levels
         assert np.abs(half.astype(int) - (eye.numpy() * 255).round().astype(int)).max() <= 1
     assert not np.array_equal(tb[:64], tb[64:])  # the eyes really differ
     ana = np.asarray(Image.open(tmp_path / "anaglyph.png"))
@@ -66,9 +69,11 @@ def test_build_world_writes_consistent_outputs(tmp_path, beach_files):
     # the parallax strip: left, centre, right views differ; the tour has 4 frames of 32^2 that move
     strip = np.asarray(Image.open(tmp_path / "parallax.png")).astype(int)
     cells = [strip[2:34, 2 + k * 34 : 34 + k * 34] for k in range(3)]
+    # "differ" = a mean of more than 1 level of 255 (measured 12.9 and 11.2, identical on all kernel sets; equal views
+    # differ by 0)
     assert np.abs(cells[0] - cells[1]).mean() > 1 and np.abs(cells[2] - cells[1]).mean() > 1
     frames = read_video(tmp_path / "tour.mp4")
-    assert frames.shape == (4, 32, 32, 3) and np.abs(frames[1].astype(int) - frames[0]).mean() > 1
+    assert frames.shape == (4, 32, 32, 3) and np.abs(frames[1].astype(int) - frames[0]).mean() > 1  # measured 24.2
 
 
 def test_cli_from_files(tmp_path, beach_files, capsys):
@@ -95,10 +100,11 @@ def test_depth_image_formats(tmp_path):
     u16 = quantize_depth(d).astype(np.int64)
     packed = np.stack([u16 * 0, u16 >> 8, u16 & 255], -1).astype(np.uint8)  # LDM3D's RGB packing
     Image.fromarray(packed).save(tmp_path / "packed.png")
-    assert np.abs(load_depth_image(tmp_path / "d16.png") - d).max() < 1e-5
-    assert np.abs(load_depth_image(tmp_path / "packed.png") - d).max() < 1e-5
-    for name in ("d8.png", "grey.png"):
-        assert np.abs(load_depth_image(tmp_path / name) - d).max() < 0.5 / 255 + 1e-6
+    # quantisation to 16 bits: |d - q / 65535| <= 0.5 / 65535 (measured exactly that), plus float32 rounding
+    assert np.abs(load_depth_image(tmp_path / "d16.png") - d).max() < 0.5 / 65535 + 2 * EPS32
+    assert np.abs(load_depth_image(tmp_path / "packed.png") - d).max() < 0.5 / 65535 + 2 * EPS32
+    for name in ("d8.png", "grey.png"):  # 8 bits: <= 0.5 / 255
+        assert np.abs(load_depth_image(tmp_path / name) - d).max() < 0.5 / 255 + 2 * EPS32
 
 
 @pytest.mark.parametrize("argv, needle", [

@@ -57,7 +57,10 @@ def test_narrow_integer_inputs_do_not_overflow():
     # pack from uint8 and from torch.uint16
     np.testing.assert_array_equal(D.pack_depth_rgb(np.array([255], np.uint8))[0] * 255, [0, 0, 255])
     t = torch.tensor([65535, 258]).to(torch.uint16)
-    np.testing.assert_allclose(D.pack_depth_rgb(t).numpy() * 255, [[0, 255, 255], [0, 1, 2]], atol=1e-4)
+    # float32 (v / 255) * 255: 2 roundings of values <= 255 -> 2 * 255 * eps32 = 6e-5 (one level off is 1.0)
+    eps32 = float(np.finfo(np.float32).eps)
+    np.testing.assert_allclose(D.pack_depth_rgb(t).numpy() * 255, [[0, 255, 255], [0, 1, 2]], atol=2 * 255 * eps32,
+                               rtol=0)
     # unpack a uint8 image as read from disk
     img = np.array([[0, 255, 255], [7, 1, 2]], dtype=np.uint8)
     np.testing.assert_array_equal(D.unpack_depth_rgb(img), [65535, 258])
@@ -152,6 +155,7 @@ def test_png16_atomic_when_writer_fails_midway(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------------ depth/disparity
 def test_depth_disparity_hand_values_and_inverse():
+    # float64 NumPy: a few operations on values <= 4, round-off ~1e-15, so 1e-12 holds on any CPU
     z = np.array([1.0, 2.0, 4.0])
     disp = D.depth_to_disparity(z)  # near=1, far=4 from the map
     np.testing.assert_allclose(disp, [1.0, 1 / 3, 0.0], atol=1e-12)
@@ -161,6 +165,7 @@ def test_depth_disparity_hand_values_and_inverse():
     zt = torch.tensor([[0.5, 1.0], [3.0, 0.0]])  # 0 = invalid
     dt = D.depth_to_disparity(zt, near=0.5, far=3.0)
     assert isinstance(dt, torch.Tensor)
+    # float32: assert_close's float32 default (rtol 1.3e-6 = 11 eps32) for a 4-operation formula of values <= 2
     torch.testing.assert_close(dt, torch.tensor([[1.0, (1 - 1 / 3) / (2 - 1 / 3)], [0.0, 0.0]]))
     torch.testing.assert_close(D.disparity_to_depth(dt[0], 0.5, 3.0), zt[0])
     with pytest.raises(ValueError):

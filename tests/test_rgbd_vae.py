@@ -25,28 +25,35 @@ def _n(m):
     return sum(p.numel() for p in m.parameters())
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("variant", ["6c", "4c"])
 def test_widened_vae_reproduces_the_rgb_vae(variant):
     torch.manual_seed(0)
-    rgb_vae = make_rgb_vae((8, 16), sample_size=16).eval()
+    rgb_vae = make_rgb_vae((8, 16), sample_size=16).double().eval()
     wide = widen_vae(rgb_vae, variant).eval()
     c = 6 if variant == "6c" else 4
-    assert wide.config.in_channels == wide.config.out_channels == c
+    assert wide.config.in_channels == wide.config.out_channels == c and wide.dtype == torch.float64
     assert _n(wide) - _n(rgb_vae) == new_param_count(8, variant)
-    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    x = torch.rand(2, 3, 16, 16, dtype=torch.float64) * 2 - 1
     with torch.no_grad():
         ref = rgb_vae.decode(rgb_vae.encode(x).latent_dist.mean).sample
         for depth in (torch.zeros(2, c - 3, 16, 16), torch.rand(2, c - 3, 16, 16)):  # new inputs start ignored
-            out = wide.decode(wide.encode(torch.cat([x, depth], 1)).latent_dist.mean).sample
-            assert torch.equal(out[:, :3], ref)
-            assert torch.all(out[:, 3:] == 0)
+            out = wide.decode(wide.encode(torch.cat([x, depth.double()], 1)).latent_dist.mean).sample
+            # RGB: the same weights on the same inputs, plus exact zeros (zero weights x finite inputs), but a
+            # convolution over 4 or 6 input channels may sum in another order than over 3 on another CPU: float64,
+            # ~30 layers of <= 144-term sums, <= ~1e3 eps64 relative; bound 1e-12 * max|ref| (a wrongly copied
+            # weight changes the output by >= 1e-3)
+            assert_close(out[:, :3], ref, atol=1e-12 * float(ref.abs().max()), rtol=0)
+            assert torch.all(out[:, 3:] == 0)  # zero weights and bias: exactly 0 on every CPU
     # only conv_in / conv_out changed: every other tensor is the RGB model's
     sd_rgb, sd_wide = rgb_vae.state_dict(), wide.state_dict()
     changed = [k for k in sd_rgb if sd_rgb[k].shape != sd_wide[k].shape or not torch.equal(sd_rgb[k], sd_wide[k])]
     assert sorted(changed) == ["decoder.conv_out.bias", "decoder.conv_out.weight", "encoder.conv_in.weight"]
+    assert torch.equal(sd_wide["encoder.conv_in.weight"][:, :3], sd_rgb["encoder.conv_in.weight"])
+    assert torch.equal(sd_wide["decoder.conv_out.weight"][:3], sd_rgb["decoder.conv_out.weight"])
     # the zero-initialised weights still receive gradients (they can learn depth)
     wide.train()
-    loss = wide(torch.cat([x, torch.rand(2, c - 3, 16, 16)], 1)).sample[:, 3:].sub(0.5).pow(2).mean()
+    loss = wide(torch.cat([x, torch.rand(2, c - 3, 16, 16, dtype=torch.float64)], 1)).sample[:, 3:].sub(0.5).pow(2).mean()
     loss.backward()
     assert wide.encoder.conv_in.weight.grad[:, 3:].abs().sum() > 0 or wide.decoder.conv_out.weight.grad[3:].abs().sum() > 0
 
@@ -92,7 +99,8 @@ def test_patchgan_receptive_field(n_layers, field):
     assert int(rows.max() - rows.min() + 1) == field and int(cols.max() - cols.min() + 1) == field
 
 
-def test_hinge_losses_closed_form():
+@pytest.mark.numerics
+def test_hinge_losses_closed_form():  # exact: relu and means of <= 4 exactly representable values
     assert float(hinge_d_loss(torch.full((4,), 2.0), torch.full((4,), -2.0))) == 0.0  # both beyond the margin
     assert float(hinge_d_loss(torch.zeros(4), torch.zeros(4))) == 1.0
     assert float(hinge_d_loss(torch.full((2,), 0.5), torch.full((2,), 0.5))) == pytest.approx(0.5 * (0.5 + 1.5))
@@ -103,25 +111,41 @@ def test_hinge_losses_closed_form():
     assert real.grad.tolist() == [-0.25, 0.0] and fake.grad.tolist() == [0.0, 0.25]  # only inside the margin
 
 
+@pytest.mark.numerics
 def test_adaptive_weight_and_pyramid_closed_forms():
-    w = torch.randn(4, 4, requires_grad=True)
-    rec = (w * torch.randn(4, 4)).sum()
+    # float64: norms of 16 terms and means of <= 128, each <= ~1e2 eps64 relative in any order: rel 1e-12
+    g64 = torch.Generator().manual_seed(0)
+    w = torch.randn(4, 4, generator=g64, dtype=torch.float64, requires_grad=True)
+    rec = (w * torch.randn(4, 4, generator=g64, dtype=torch.float64)).sum()
     for c in (0.5, 3.0):
         lam = adaptive_weight(rec, c * rec, w)
         g = torch.autograd.grad(rec, w, retain_graph=True)[0].norm()
-        assert float(lam) == pytest.approx(float(g / (c * g + 1e-4)), rel=1e-5)
-    x = torch.rand(1, 2, 8, 8)
-    assert float(pyramid_l1(x + 0.25, x)) == pytest.approx(0.25)  # a constant offset survives every level
+        assert float(lam) == pytest.approx(float(g / (c * g + 1e-4)), rel=1e-12, abs=0)
+    x = torch.rand(1, 2, 8, 8, generator=g64, dtype=torch.float64)
+    assert float(pyramid_l1(x + 0.25, x)) == pytest.approx(0.25, rel=1e-12)  # a constant offset survives every level
     checker = (torch.arange(8)[:, None] + torch.arange(8)[None]) % 2 * 2.0 - 1.0  # zero mean on every 2x2 block
-    assert float(pyramid_l1(x + checker, x)) == pytest.approx(1.0 / 3.0, abs=1e-6)
+    assert float(pyramid_l1(x + checker, x)) == pytest.approx(1.0 / 3.0, rel=1e-12)
 
 
+def _grads_close(got, ref):
+    """Gradients of the same float64 graph built twice: identical up to float64 rounding in another summation order
+    (~40 layers, sums of <= 256 terms: <= ~1e4 eps64 relative to the largest entry); bound 1e-10 * max|ref|. A term
+    that leaks into the wrong player (the generator loss into the discriminator, or the GAN before its warm-up)
+    changes these gradients by >= 1e-3 relatively."""
+    for a, b in zip(got, ref):
+        if a is not None:
+            assert a.dtype == torch.float64
+            assert_close(a, b, atol=1e-10 * float(b.abs().max()), rtol=0)
+
+
+@pytest.mark.numerics
 def test_discriminator_is_frozen_for_the_generator_term():
     torch.manual_seed(0)
-    vae = widen_vae(make_rgb_vae((8, 16), sample_size=16), "6c")
+    vae = widen_vae(make_rgb_vae((8, 16), sample_size=16).double(), "6c")
     m = RGBDAutoencoderWithLoss(vae, AELossConfig(disc_channels=8, disc_layers=2, adaptive=False, disc_weight=0.7))
-    x = torch.rand(2, 6, 16, 16) * 2 - 1
-    noise = torch.randn(2, 4, 8, 8)
+    m.disc.double()
+    x = torch.rand(2, 6, 16, 16, dtype=torch.float64) * 2 - 1
+    noise = torch.randn(2, 4, 8, 8, dtype=torch.float64)
     out = m(x, noise, 1.0)
     assert all(p.requires_grad for p in m.disc.parameters())  # restored after the frozen pass
     dparams = list(m.disc.parameters())
@@ -129,8 +153,10 @@ def test_discriminator_is_frozen_for_the_generator_term():
     post = vae.encode(x).latent_dist
     xrec = vae.decode(post.mean + post.std * noise).sample
     ref = torch.autograd.grad(hinge_d_loss(m.disc(x), m.disc(xrec.detach())), dparams)
-    for a, b in zip(got, ref):  # the discriminator learns from its own hinge loss only
-        assert_close(a, b, atol=1e-6, rtol=1e-4)
+    _grads_close(got, ref)  # the discriminator learns from its own hinge loss only
+    with_g = torch.autograd.grad(hinge_d_loss(m.disc(x), m.disc(xrec.detach())) + 0.7 * hinge_g_loss(m.disc(xrec)),
+                                 dparams)  # fmt: skip
+    assert max(float((a - b).abs().max()) for a, b in zip(with_g, ref)) > 1e-3  # what a leaking generator term adds
     # before the warm-up ends (factor 0) the autoencoder sees reconstruction + KL only
     out0 = m(x, noise, 0.0)
     vparams = [p for p in vae.parameters()]
@@ -139,12 +165,20 @@ def test_discriminator_is_frozen_for_the_generator_term():
     xrec = vae.decode(post.mean + post.std * noise).sample
     base = pyramid_l1(xrec, x) + 1e-6 * post.kl().mean() / x[0].numel()
     g1 = torch.autograd.grad(base, vparams, allow_unused=True)
-    for a, b in zip(g0, g1):
-        if a is not None:
-            assert_close(a, b, atol=1e-7, rtol=1e-4)
+    _grads_close(g0, g1)
 
 
+@pytest.mark.numerics
 def test_loss_falls_when_fitting_a_handful_of_images():
+    """80 Adam steps on 4 images (the GAN on from step 50): the reconstruction loss falls and the new depth channel
+    learns a depth map, not just a constant.
+
+    Measured (the asserted quantities; ATEN_CPU_CAPABILITY=default/avx2/avx512 x OMP_NUM_THREADS=1/2, plus
+    ONEDNN_MAX_CPU_ISA=AVX2/SSE41 for the convolutions of AVX2/older CPUs, plus torch seeds 1-5; float32): rec ratio
+    (last 5 / first 5 steps) 0.27-0.38, depth error 0.066-0.115 (0.125 on an AMD EPYC, issue 12). The training is
+    chaotic (Adam normalises near-zero gradients, the GAN feeds back), so the spread is wide even in float64
+    (0.083-0.132): the bounds are tied to what learning nothing gives instead, with a wide margin on both sides.
+    """
     torch.manual_seed(0)
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 16), torch.linspace(0, 1, 16), indexing="ij")
     rgb = torch.stack([torch.stack([xx * a, yy * (1 - a), (xx + yy) / 2]) for a in (0.2, 0.5, 0.8, 1.0)])
@@ -152,6 +186,15 @@ def test_loss_falls_when_fitting_a_handful_of_images():
     x = rgbd_to_vae_input(rgb, disp, "4c")
     vae = widen_vae(make_rgb_vae((8, 16), sample_size=16), "4c")
     m = RGBDAutoencoderWithLoss(vae, AELossConfig(disc_channels=8, disc_layers=1))
+
+    def depth_error() -> float:
+        with torch.no_grad():
+            _, d = vae_output_to_rgbd(vae.decode(vae.encode(x).latent_dist.mean).sample, "4c")
+        return float((d - disp).abs().mean())
+
+    start = depth_error()
+    assert start == pytest.approx(float((disp - 0.5).abs().mean()), abs=1e-6)  # it starts at 0.5 everywhere: 0.270
+    best_constant = float((disp - disp.median()).abs().mean())  # the best constant depth map (L1: the median): 0.219
     opt = torch.optim.Adam(m.parameters(), lr=3e-3, betas=(0.5, 0.9))
     g = torch.Generator().manual_seed(0)
     recs = []
@@ -162,15 +205,17 @@ def test_loss_falls_when_fitting_a_handful_of_images():
         opt.step()
         recs.append(float(out["rec"]))
         assert torch.isfinite(out["loss"])
-    assert sum(recs[-5:]) / 5 < 0.5 * sum(recs[:5]) / 5
-    with torch.no_grad():
-        _, d = vae_output_to_rgbd(vae.decode(vae.encode(x).latent_dist.mean).sample, "4c")
-    assert (d - disp).abs().mean() < 0.1  # the new depth channel learned something (it starts at 0.5 everywhere)
+    # rec: measured 0.27-0.38; a loop that learns nothing keeps ~1 (only the posterior noise changes)
+    assert sum(recs[-5:]) / 5 < 0.6 * sum(recs[:5]) / 5
+    # depth: measured 0.066-0.125; learning nothing keeps 0.270, learning only the mean depth >= 0.219
+    err = depth_error()
+    assert err < 0.75 * best_constant, (start, best_constant, err)
 
 
+@pytest.mark.numerics
 def test_perceptual_network_is_used_and_stays_frozen():
     torch.manual_seed(0)
-    vae = widen_vae(make_rgb_vae((8, 16), sample_size=16), "4c")
+    vae = widen_vae(make_rgb_vae((8, 16), sample_size=16).double(), "4c")
 
     class FeatureDistance(torch.nn.Module):  # a fixed feature distance on RGB, LPIPS-like
         def __init__(self):
@@ -181,12 +226,15 @@ def test_perceptual_network_is_used_and_stays_frozen():
             assert a.shape[1] == 3
             return (self.conv(a) - self.conv(b)).pow(2).mean()
 
-    dist = FeatureDistance()
+    dist = FeatureDistance().double()
     m = RGBDAutoencoderWithLoss(vae, AELossConfig(disc_channels=8, disc_layers=1, perceptual_weight=2.0), dist)
+    m.disc.double()
     assert not any(p.requires_grad for p in dist.parameters())
-    x, noise = torch.rand(2, 4, 16, 16) * 2 - 1, torch.randn(2, 4, 8, 8)
+    x, noise = torch.rand(2, 4, 16, 16, dtype=torch.float64) * 2 - 1, torch.randn(2, 4, 8, 8, dtype=torch.float64)
     out = m(x, noise, 0.0)
     post = vae.encode(x).latent_dist
     xrec = vae.decode(post.mean + post.std * noise).sample
     expected = (xrec - x).abs().mean() + 2.0 * dist(xrec[:, :3], x[:, :3])
-    assert_close(out["rec"], expected.detach())
+    # float64, the same graph twice (see _grads_close): rel 1e-10; dropping the perceptual term changes it by > 1e-3
+    assert_close(out["rec"], expected.detach(), atol=0, rtol=1e-10)
+    assert float(2.0 * dist(xrec[:, :3], x[:, :3]).detach()) > 1e-3 * float(expected.detach())

@@ -31,10 +31,13 @@ def draw_noise(
     offset: float,
     generator: torch.Generator | None,
     device: torch.device,
-) -> Tensor:  # [B, C, h, w]
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:  # [B, C, h, w] in `dtype`
     """Standard normal noise plus ``offset`` times a per-channel constant shared by the batch (LucidDreamer's
-    "offset noise": ``randn + 0.1 * randn(1, C, 1, 1)``)."""
+    "offset noise": ``randn + 0.1 * randn(1, C, 1, 1)``). Drawn in float32 (the same numbers for every dtype), then
+    cast to ``dtype`` (the latents' dtype: a float64 prior must not get float32 products from a float32 noise, as
+    0-dim float64 factors do not promote a float32 tensor)."""
     noise = torch.randn(shape, generator=generator)
     if offset:
         noise = noise + offset * torch.randn(1, shape[1], 1, 1, generator=generator)
-    return noise.to(device)
+    return noise.to(device, dtype)

@@ -75,7 +75,7 @@ def ism_grad(
     set_one = bool(prior.scheduler_config.get("set_alpha_to_one", True))
     sched = ism_inversion_schedule(t_index + offset, delta_t, s.xs_delta_t, s.xs_inv_steps, offset)
     abar = prior.alphas_cumprod
-    noise = draw_noise(z.shape, s.offset_noise, generator, z.device)
+    noise = draw_noise(z.shape, s.offset_noise, generator, z.device, z.dtype)
     x_start = noise_latents(z, noise, abar[sched[0]])
 
     def inv_model(x: Tensor, tt: Tensor) -> Tensor:

@@ -43,7 +43,7 @@ def sds_grad(
 ) -> tuple[Tensor, dict]:  # grad [B, C, h, w], info
     """The SDS gradient w.r.t. the latents (DreamFusion eq. 3; the UNet Jacobian is dropped)."""
     z = latents.detach().to(prior.compute_dtype)
-    noise = draw_noise(z.shape, s.offset_noise, generator, z.device)
+    noise = draw_noise(z.shape, s.offset_noise, generator, z.device, z.dtype)
     a = prior.alphas_cumprod[t]
     x_t = noise_latents(z, noise, a)
     eps = prior.predict_eps_cfg(x_t, torch.tensor(t), cond, uncond, s.guidance_scale)

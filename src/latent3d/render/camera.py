@@ -29,9 +29,10 @@ def intrinsics_from_fov(
     fov_y: float | Tensor,  # [...] vertical field of view in radians
     width: int,
     height: int,
+    dtype: torch.dtype = torch.float32,
 ) -> Tensor:  # [..., 3, 3]
-    """Pinhole intrinsics with square pixels and the principal point at the image centre."""
-    fov_y = torch.as_tensor(fov_y, dtype=torch.float32)
+    """Pinhole intrinsics with square pixels and the principal point at the image centre (in ``dtype``)."""
+    fov_y = torch.as_tensor(fov_y, dtype=dtype)
     f = 0.5 * height / torch.tan(0.5 * fov_y)
     K = torch.zeros(*fov_y.shape, 3, 3, dtype=fov_y.dtype)
     K[..., 0, 0] = f
@@ -76,13 +77,16 @@ def look_at(
     eye: Tensor,  # [..., 3] camera centre in world space
     target: Tensor,  # [..., 3] point the camera looks at
     up: Sequence[float] | Tensor = (0.0, 0.0, 1.0),  # [3] world up
+    dtype: torch.dtype = torch.float32,
 ) -> Tensor:  # [..., 4, 4] world-to-camera (OpenCV)
     """World-to-camera matrices of cameras at ``eye`` looking at ``target`` with ``up`` pointing up in the image.
+
+    Computed and returned in ``dtype`` (float32 by default; pass ``torch.float64`` for double-precision work).
 
     When the viewing direction is parallel to ``up`` (looking straight down/up) the image "up" falls back to +y
     of the world so that the result is still a proper rotation.
     """
-    eye = torch.as_tensor(eye, dtype=torch.float32)
+    eye = torch.as_tensor(eye, dtype=dtype)
     target = torch.as_tensor(target, dtype=eye.dtype).expand_as(eye)
     up_t = torch.as_tensor(up, dtype=eye.dtype).expand_as(eye)
     fwd = torch.nn.functional.normalize(target - eye, dim=-1)
@@ -121,14 +125,15 @@ def orbit_cameras(
     width: int,
     height: int,
     target: Sequence[float] = (0.0, 0.0, 0.0),
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[Tensor, Tensor]:  # viewmats [C, 4, 4], Ks [C, 3, 3]
     """Cameras on a sphere around ``target`` looking at it (the object-centric rig of DreamFusion/LucidDreamer)."""
     r, el, az, fov = torch.broadcast_tensors(
-        *(torch.as_tensor(v, dtype=torch.float32).reshape(-1) for v in (radius, elevation_deg, azimuth_deg, fov_y))
+        *(torch.as_tensor(v, dtype=dtype).reshape(-1) for v in (radius, elevation_deg, azimuth_deg, fov_y))
     )
-    tgt = torch.tensor(target, dtype=torch.float32)
+    tgt = torch.tensor(target, dtype=dtype)
     eye = spherical_to_cartesian(r, torch.deg2rad(el), torch.deg2rad(az)) + tgt
-    return look_at(eye, tgt.expand_as(eye)), intrinsics_from_fov(fov, width, height)
+    return look_at(eye, tgt.expand_as(eye), dtype=dtype), intrinsics_from_fov(fov, width, height, dtype=dtype)
 
 
 @dataclass

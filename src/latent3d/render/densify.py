@@ -2,8 +2,11 @@
 
 - Per-parameter Adam with the 3DGS learning rates; the position lr decays exponentially (log-linear) from
   1.6e-4 to 1.6e-6 times the scene extent over 30k steps.
-- View-space positional gradients (of the projected 2D means, in NDC units as in 3DGS) are averaged per Gaussian
-  over the views in which it is visible; every ``refine_every`` steps Gaussians with an average above
+- View-space positional gradients (of the projected 2D means, in NDC units as in 3DGS: the pixel-space gradient
+  times (W/2, H/2), as gsplat's DefaultStrategy with ``absgrad=False, packed=False``) are averaged per Gaussian
+  over the views in which it is visible (radius > 0). They are gradients of the loss as given: gsplat also multiplies
+  by the number of cameras C to undo a loss averaged over a batch of views, latent3d does not (with such a loss,
+  ``grad_threshold / C`` reproduces gsplat's decisions); every ``refine_every`` steps Gaussians with an average above
   ``grad_threshold`` are cloned (small: max scale <= percent_dense * extent, under-reconstruction) or split into
   ``split_n`` samples of themselves with scales / (0.8 * split_n) (large: over-reconstruction).
 - Pruning: opacity below ``prune_opacity``; after the first opacity reset also Gaussians wider than
