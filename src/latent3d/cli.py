@@ -6,6 +6,8 @@ exits with a non-zero code instead of showing a traceback.
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -23,14 +25,55 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+SEED_MAX = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer
+
+
+def _check_seed(value: int) -> int:
+    if not 0 <= value <= SEED_MAX:
+        raise typer.BadParameter(f"{value} is outside 0..2**63-1; give a whole number in that range")
+    return value
+
+
+def _check_out(value: Path) -> Path:
+    """The output folder must be a folder (or creatable): checked before any weight loads, writing nothing."""
+    import tempfile
+
+    p = value.expanduser()
+    if p.exists() and not p.is_dir():
+        raise typer.BadParameter(f"{p} exists and is not a folder; name a folder (new or existing)")
+    parent = p
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise typer.BadParameter(f"{p} cannot be created: {parent} is not a folder")
+    try:  # can we create entries there? (a read-only mount, /proc, /sys or a folder without permission cannot)
+        os.rmdir(tempfile.mkdtemp(prefix=".latent3d-probe-", dir=parent))
+    except OSError as e:
+        raise typer.BadParameter(f"{p} cannot be written ({e.strerror or e}); choose a writable folder") from None
+    return value
+
+
+def _check_finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+def _check_guidance(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise typer.BadParameter(f"{value} is not a guidance scale; give a finite number >= 0 (1 = no guidance)")
+    return value
+
+
 # Options shared by every command (use these aliases so help texts and defaults stay the same everywhere).
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; CPU runs with the same seed are bitwise identical.")]
+SeedOpt = Annotated[int, typer.Option("--seed", callback=_check_seed, help="Random seed (0..2**63-1); runs with the same seed on one machine write identical files.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda if present, else cpu), cpu, cuda or cuda:N.")]
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing; files written atomically).")]
-ResumeOpt = Annotated[bool, typer.Option(help="Continue from the newest checkpoint in --out.")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", callback=_check_out, help="Output folder (created if missing; files written atomically).")]
+ResumeOpt = Annotated[bool, typer.Option(help="Continue from the newest intact checkpoint in --out (bit-for-bit; the settings must match).")]
+CheckpointEveryOpt = Annotated[int, typer.Option("--checkpoint-every", help="Write a checkpoint every this many steps (and at the end); the newest two are kept.")]
 NegativeOpt = Annotated[str, typer.Option(help="Negative prompt (replaces the empty prompt in guidance).")]
 ModelStepsOpt = Annotated[Optional[int], typer.Option(help="DDIM steps (default: the model's recommendation, else 50).")]
-ModelGuidanceOpt = Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale (default: the model's recommendation, else 7.5).")]
+ModelGuidanceOpt = Annotated[Optional[float], typer.Option(callback=_check_guidance, help="Classifier-free guidance scale (default: the model's recommendation, else 7.5).")]
 
 
 @app.callback()
@@ -66,20 +109,21 @@ def train_prior(
     out: OutOpt = Path("runs/object-prior"),
     steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 1500,
     batch_size: Annotated[int, typer.Option(help="Images per step.")] = 128,
-    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 3e-4,
+    lr: Annotated[float, typer.Option(callback=_check_finite, help="Peak AdamW learning rate.")] = 3e-4,
     views: Annotated[int, typer.Option(help="Rendered views per (object, colour).")] = 48,
     warmup_steps: Annotated[int, typer.Option(help="Linear learning-rate warm-up steps.")] = 500,
     init: Annotated[Optional[Path], typer.Option(help="Start from this exported prior folder (fine-tuning).")] = None,
     prediction_type: Annotated[str, typer.Option(help="What the UNet predicts: v_prediction or epsilon.")] = "v_prediction",
-    ema_decay: Annotated[float, typer.Option(help="EMA decay of the exported weights.")] = 0.999,
+    ema_decay: Annotated[float, typer.Option(callback=_check_finite, help="EMA decay of the exported weights.")] = 0.999,
     resume: ResumeOpt = False,
+    checkpoint_every: CheckpointEveryOpt = 500,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
 ) -> None:
     """Train the bundled text-to-image object prior on latent3d's own renders; writes OUT/model (diffusers layout)."""
     from latent3d.priors.object_prior import ObjectPriorConfig, train_object_prior
 
-    _check_train_opts(steps=steps, batch_size=batch_size, views=views)
+    _check_train_opts(steps=steps, batch_size=batch_size, views=views, checkpoint_every=checkpoint_every)
     if prediction_type not in ("v_prediction", "epsilon"):
         raise UserError(f"--prediction-type must be v_prediction or epsilon, got {prediction_type!r}")
     if not 0.0 <= ema_decay < 1.0:
@@ -87,7 +131,7 @@ def train_prior(
     cfg = ObjectPriorConfig(steps=steps, batch_size=batch_size, lr=lr, views=views, seed=seed,
                             warmup_steps=warmup_steps, init=str(init) if init else None,
                             prediction_type=prediction_type, ema_decay=ema_decay)
-    folder = train_object_prior(out, cfg, device=device, resume=resume)
+    folder = train_object_prior(out, cfg, device=device, resume=resume, checkpoint_every=checkpoint_every)
     typer.echo(f"wrote {folder}")
 
 
@@ -108,7 +152,7 @@ def train_rgbd_vae_cmd(
     out: OutOpt = Path("runs/rgbd-vae"),
     steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 6000,
     batch_size: Annotated[int, typer.Option(help="Images per step.")] = 16,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate (paper: 1e-5 when fine-tuning SD's VAE).")] = 2e-4,
+    lr: Annotated[float, typer.Option(callback=_check_finite, help="AdamW learning rate (paper: 1e-5 when fine-tuning SD's VAE).")] = 2e-4,
     variant: Annotated[Optional[str], typer.Option(help="6c: RGB + 16-bit depth packed RGB-like (Intel/ldm3d); 4c: RGB + 1 depth channel (Intel/ldm3d-4c, -pano). Default: 4c with --pano, else 6c.")] = None,
     vae: Annotated[Optional[str], typer.Option("--vae", help="RGB AutoencoderKL folder to widen (e.g. SD's vae/); default: a fresh small one.")] = None,
     disc_start: Annotated[Optional[int], typer.Option(help="Step at which the PatchGAN loss starts (default: steps / 3).")] = None,
@@ -117,6 +161,7 @@ def train_rgbd_vae_cmd(
     n_images: NImagesOpt = 3000,
     height: HeightOpt = 64,
     resume: ResumeOpt = False,
+    checkpoint_every: CheckpointEveryOpt = 500,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -124,7 +169,8 @@ def train_rgbd_vae_cmd(
     from latent3d.nets.rgbd_vae import AELossConfig
     from latent3d.systems.rgbd_train import RGBDVAEConfig, train_rgbd_vae
 
-    _check_train_opts(steps=steps, batch_size=batch_size, n_images=n_images, height=height)
+    _check_train_opts(steps=steps, batch_size=batch_size, n_images=n_images, height=height,
+                      checkpoint_every=checkpoint_every)
     variant = variant or ("4c" if pano else "6c")  # Intel/ldm3d-pano extends ldm3d-4c
     if variant not in ("6c", "4c"):
         raise UserError(f"--variant must be 6c or 4c, got {variant!r}")
@@ -134,7 +180,8 @@ def train_rgbd_vae_cmd(
     cfg = RGBDVAEConfig(pano=pano, height=height, n_images=n_images, data=str(data) if data else None, seed=seed,
                         variant=variant, rgb_vae=vae, steps=steps, batch_size=batch_size, lr=lr, loss=loss)  # fmt: skip
     cmd = "latent3d train rgbd-vae " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["train", "rgbd-vae"] else None
-    folder = train_rgbd_vae(out, cfg, device=device, resume=resume, command=cmd)
+    folder = train_rgbd_vae(out, cfg, device=device, resume=resume, command=cmd,
+                            checkpoint_every=checkpoint_every)
     typer.echo(f"wrote {folder}")
 
 
@@ -144,12 +191,13 @@ def train_rgbd_cmd(
     out: OutOpt = Path("runs/ldm3d"),
     steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 20000,
     batch_size: Annotated[int, typer.Option(help="Images per step.")] = 64,
-    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 2e-4,
+    lr: Annotated[float, typer.Option(callback=_check_finite, help="Peak AdamW learning rate.")] = 2e-4,
     pano: PanoOpt = False,
     data: DataOpt = None,
     n_images: NImagesOpt = 3000,
     height: HeightOpt = 64,
     resume: ResumeOpt = False,
+    checkpoint_every: CheckpointEveryOpt = 500,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -157,7 +205,8 @@ def train_rgbd_cmd(
     (diffusers StableDiffusionLDM3DPipeline layout, like Intel/ldm3d)."""
     from latent3d.systems.rgbd_train import RGBDLDMConfig, train_rgbd
 
-    _check_train_opts(steps=steps, batch_size=batch_size, n_images=n_images, height=height)
+    _check_train_opts(steps=steps, batch_size=batch_size, n_images=n_images, height=height,
+                      checkpoint_every=checkpoint_every)
     if not vae.exists():
         raise UserError(f"--vae {vae} does not exist: run `latent3d train rgbd-vae --out {vae}` first")
     if data is not None and not (data / "rgbd.json").is_file():
@@ -165,7 +214,7 @@ def train_rgbd_cmd(
     cfg = RGBDLDMConfig(pano=pano, height=height, n_images=n_images, data=str(data) if data else None, seed=seed,
                         vae=str(vae), steps=steps, batch_size=batch_size, lr=lr)  # fmt: skip
     cmd = "latent3d train rgbd " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["train", "rgbd"] else None
-    folder = train_rgbd(out, cfg, device=device, resume=resume, command=cmd)
+    folder = train_rgbd(out, cfg, device=device, resume=resume, command=cmd, checkpoint_every=checkpoint_every)
     typer.echo(f"wrote {folder}")
 
 
@@ -176,7 +225,7 @@ def sample(
     prior: Annotated[Optional[str], typer.Option(help="Bundled name, diffusers folder or hub id (default: bundled object prior).")] = None,
     n: Annotated[int, typer.Option("--n", help="Number of images.")] = 4,
     steps: Annotated[int, typer.Option(help="DDIM steps.")] = 50,
-    guidance: Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale (default: the prior's recommendation, else 7.5).")] = None,
+    guidance: Annotated[Optional[float], typer.Option(callback=_check_guidance, help="Classifier-free guidance scale (default: the prior's recommendation, else 7.5).")] = None,
     negative: NegativeOpt = "",
     size: Annotated[Optional[int], typer.Option(help="Image size in pixels (default: the prior's native size).")] = None,
     seed: SeedOpt = 0,
@@ -197,9 +246,9 @@ def rgbd(
     guidance: ModelGuidanceOpt = None,
     size: Annotated[Optional[str], typer.Option(help="HxW in pixels, multiples of the autoencoder's downsampling (default: the model's native size).")] = None,
     negative: NegativeOpt = "",
-    near: Annotated[float, typer.Option(help="Distance given to the nearest depth value (1.0) when lifting points.ply.")] = 1.0,
-    far: Annotated[float, typer.Option(help="Distance given to the farthest depth value (0.0) when lifting points.ply.")] = 10.0,
-    fov: Annotated[float, typer.Option(help="Vertical field of view in degrees assumed for points.ply (pinhole models; panoramas use equirect rays).")] = 60.0,
+    near: Annotated[float, typer.Option(callback=_check_finite, help="Distance given to the nearest depth value (1.0) when lifting points.ply.")] = 1.0,
+    far: Annotated[float, typer.Option(callback=_check_finite, help="Distance given to the farthest depth value (0.0) when lifting points.ply.")] = 10.0,
+    fov: Annotated[float, typer.Option(callback=_check_finite, help="Vertical field of view in degrees assumed for points.ply (pinhole models; panoramas use equirect rays).")] = 60.0,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -217,7 +266,7 @@ def dream(
     prior: Annotated[Optional[str], typer.Option(help="Bundled name, diffusers folder or hub id (default: bundled object prior).")] = None,
     iters: Annotated[Optional[int], typer.Option(help="Optimisation steps (default: 300 bundled prior, 5000 SD-size).")] = None,
     views: Annotated[int, typer.Option(help="Views rendered per step.")] = 4,
-    guidance: Annotated[Optional[float], typer.Option(help="CFG scale (default: the prior's recommendation; else 7.5 ISM, 100 SDS).")] = None,
+    guidance: Annotated[Optional[float], typer.Option(callback=_check_guidance, help="CFG scale (default: the prior's recommendation; else 7.5 ISM, 100 SDS).")] = None,
     init: Annotated[str, typer.Option(help="sphere, box, or a PLY (3DGS or point cloud) to start from.")] = "sphere",
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
@@ -236,13 +285,13 @@ def immersive(
     model: Annotated[Optional[str], typer.Option(help="Panorama model: bundled name, Intel/ldm3d-pano folder or hub id (default: bundled ldm3d-pano-tiny).")] = None,
     steps: ModelStepsOpt = None,
     guidance: ModelGuidanceOpt = None,
-    ipd: Annotated[float, typer.Option(help="Interpupillary distance for the omnidirectional stereo, metres.")] = 0.064,
-    strength: Annotated[float, typer.Option(help="Depth displacement in [0, 1): depth 1 moves to radius/(1+s), 0 to radius/(1-s).")] = 0.5,
+    ipd: Annotated[float, typer.Option(callback=_check_finite, help="Interpupillary distance for the omnidirectional stereo, metres.")] = 0.064,
+    strength: Annotated[float, typer.Option(callback=_check_finite, help="Depth displacement in [0, 1): depth 1 moves to radius/(1+s), 0 to radius/(1-s).")] = 0.5,
     resolution: Annotated[int, typer.Option(help="Sphere segments around (half as many pole to pole).")] = 256,
-    radius: Annotated[float, typer.Option(help="Sphere radius in metres where depth 0.5 sits.")] = 4.0,
+    radius: Annotated[float, typer.Option(callback=_check_finite, help="Sphere radius in metres where depth 0.5 sits.")] = 4.0,
     depth_mode: Annotated[str, typer.Option(help="disparity (1/r linear in depth, as LDM3D/DPT) or linear (DepthFusion's displacement).")] = "disparity",
     stereo_width: Annotated[int, typer.Option(help="Width of stereo_tb.png (each eye is W x W/2).")] = 1024,
-    tour_seconds: Annotated[float, typer.Option(help="Length of tour.mp4 in seconds (15 fps).")] = 2.4,
+    tour_seconds: Annotated[float, typer.Option(callback=_check_finite, help="Length of tour.mp4 in seconds (15 fps).")] = 2.4,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -268,22 +317,36 @@ def view(
     view_command(folder, port)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    """Console-script entry point: run the app, turning :class:`UserError` into one line and exit code 2.
+# typer >= 0.26 carries its own copy of click: take the exception classes from typer, whichever click it runs on
+_UsageError = typer.BadParameter.__mro__[1]
+_ClickException = _UsageError.__mro__[1]
 
-    Usage errors (unknown option, missing argument) are reported by typer/click itself with exit code 2.
-    """
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Console-script entry point. A :class:`UserError` or a usage error (unknown option, bad value, missing
+    argument) is one line ``latent3d: error: ...`` on stderr and exit code 2 (3 for a diverged training run)."""
     try:
-        app(args=argv, prog_name="latent3d", standalone_mode=True)
-    except SystemExit as e:  # standalone mode always ends this way
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    except UserError as e:
-        print(f"latent3d: error: {e}", file=sys.stderr)
+        rv = app(args=argv, prog_name="latent3d", standalone_mode=False)
+    except _UsageError as e:
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:  # `latent3d` / `latent3d train` alone
+            print(ctx.get_help(), file=sys.stderr)
+            return 2
+        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        print(f"latent3d: error: {' '.join(e.format_message().split())}{where}", file=sys.stderr)
+        return 2
+    except _ClickException as e:
+        print(f"latent3d: error: {' '.join(e.format_message().split())}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
+    except UserError as e:
+        print(f"latent3d: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return e.exit_code
+    except (typer.Abort, KeyboardInterrupt):
         print("latent3d: interrupted", file=sys.stderr)
         return 130
-    return 0
+    except typer.Exit as e:
+        return e.exit_code
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def gaussian_splat_arrays(path: Path) -> dict[str, np.ndarray]:
     from latent3d.render.project import quat_scale_to_covar
     from latent3d.render.sh import sh_to_rgb
 
-    g = read_gaussian_ply(path)
+    g = read_gaussian_ply(path, plausible=True)  # exp(log_scales) must not overflow
     cov = quat_scale_to_covar(torch.from_numpy(g.quats), torch.from_numpy(np.exp(g.log_scales))).numpy()
     rgb = np.clip(sh_to_rgb(torch.from_numpy(g.sh[:, 0])).numpy(), 0.0, 1.0)  # SH degree-0 band
     alpha = 1.0 / (1.0 + np.exp(-g.opacity_logits))

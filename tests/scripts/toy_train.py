@@ -19,6 +19,7 @@ p.add_argument("--sleep", type=float, default=0.0)
 p.add_argument("--lr", type=float, default=3e-3)
 p.add_argument("--nan-at", type=int, default=-1)
 p.add_argument("--seed", type=int, default=0)
+p.add_argument("--warmup-steps", type=int, default=0)
 a = p.parse_args()
 
 torch.manual_seed(a.seed)
@@ -45,7 +46,7 @@ def loss_fn(m, batch, g):
 
 
 cfg = TrainConfig(out_dir=a.out, steps=a.steps, lr=a.lr, ckpt_every=a.ckpt_every, ema_decay=0.9, seed=a.seed,
-                  device="cpu", resume=a.resume, log_every=5, progress=False)
+                  device="cpu", resume=a.resume, log_every=5, progress=False, warmup_steps=a.warmup_steps)
 res = train(model, batch_fn, loss_fn, cfg)
 x_eval = torch.linspace(-1, 1, 400).reshape(200, 2)
 with torch.no_grad():

@@ -145,8 +145,10 @@ def _find_json(path: Path, split: str) -> Path:
                     f"inside; {_FIX}")
 
 
-def _resolve(root: Path, rel: str, what: str, json_path: Path) -> Path:
-    p = (root / rel).resolve() if not os.path.isabs(rel) else Path(rel)
+def _resolve(root: Path, rel: Any, what: str, json_path: Path) -> Path:
+    from latent3d.io.manifest import resolve_inside
+
+    p = resolve_inside(root, rel, what, json_path)
     if p.is_file():
         return p
     for ext in (".png", ".jpg", ".jpeg", ".PNG", ".JPG"):  # NeRF-blender omits the extension
@@ -155,15 +157,35 @@ def _resolve(root: Path, rel: str, what: str, json_path: Path) -> Path:
     raise UserError(f"{json_path}: {what} {rel!r} not found; check the paths in the file or re-export the dataset")
 
 
+def _read_depth(path: Path, scale: float, hw: tuple[int, int], i: int, jpath: Path) -> np.ndarray:  # [H, W] metres
+    """A frame's depth: 16-bit PNG x ``scale``, or ``.npy`` float metres (no pickles); 0 / non-finite = no depth."""
+    from latent3d.io.depth import read_depth_png16
+
+    if path.suffix == ".npy":
+        try:
+            raw = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise UserError(f"{path}: not a readable .npy depth map ({type(e).__name__}: {e})") from None
+        if raw.ndim != 2 or raw.dtype.kind not in "fiu":
+            raise UserError(f"{path}: a .npy depth map must be a 2-D numeric array, got {raw.dtype} {raw.shape}")
+        raw = raw.astype(np.float32)
+    else:
+        raw = read_depth_png16(path).astype(np.float32) * np.float32(scale)
+    if raw.shape != hw:
+        raise UserError(f"{jpath}: frame {i}'s depth is {raw.shape[1]}x{raw.shape[0]}, its image {hw[1]}x{hw[0]}")
+    return np.where(np.isfinite(raw) & (raw > 0), raw, np.inf).astype(np.float32)
+
+
 def _load_rgba(path: Path, background: Sequence[float]) -> tuple[np.ndarray, np.ndarray | None]:
     """RGB float [H, W, 3] (alpha composited on ``background``) and alpha [H, W] or None."""
-    from PIL import Image
+    from latent3d.io.image import read_pil_array
 
-    with Image.open(path) as im:
-        has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
-        arr = np.asarray(im.convert("RGBA" if has_alpha else "RGB"), dtype=np.float32) / 255.0
+    rgba, mode = read_pil_array(path, "RGBA", "image")
+    # a palette image has alpha when it names a transparent colour: then some converted alpha is below 255
+    has_alpha = mode in ("RGBA", "LA", "PA") or (mode == "P" and bool((rgba[..., 3] < 255).any()))
+    arr = rgba.astype(np.float32) / 255.0
     if not has_alpha:
-        return arr, None
+        return arr[..., :3], None
     a = arr[..., 3:4]
     rgb = arr[..., :3] * a + np.asarray(background, dtype=np.float32) * (1.0 - a)
     return rgb, a[..., 0]
@@ -178,23 +200,22 @@ def read_transforms_dataset(
 
     Raises :class:`latent3d.errors.UserError` (one line) when ``path`` is not such a dataset.
     """
-    from PIL import Image
-
-    from latent3d.io.depth import read_depth_png16
+    from latent3d.io.image import read_pil_array
+    from latent3d.io.manifest import number, read_json
 
     jpath = _find_json(Path(path), split)
-    try:
-        doc = json.loads(jpath.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"{jpath}: not a readable JSON file ({e}); {_FIX}") from None
+    doc = read_json(jpath, _FIX)
     frames = doc.get("frames") if isinstance(doc, dict) else None
     if not frames or not isinstance(frames, list):
         raise UserError(f"{jpath}: no 'frames' list; {_FIX}")
+    if not all(isinstance(f, dict) for f in frames):
+        raise UserError(f"{jpath}: every entry of 'frames' must be an object with file_path and transform_matrix")
     model = str(doc.get("camera_model", "OPENCV")).upper()
     if model not in ("OPENCV", "PINHOLE", "SIMPLE_PINHOLE"):  # OPENCV distortion coefficients are ignored
         raise UserError(f"{jpath}: camera_model {model!r} is not supported; only pinhole/OPENCV cameras are read")
     root = jpath.parent
-    scale = float(doc.get("depth_unit_scale_factor", 1e-3))  # nerfstudio's default: millimetres
+    scale = number(doc.get("depth_unit_scale_factor", 1e-3), "depth_unit_scale_factor", jpath, 0.0, 1e6,
+                   lo_open=True)  # nerfstudio's default: millimetres
     imgs, depths, masks, poses, Ks, caps, paths = [], [], [], [], [], [], []
     any_depth = any("depth_file_path" in f for f in frames)
     any_mask = False
@@ -209,21 +230,22 @@ def read_transforms_dataset(
         K = _frame_K({**doc, **f}, w, h, jpath)
         mask = None
         if "mask_path" in f:
-            with Image.open(_resolve(root, f["mask_path"], "mask", jpath)) as im:
-                mask = np.asarray(im.convert("L")) > 127
+            mask = read_pil_array(_resolve(root, f["mask_path"], "mask", jpath), "L", "mask image")[0] > 127
+            if mask.shape != (h, w):
+                raise UserError(f"{jpath}: frame {i}'s mask is {mask.shape[1]}x{mask.shape[0]}, its image {w}x{h}")
         elif alpha is not None:
             mask = alpha > 0.5
         any_mask |= mask is not None
         d = np.full((h, w), np.inf, dtype=np.float32)
         if "depth_file_path" in f:
-            dp = _resolve(root, f["depth_file_path"], "depth", jpath)
-            raw = np.load(dp).astype(np.float32) if dp.suffix == ".npy" else read_depth_png16(dp).astype(np.float32)
-            d = np.where(raw > 0, raw * (scale if dp.suffix != ".npy" else 1.0), np.inf).astype(np.float32)
+            d = _read_depth(_resolve(root, f["depth_file_path"], "depth", jpath), scale, (h, w), i, jpath)
         imgs.append(rgb)
         depths.append(d)
         masks.append(mask)
         poses.append(_pose(f["transform_matrix"], i, jpath))
         Ks.append(K)
+        if not isinstance(f.get("caption", ""), str):
+            raise UserError(f"{jpath}: frame {i}'s caption must be a string, got {f['caption']!r}")
         caps.append(f.get("caption"))
         paths.append(ip)
     viewmats = viewmats_from_nerfstudio(torch.from_numpy(np.stack(poses)))
@@ -245,28 +267,33 @@ def read_transforms_dataset(
 
 def _pose(m: Any, i: int, jpath: Path) -> np.ndarray:  # -> [4, 4] float32 OpenGL camera-to-world
     try:
-        a = np.asarray(m, dtype=np.float32)
-    except (ValueError, TypeError):
-        a = np.zeros(0, np.float32)
+        a = np.asarray(m, dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):
+        a = np.zeros(0)
     if a.shape == (3, 4):
-        a = np.concatenate([a, np.array([[0, 0, 0, 1]], np.float32)])
-    if a.shape != (4, 4) or not np.isfinite(a).all():
+        a = np.concatenate([a, np.array([[0, 0, 0, 1]])])
+    if a.shape != (4, 4) or not (np.abs(a) < 1e30).all():  # also finite once cast to float32
         raise UserError(f"{jpath}: frame {i} has a malformed transform_matrix; it must be a 4x4 or 3x4 list")
-    return a
+    return a.astype(np.float32)
 
 
 def _frame_K(f: dict[str, Any], w: int, h: int, jpath: Path) -> Tensor:  # [3, 3]
     """Intrinsics from nerfstudio keys (fl_x, ...) or NeRF-blender ``camera_angle_x``, rescaled to the image size."""
-    sx = w / float(f["w"]) if "w" in f else 1.0
-    sy = h / float(f["h"]) if "h" in f else 1.0
+    from latent3d.io.manifest import number
+
+    big = 1e4 * max(w, h)  # a focal length beyond this is a field of view under 0.006 degrees: not a camera
+    sx = w / number(f["w"], "w", jpath, 0, 1e6, lo_open=True) if "w" in f else 1.0
+    sy = h / number(f["h"], "h", jpath, 0, 1e6, lo_open=True) if "h" in f else 1.0
     if "fl_x" in f:
-        fx = float(f["fl_x"]) * sx
-        fy = float(f.get("fl_y", f["fl_x"])) * sy
+        fx = number(f["fl_x"], "fl_x", jpath, 0, big, lo_open=True) * sx
+        fy = number(f.get("fl_y", f["fl_x"]), "fl_y", jpath, 0, big, lo_open=True) * sy
     elif "camera_angle_x" in f:
-        fx = 0.5 * w / math.tan(0.5 * float(f["camera_angle_x"]))
-        fy = 0.5 * h / math.tan(0.5 * float(f["camera_angle_y"])) if "camera_angle_y" in f else fx
+        fx = 0.5 * w / math.tan(0.5 * number(f["camera_angle_x"], "camera_angle_x", jpath, 0, 3.1, lo_open=True))
+        fy = fx
+        if "camera_angle_y" in f:
+            fy = 0.5 * h / math.tan(0.5 * number(f["camera_angle_y"], "camera_angle_y", jpath, 0, 3.1, lo_open=True))
     else:
         raise UserError(f"{jpath}: no focal length (fl_x or camera_angle_x); {_FIX}")
-    cx = float(f["cx"]) * sx if "cx" in f else 0.5 * w
-    cy = float(f["cy"]) * sy if "cy" in f else 0.5 * h
+    cx = number(f["cx"], "cx", jpath, -big, big) * sx if "cx" in f else 0.5 * w
+    cy = number(f["cy"], "cy", jpath, -big, big) * sy if "cy" in f else 0.5 * h
     return torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=torch.float32)

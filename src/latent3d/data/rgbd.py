@@ -331,6 +331,16 @@ def write_rgbd_set(
     return write_rgbd_index(root, items, "pinhole" if data.K is not None else "equirect", source, extra)
 
 
+def _read_K(k: Any, i: int, jpath: Path) -> torch.Tensor:  # [3, 3]
+    try:
+        K = torch.tensor(k, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        K = torch.zeros(0)
+    if K.shape != (3, 3) or not (K.abs() < 1e30).all() or K[0, 0] <= 0 or K[1, 1] <= 0:  # finite in float32 too
+        raise UserError(f"{jpath}: item {i}'s K must be a 3x3 matrix of finite numbers with positive focal lengths")
+    return K.float()
+
+
 def read_rgbd_set(folder: str | os.PathLike) -> RGBDSet:
     """Read a folder written by :func:`write_rgbd_set` or :mod:`latent3d.data.rgbd_builder`.
 
@@ -339,26 +349,39 @@ def read_rgbd_set(folder: str | os.PathLike) -> RGBDSet:
     """
     from latent3d.io.depth import dequantize_depth, read_depth_png16
     from latent3d.io.image import load_image
+    from latent3d.io.manifest import number, read_json, resolve_inside
 
     root = Path(folder)
     jpath = root / "rgbd.json"
     if not jpath.is_file():
         raise UserError(f"{root} has no rgbd.json: pass a folder written by latent3d's RGBD writer or builder")
-    index = json.loads(jpath.read_text())
-    if index.get("format") != FORMAT:
-        raise UserError(f"{jpath} is not a {FORMAT} index (format={index.get('format')!r})")
+    fix = "pass a folder written by latent3d's RGBD writer or builder"
+    index = read_json(jpath, fix)
+    if not isinstance(index, dict) or index.get("format") != FORMAT:
+        fmt = index.get("format") if isinstance(index, dict) else None
+        raise UserError(f"{jpath} is not a {FORMAT} index (format={fmt!r}); {fix}")
+    items = index.get("items")
+    if not isinstance(items, list) or not items or not all(isinstance(it, dict) for it in items):
+        raise UserError(f"{jpath}: 'items' must be a non-empty list of objects; {fix}")
     rgbs, disps, depths, Ks, caps = [], [], [], [], []
-    for it in index["items"]:
-        rgbs.append(torch.from_numpy(load_image(root / it["rgb"])).permute(2, 0, 1))
-        d = torch.from_numpy(np.asarray(dequantize_depth(read_depth_png16(root / it["depth"]))))[None]
+    for i, it in enumerate(items):
+        if not isinstance(it.get("caption"), str):
+            raise UserError(f"{jpath}: item {i} needs a 'caption' string, got {it.get('caption')!r}")
+        rgb = torch.from_numpy(load_image(resolve_inside(root, it.get("rgb"), f"item {i} rgb", jpath)))
+        dpath = resolve_inside(root, it.get("depth"), f"item {i} depth", jpath)
+        d = torch.from_numpy(np.asarray(dequantize_depth(read_depth_png16(dpath))))[None]
+        if tuple(d.shape[1:]) != tuple(rgb.shape[:2]):
+            raise UserError(f"{dpath}: depth is {d.shape[2]}x{d.shape[1]}, its RGB {rgb.shape[1]}x{rgb.shape[0]}")
+        rgbs.append(rgb.permute(2, 0, 1))
         disps.append(d)
-        if it.get("near") is not None:
-            near, far = float(it["near"]), float(it["far"])
+        if it.get("near") is not None or it.get("far") is not None:
+            near = number(it.get("near"), f"item {i} near", jpath, 0, 1e9, lo_open=True)
+            far = number(it.get("far"), f"item {i} far", jpath, near, 1e9, lo_open=True)
             depths.append(1.0 / (1.0 / far + d.double() * (1.0 / near - 1.0 / far)).float())
         else:
             depths.append(torch.full_like(d, float("nan")))
         if "K" in it:
-            Ks.append(torch.tensor(it["K"], dtype=torch.float32))
+            Ks.append(_read_K(it["K"], i, jpath))
         caps.append(it["caption"])
     K = torch.stack(Ks) if Ks and len(Ks) == len(caps) else None
     if len({tuple(x.shape) for x in rgbs}) > 1:

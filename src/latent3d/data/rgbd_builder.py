@@ -77,7 +77,8 @@ def load_depth_model(name_or_path: str, device: str = "auto", local_files_only: 
     if local_files_only is None:
         local_files_only = Path(name_or_path).is_dir() or os.environ.get("HF_HUB_OFFLINE", "0") == "1"
     try:
-        model = AutoModelForDepthEstimation.from_pretrained(name_or_path, local_files_only=local_files_only)
+        model = AutoModelForDepthEstimation.from_pretrained(name_or_path, local_files_only=local_files_only,
+                                                            use_safetensors=True)  # never unpickle a .bin
         proc = AutoImageProcessor.from_pretrained(name_or_path, local_files_only=local_files_only)
     except OSError as e:
         raise UserError(f"cannot load depth model {name_or_path!r} ({str(e).splitlines()[0][:120]}): pass a "

@@ -80,16 +80,18 @@ def write_depth_png16(path: str | os.PathLike, depth_u16: np.ndarray) -> Path:  
 
 
 def read_depth_png16(path: str | os.PathLike) -> np.ndarray:  # -> [H, W] uint16
-    """Read a 16-bit greyscale PNG written by :func:`write_depth_png16` (or any other tool) exactly."""
-    from PIL import Image
+    """Read a 16-bit greyscale PNG written by :func:`write_depth_png16` (or any other tool) exactly; any other file
+    (8-bit, colour, corrupt, not an image) is one :class:`~latent3d.errors.UserError`."""
+    from latent3d.errors import UserError
+    from latent3d.io.image import read_pil_array
 
-    with Image.open(path) as im:
-        if im.mode not in ("I;16", "I;16B", "I;16L", "I"):
-            raise ValueError(f"{path}: expected a 16-bit greyscale PNG, got PIL mode {im.mode!r}")
-        arr = np.asarray(im)
+    arr, mode = read_pil_array(path, None, "16-bit depth PNG")
+    if mode not in ("I;16", "I;16B", "I;16L", "I") or arr.ndim != 2:
+        raise UserError(f"{path}: expected a 16-bit greyscale PNG, got PIL mode {mode!r}; "
+                        "write depth with latent3d's write_depth_png16 or as 16-bit greyscale")
     if arr.dtype != np.uint16:  # older Pillow opens 16-bit PNGs as 32-bit mode "I"
         if arr.min(initial=0) < 0 or arr.max(initial=0) > U16_MAX:
-            raise ValueError(f"{path}: values outside the 16-bit range")
+            raise UserError(f"{path}: values outside the 16-bit range")
         arr = arr.astype(np.uint16)
     return np.ascontiguousarray(arr)
 

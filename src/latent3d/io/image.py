@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from latent3d.errors import UserError
 from latent3d.io.atomic import atomic_path
 
 _CHANNELS = (1, 3, 4)
@@ -70,12 +71,44 @@ def save_image(path: str | os.PathLike, img: Any) -> Path:  # img: [H, W, 3] | [
     return path
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:  # -> [H, W, 3] float32 in [0, 1]
-    """Load any PIL-readable image as RGB float32 in [0, 1] (alpha dropped, greyscale replicated)."""
+# Refuse images above this many pixels before decoding them (16384 x 8192 = 2^27; 9 bytes a pixel as float RGB is
+# 1.2 GB): far above any resolution the papers use, and PIL's own limit raises a traceback instead.
+MAX_IMAGE_PIXELS = 1 << 27
+
+
+def read_pil_array(path: str | os.PathLike, mode: str | None = None, what: str = "image") -> tuple[np.ndarray, str]:
+    """Decode an image file to an array (converted to PIL ``mode`` if given) and its original PIL mode.
+
+    Every failure of the file -- missing, a folder, not an image, truncated, corrupt, 0 pixels, or more than
+    :data:`MAX_IMAGE_PIXELS` -- becomes one :class:`UserError` naming the file and ``what`` it was meant to be."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        rgb = np.asarray(im.convert("RGB"))
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: {'is a folder' if path.is_dir() else 'file not found'}; pass the path of the {what}")
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise UserError(f"{path}: the {what} is {w}x{h} pixels, more than latent3d reads "
+                                f"({MAX_IMAGE_PIXELS} pixels); downscale it first")
+            if w == 0 or h == 0:
+                raise UserError(f"{path}: the {what} has no pixels ({w}x{h})")
+            src_mode = im.mode
+            arr = np.asarray(im.convert(mode) if mode is not None and im.mode != mode else im)
+    except UserError:
+        raise
+    except (OSError, ValueError, SyntaxError, TypeError, EOFError, Image.DecompressionBombError) as e:
+        # PIL raises UnidentifiedImageError (an OSError) for non-images, OSError for truncated data, ValueError /
+        # SyntaxError / EOFError from some decoders on corrupt headers
+        raise UserError(f"{path}: not a readable {what} ({type(e).__name__}: {e})") from None
+    return arr, src_mode
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:  # -> [H, W, 3] float32 in [0, 1]
+    """Load any PIL-readable image as RGB float32 in [0, 1] (alpha dropped, greyscale replicated); a file that is
+    not a readable image is one :class:`UserError`."""
+    rgb, _ = read_pil_array(path, "RGB", "RGB image")
     return rgb.astype(np.float32) / 255.0
 
 

@@ -96,7 +96,7 @@ def write_gaussian_ply(path: str | os.PathLike, g: GaussianPLY) -> Path:
         g.means,
         np.zeros((g.num, 3), np.float32),  # normals
         g.sh[:, 0, :],  # f_dc_0..2
-        g.sh[:, 1:, :].transpose(0, 2, 1).reshape(g.num, -1),  # f_rest, channel-major
+        g.sh[:, 1:, :].transpose(0, 2, 1).reshape(g.num, 3 * (g.sh.shape[1] - 1)),  # f_rest, channel-major
         g.opacity_logits[:, None],
         g.log_scales,
         g.quats,
@@ -106,12 +106,16 @@ def write_gaussian_ply(path: str | os.PathLike, g: GaussianPLY) -> Path:
     return _write_vertices(path, data, {name: "float" for name in names})
 
 
-def read_gaussian_ply(path: str | os.PathLike) -> GaussianPLY:
-    """Read an INRIA-layout 3DGS PLY with any SH degree 0..3 (ASCII or binary, any property order)."""
+def read_gaussian_ply(path: str | os.PathLike, plausible: bool = False) -> GaussianPLY:
+    """Read an INRIA-layout 3DGS PLY with any SH degree 0..3 (ASCII or binary, any property order).
+
+    Refused with one :class:`UserError`: unreadable files, missing or non-float attributes, 0 Gaussians, NaN/inf.
+    ``plausible`` also refuses values no 3DGS optimiser writes (see :func:`check_plausible_gaussians`): what the
+    commands that optimise or render a file (``dream --init``, ``view``) ask for."""
     from plyfile import PlyData
 
     try:
-        ply = PlyData.read(str(path))
+        ply = PlyData.read(str(path), mmap=False)  # no memory map: the arrays must outlive the file
     except FileNotFoundError:
         raise UserError(f"{path}: file not found; pass the path of a 3DGS .ply file") from None
     except Exception as e:  # plyfile raises PlyHeaderParseError / PlyElementParseError / ValueError
@@ -131,19 +135,51 @@ def read_gaussian_ply(path: str | os.PathLike) -> GaussianPLY:
     if n_rest % 3 or k not in _SH_DEGREE:
         raise UserError(f"{path}: {n_rest} f_rest_* attributes; a 3DGS PLY has 0, 9, 24 or 45 (SH degree 0..3)")
 
+    if len(v) == 0:
+        raise UserError(f"{path}: the PLY holds 0 Gaussians; pass a 3DGS file with at least one")
+    retyped = [s for s in required + [f"f_rest_{i}" for i in range(n_rest)] if v.dtype[s].kind != "f"]
+    if retyped:
+        raise UserError(f"{path}: 3DGS attributes must be float or double, {retyped[0]} is {v.dtype[retyped[0]]}")
+
     def col(*keys: str) -> np.ndarray:
         return np.stack([np.asarray(v[s], dtype=np.float32) for s in keys], axis=1)
 
     rest = col(*[f"f_rest_{i}" for i in range(n_rest)]) if n_rest else np.zeros((len(v), 0), np.float32)
     sh = np.concatenate([col("f_dc_0", "f_dc_1", "f_dc_2")[:, None, :],
                          rest.reshape(len(v), 3, k - 1).transpose(0, 2, 1)], axis=1)  # [N, K, 3]
-    return GaussianPLY(
+    g = GaussianPLY(
         means=col("x", "y", "z"),
         sh=sh,
         opacity_logits=np.asarray(v["opacity"], dtype=np.float32),
         log_scales=col("scale_0", "scale_1", "scale_2"),
         quats=col("rot_0", "rot_1", "rot_2", "rot_3"),
     )
+    _check_finite(path, g)
+    if plausible:
+        check_plausible_gaussians(path, g)
+    return g
+
+
+def _check_finite(path: str | os.PathLike, g: GaussianPLY) -> None:
+    for name in ("means", "sh", "opacity_logits", "log_scales", "quats"):
+        bad = int((~np.isfinite(getattr(g, name))).reshape(g.num, -1).any(1).sum())
+        if bad:
+            raise UserError(f"{path}: {bad} of {g.num} Gaussians have NaN or infinite {name}; the file is corrupt "
+                            "(or its header names the wrong byte order)")
+
+
+def check_plausible_gaussians(path: str | os.PathLike, g: GaussianPLY) -> None:
+    """Refuse log-scales whose exp under/overflows float32 and zero-length rotations. A body read with the wrong
+    byte order (a ``binary_big_endian`` header on little-endian data) lands here: its floats come out as NaN, huge
+    or denormal numbers, so its quaternions are near zero."""
+    big = float(np.abs(g.log_scales).max())
+    if big > 80:  # exp(+-88) is the float32 limit; real splats sit within about [-15, 5]
+        raise UserError(f"{path}: log-scales up to {big:.3g} in magnitude, outside float32's exp range; the file is "
+                        "corrupt (or its header names the wrong byte order)")
+    qn = np.linalg.norm(g.quats.astype(np.float64), axis=1)
+    if (qn < 1e-12).any():
+        raise UserError(f"{path}: {int((qn < 1e-12).sum())} Gaussians have a zero rotation quaternion; the file is "
+                        "corrupt (or its header names the wrong byte order)")
 
 
 def write_point_ply(path: str | os.PathLike,

@@ -29,7 +29,14 @@ _ALLOWED_LIBS = {"diffusers", "transformers"}
 def _read_json(root: str | Path, filename: str, local_only: bool) -> dict:
     path = Path(root) / filename
     if path.is_file():
-        return json.loads(path.read_text())
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise UserError(f"{path}: not a readable JSON file ({type(e).__name__}); the folder {root} is damaged: "
+                            "copy or download it again") from None
+        if not isinstance(doc, dict):
+            raise UserError(f"{path}: expected a JSON object; the folder {root} is not a diffusers pipeline folder")
+        return doc
     if Path(root).is_dir():
         raise UserError(f"{root} is not a diffusers pipeline folder: {filename} is missing")
     from huggingface_hub import hf_hub_download
@@ -42,7 +49,9 @@ def _load_component(root: str | Path, name: str, spec: list, local_only: bool):
     if lib not in _ALLOWED_LIBS:
         raise UserError(f"component {name!r} of {root} needs library {lib!r}; latent3d loads diffusers/transformers only")
     klass = getattr(importlib.import_module(lib), cls)
-    return klass.from_pretrained(str(root), subfolder=name, local_files_only=local_only)
+    # weights from safetensors only: a .bin file is a pickle, which latent3d never loads
+    extra = {} if name == "tokenizer" else {"use_safetensors": True}
+    return klass.from_pretrained(str(root), subfolder=name, local_files_only=local_only, **extra)
 
 
 def schedule_from_config(sc: dict) -> Tensor:  # [T] float64
@@ -116,6 +125,12 @@ class DiffusersPrior:
         except UserError:
             raise
         except (OSError, ValueError) as e:
+            if Path(id_or_path).is_dir():  # a local folder: say what is wrong with it, no download advice
+                raise UserError(
+                    f"could not load {option.lstrip('-')} folder {str(id_or_path)!r}: {type(e).__name__}: "
+                    f"{str(e).splitlines()[0] if str(e) else 'unreadable'} -- check that every component folder "
+                    "(unet/, text_encoder/, tokenizer/, vae/) holds its config and weights"
+                ) from e
             raise UserError(
                 f"could not load {option.lstrip('-')} {str(id_or_path)!r} ({type(e).__name__}): download it where there "
                 f"is network (`hf download {id_or_path} --local-dir DIR`) and pass {option} DIR"

@@ -78,7 +78,7 @@ def render_training_set(cfg: ObjectPriorConfig) -> tuple[Tensor, list[str]]:
     images, caps = [], []
     with num_threads(1):  # the ray caster is many small element-wise ops: one thread is fastest
         _render_all(cfg, g, images, caps)
-    return torch.cat(images), caps
+    return torch.cat(images).contiguous(), caps  # cat keeps the channels-last strides of the permuted renders
 
 
 def _render_all(cfg: ObjectPriorConfig, g: torch.Generator, images: list, caps: list) -> None:
@@ -98,10 +98,13 @@ _DATA_KEYS = ("resolution", "objects", "colors", "views", "elevation_range_deg",
 
 
 def _cached_training_set(out_dir: Path, cfg: ObjectPriorConfig) -> tuple[Tensor, list[str], float]:
-    """The training renders, cached in ``out_dir/data`` (float32, so cached and fresh runs train on the same data).
+    """The training renders, cached in ``out_dir/data``; returns (images [N, 3, R, R] in [0, 1], captions, render
+    seconds).
 
-    A resumed run (or a re-export) reads the cache instead of rendering again; the cache is keyed by the data
-    settings, so a changed setting renders afresh. Returns (images [N, 3, R, R] in [0, 1], captions, render seconds).
+    The cache is keyed by the data settings (a changed setting renders afresh). A fresh run trains on what it reads
+    back from the cache, not on the tensor the renderer returned, so a resumed run (which only reads) trains on the
+    same values *and* the same memory layout: a channels-last tensor takes other CPU convolution kernels, whose
+    float rounding differs (that broke bit-for-bit resume).
     """
     from safetensors.torch import load_file, save_file
 
@@ -109,18 +112,16 @@ def _cached_training_set(out_dir: Path, cfg: ObjectPriorConfig) -> tuple[Tensor,
 
     key = json.dumps({k: getattr(cfg, k) for k in _DATA_KEYS}, sort_keys=True)
     meta_path, data_path = out_dir / "data" / "captions.json", out_dir / "data" / "renders.safetensors"
-    if meta_path.exists() and data_path.exists():
-        meta = json.loads(meta_path.read_text())
-        if meta["key"] == key:
-            return load_file(data_path)["images"], meta["captions"], meta["render_s"]
-    t0 = time.time()
-    images, caps = render_training_set(cfg)
-    render_s = time.time() - t0
-    data_path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(data_path) as tmp:
-        save_file({"images": images.contiguous()}, str(tmp))
-    write_text(meta_path, json.dumps({"key": key, "captions": caps, "render_s": render_s}))
-    return images, caps, render_s
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() and data_path.exists() else {}
+    if meta.get("key") != key:
+        t0 = time.time()
+        images, caps = render_training_set(cfg)
+        meta = {"key": key, "captions": caps, "render_s": time.time() - t0}
+        data_path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(data_path) as tmp:
+            save_file({"images": images}, str(tmp))
+        write_text(meta_path, json.dumps(meta))
+    return load_file(data_path)["images"], meta["captions"], meta["render_s"]
 
 
 def _load_init(folder: Path, unet: nn.Module, text: nn.Module, tok) -> None:
@@ -238,12 +239,18 @@ def train_object_prior(
     device: str = "auto",
     resume: bool = False,
     progress: bool = True,
+    checkpoint_every: int = 500,
 ) -> Path:
-    """Render the training set, train with the shared trainer, export ``out_dir/model`` (EMA weights)."""
+    """Render the training set, train with the shared trainer (a checkpoint every ``checkpoint_every`` steps),
+    export ``out_dir/model`` (EMA weights)."""
     from latent3d.diffusion.schedules import alphas_cumprod
     from latent3d.priors.vocab import words_of
-    from latent3d.train.trainer import TrainConfig, train
+    from latent3d.train.trainer import TrainConfig, preflight, train
 
+    tcfg = TrainConfig(out_dir=out_dir, steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
+                       ema_decay=cfg.ema_decay, ckpt_every=checkpoint_every, seed=cfg.seed, device=device,
+                       resume=resume, progress=progress, desc="train prior", extra={"prior": asdict(cfg)})  # fmt: skip
+    preflight(tcfg)  # a refused resume neither renders nor touches out_dir
     torch.manual_seed(cfg.seed)
     images, caps, render_s = _cached_training_set(Path(out_dir), cfg)
     unet, text, tok, sched = build_components(cfg, words_of(caps))
@@ -273,9 +280,6 @@ def train_object_prior(
         target = eps if not v_pred else a.sqrt() * eps - (1 - a).sqrt() * x0  # DDPM eq. 14 / v (Salimans & Ho)
         return (m(x_t, t, input_ids) - target).pow(2).mean()
 
-    tcfg = TrainConfig(out_dir=out_dir, steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
-                       ema_decay=cfg.ema_decay, ckpt_every=500, seed=cfg.seed, device=device, resume=resume,
-                       progress=progress, desc="train prior", extra={"prior": asdict(cfg)})  # fmt: skip
     res = train(model, batch_fn, loss_fn, tcfg)
     res.ema.copy_to(model)
     n_params = sum(p.numel() for p in model.parameters())

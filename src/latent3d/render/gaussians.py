@@ -174,10 +174,11 @@ class GaussianModel(nn.Module):
 
     @classmethod
     def from_ply(cls, path: str | os.PathLike) -> GaussianModel:
-        """Read a 3DGS PLY written by latent3d or the INRIA code."""
+        """Read a 3DGS PLY written by latent3d or the INRIA code (implausible values refused, see
+        :func:`latent3d.io.ply.check_plausible_gaussians`)."""
         from latent3d.io.ply import read_gaussian_ply
 
-        return cls.from_gaussian_ply(read_gaussian_ply(path))
+        return cls.from_gaussian_ply(read_gaussian_ply(path, plausible=True))
 
     # ---- editing (used by densification)
     @torch.no_grad()

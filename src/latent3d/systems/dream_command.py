@@ -23,6 +23,10 @@ def dream_command(prompt: str, out: Path, method: str, prior_spec: str | None, i
         raise UserError(f"--init {init!r} is neither sphere, box nor an existing PLY file")
     if not prompt.strip():
         raise UserError("the prompt is empty: say what to make, e.g. 'a red snowman'")
+    if init not in ("sphere", "box"):
+        from latent3d.io.ply import read_gaussian_ply
+
+        read_gaussian_ply(init, plausible=True)  # a bad file is refused before the prior loads
     t0 = time.time()
     dev = resolve_device(device)
     seed_everything(seed)

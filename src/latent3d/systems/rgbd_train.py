@@ -108,9 +108,13 @@ def _is_main() -> bool:
 
 def _quantised(ds: RGBDSet) -> RGBDSet:
     """What the set is after a trip through its PNG files (8-bit RGB, 16-bit disparity): the same on every process
-    and on resume whether it was rendered now or read from the cache."""
-    rgb = (ds.rgb * 255).round() / 255
-    disp = (ds.disparity.double() * 65535).round().float() / 65535
+    and on resume whether it was rendered now or read from the cache. Disparity goes through the writer's own
+    quantize_depth (float32; a float64 product rounds some pixels to the neighbouring 16-bit level, which made a
+    resumed stage 2, training on the cache, drift from the run that rendered)."""
+    from latent3d.io.depth import dequantize_depth, quantize_depth
+
+    rgb = (ds.rgb.clamp(0, 1) * 255).round() / 255  # the float32 arithmetic of the PNG writer (to_uint8_image)
+    disp = dequantize_depth(quantize_depth(ds.disparity.float()))
     return RGBDSet(rgb, disp, ds.depth, ds.K, ds.captions)
 
 
@@ -172,8 +176,10 @@ class _Packed:
     ``x(i)`` gives the autoencoder input of the images ``i`` (exactly the values of :func:`_quantised`)."""
 
     def __init__(self, ds: RGBDSet, variant: str):
-        self.rgb8 = (ds.rgb * 255).round().to(torch.uint8)  # [N, 3, H, W]
-        self.d16 = (ds.disparity.double() * 65535).round().to(torch.int32)  # [N, 1, H, W]
+        # contiguous whatever layout the set came in (rendered, read, resized): a channels-last batch takes other
+        # convolution kernels, whose rounding would make a resumed run (data read from the cache) drift
+        self.rgb8 = (ds.rgb * 255).round().to(torch.uint8).contiguous()  # [N, 3, H, W]
+        self.d16 = (ds.disparity.double() * 65535).round().to(torch.int32).contiguous()  # [N, 1, H, W]
         self.variant = variant
 
     def __len__(self) -> int:
@@ -214,6 +220,7 @@ def _psnr(a: Tensor, b: Tensor) -> float:
 def train_rgbd_vae(
     out_dir: Path, cfg: RGBDVAEConfig, device: str = "auto", resume: bool = False, progress: bool = True,
     command: str | None = None, perceptual: Callable[[Tensor, Tensor], Tensor] | None = None,
+    checkpoint_every: int = 500,
 ) -> Path:  # fmt: skip
     """Widen an RGB KL-autoencoder to RGB + depth and fine-tune it (LDM3D Sec. 3.1); export ``out_dir/model``
     (diffusers ``AutoencoderKL`` folder, float32, ``scaling_factor`` = 1 / std of the latents, model card).
@@ -223,9 +230,13 @@ def train_rgbd_vae(
     from latent3d.nets.rgbd_vae import RGBDAutoencoderWithLoss, make_rgb_vae, rgbd_to_vae_input, widen_vae
     from latent3d.nets.rgbd_vae import vae_output_to_rgbd
     from latent3d.runtime import resolve_device
-    from latent3d.train.trainer import TrainConfig, train
+    from latent3d.train.trainer import TrainConfig, preflight, train
 
     out_dir = Path(out_dir)
+    tcfg = TrainConfig(out_dir=out_dir, steps=cfg.steps, lr=cfg.lr, betas=cfg.betas, grad_clip=None,
+                       ckpt_every=checkpoint_every, seed=cfg.seed, device=device, resume=resume, progress=progress,
+                       desc="train rgbd-vae", extra={"rgbd_vae": asdict(cfg)})  # fmt: skip
+    preflight(tcfg)  # before any data is rendered or written
     t0 = time.time()
     torch.manual_seed(cfg.seed)
     data = training_set(cfg, out_dir)
@@ -258,10 +269,6 @@ def train_rgbd_vae(
         dev = next(iter(m.parameters())).device
         return m(x.to(dev), noise.to(dev), factor)
 
-    tcfg = TrainConfig(out_dir=out_dir, steps=cfg.steps, lr=cfg.lr, betas=cfg.betas, grad_clip=None, ckpt_every=500,
-                       seed=cfg.seed,
-                       device=device, resume=resume, progress=progress, desc="train rgbd-vae",
-                       extra={"rgbd_vae": asdict(cfg)})  # fmt: skip
     res = train(model, batch_fn, loss_fn, tcfg)
     vae = vae.cpu().eval()
 
@@ -360,7 +367,7 @@ def export_ldm3d(folder: Path, vae, unet, text_encoder, tokenizer, scheduler, de
 
 def train_rgbd(
     out_dir: Path, cfg: RGBDLDMConfig, device: str = "auto", resume: bool = False, progress: bool = True,
-    command: str | None = None,
+    command: str | None = None, checkpoint_every: int = 500,
 ) -> Path:  # fmt: skip
     """LDM3D stage 2: eps-prediction on the frozen RGBD autoencoder's latents; export ``out_dir/model``
     (Intel/ldm3d layout, EMA weights, model card)."""
@@ -368,12 +375,16 @@ def train_rgbd(
     from latent3d.nets.rgbd_vae import variant_of
     from latent3d.priors.vocab import words_of
     from latent3d.runtime import resolve_device
-    from latent3d.train.trainer import TrainConfig, train
+    from latent3d.train.trainer import TrainConfig, preflight, train
 
     if not cfg.vae:
         raise UserError("train rgbd needs the stage-1 autoencoder: run `latent3d train rgbd-vae --out RUN` first, "
                         "then pass --vae RUN")  # fmt: skip
     out_dir = Path(out_dir)
+    tcfg = TrainConfig(out_dir=out_dir, steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
+                       ema_decay=cfg.ema_decay, ckpt_every=checkpoint_every, seed=cfg.seed, device=device,
+                       resume=resume, progress=progress, desc="train rgbd", extra={"rgbd": asdict(cfg)})  # fmt: skip
+    preflight(tcfg)  # before any data is rendered or written
     vae_dir = resolve_vae_folder(cfg.vae)
     vae = _load_vae(vae_dir).eval().requires_grad_(False)
     variant = variant_of(vae)
@@ -412,9 +423,6 @@ def train_rgbd(
         z_t = a.sqrt() * z0 + (1 - a).sqrt() * eps  # DDPM eq. 4
         return (m(z_t, t, input_ids) - eps).pow(2).mean()  # LDM eq. 2 / DDPM eq. 14
 
-    tcfg = TrainConfig(out_dir=out_dir, steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
-                       ema_decay=cfg.ema_decay, ckpt_every=500, seed=cfg.seed, device=device, resume=resume,
-                       progress=progress, desc="train rgbd", extra={"rgbd": asdict(cfg)})  # fmt: skip
     res = train(model, batch_fn, loss_fn, tcfg)
     if res.ema is not None:
         res.ema.copy_to(model)

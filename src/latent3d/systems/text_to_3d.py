@@ -90,7 +90,7 @@ def init_gaussians(cfg: DreamConfig, generator: torch.Generator) -> GaussianMode
         return g
     from latent3d.io.ply import read_gaussian_ply
 
-    return GaussianModel.from_gaussian_ply(read_gaussian_ply(cfg.init))
+    return GaussianModel.from_gaussian_ply(read_gaussian_ply(cfg.init, plausible=True))
 
 
 @dataclass

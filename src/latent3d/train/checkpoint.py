@@ -8,6 +8,7 @@ a final name; :func:`latest_checkpoint` only considers complete folders.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -15,10 +16,23 @@ import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 _PREFIX = "step_"
 _STATE = "trainer_state.json"
+
+
+class CheckpointError(Exception):
+    """A checkpoint folder that cannot be read back as it was written (its message names the file and the fault)."""
+
+
+def _digest(path: Path) -> dict:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return {"bytes": path.stat().st_size, "sha256": h.hexdigest()}
 
 
 def _contiguous(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -71,6 +85,7 @@ def save_checkpoint(
         if optimizer_sd is not None:
             opt_tensors, meta["optimizer"] = optimizer_to_flat(optimizer_sd)
             save_file(_contiguous(opt_tensors), str(tmp / "optimizer.safetensors"))
+        meta["files"] = {f.name: _digest(f) for f in sorted(tmp.glob("*.safetensors"))}
         (tmp / _STATE).write_text(json.dumps(meta, indent=1))
         if final.exists():
             shutil.rmtree(final)
@@ -96,14 +111,37 @@ def latest_checkpoint(root: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def _verify(path: Path, files: dict) -> None:
+    for name, want in files.items():
+        f = path / name
+        if not f.is_file():
+            raise CheckpointError(f"{name} is missing")
+        size = f.stat().st_size
+        if size != want["bytes"]:
+            raise CheckpointError(f"{name} is {'truncated' if size < want['bytes'] else 'too long'} "
+                                  f"({size} of {want['bytes']} bytes)")  # fmt: skip
+        if _digest(f)["sha256"] != want["sha256"]:
+            raise CheckpointError(f"{name} is damaged (its SHA-256 differs from the one recorded when it was written)")
+
+
 def load_checkpoint(path: Path) -> dict:
-    """Read a checkpoint folder: ``{"step", "model", "ema", "optimizer", "extra"}`` (tensors on CPU)."""
-    meta = json.loads((path / _STATE).read_text())
-    out = {"step": meta.pop("step"), "model": load_file(str(path / "model.safetensors")), "ema": None, "optimizer": None}
-    if (path / "ema.safetensors").is_file():
-        out["ema"] = load_file(str(path / "ema.safetensors"))
-    opt_meta = meta.pop("optimizer", None)
-    if opt_meta is not None:
-        out["optimizer"] = optimizer_from_flat(load_file(str(path / "optimizer.safetensors")), opt_meta)
+    """Read a checkpoint folder: ``{"step", "model", "ema", "optimizer", "extra"}`` (tensors on CPU).
+
+    Raises :class:`CheckpointError` (one line: which file, what is wrong) when the folder is unreadable, damaged or
+    incomplete."""
+    try:
+        meta = json.loads((path / _STATE).read_text())
+        _verify(path, meta.pop("files", {}))  # checkpoints of older versions carry no digests
+        out = {"step": int(meta.pop("step")), "model": load_file(str(path / "model.safetensors")), "ema": None,
+               "optimizer": None}  # fmt: skip
+        if (path / "ema.safetensors").is_file():
+            out["ema"] = load_file(str(path / "ema.safetensors"))
+        opt_meta = meta.pop("optimizer", None)
+        if opt_meta is not None:
+            out["optimizer"] = optimizer_from_flat(load_file(str(path / "optimizer.safetensors")), opt_meta)
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, SafetensorError) as e:
+        raise CheckpointError(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else e!r}") from e
     out["extra"] = meta
     return out

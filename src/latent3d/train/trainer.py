@@ -8,14 +8,18 @@ parallel (gradients averaged by DDP, weights identical on every process).
 
 What it does for you: AdamW with per-group learning rates and linear warm-up, gradient clipping, mixed precision,
 EMA weights, checkpoints every ``ckpt_every`` steps and at exit (atomic, pickle-free, see :mod:`.checkpoint`),
-``resume``, a NaN/inf guard that stops and keeps the last good checkpoint, a tqdm bar with loss and ETA, and a
-JSONL metrics log.
+``resume`` (bit for bit: weights, AdamW state, EMA, grad scaler, the partial metrics window; a damaged newest
+checkpoint falls back to the one before; a resume with other settings is refused), a NaN/inf guard that stops and
+keeps the last good checkpoint, a tqdm bar with loss and ETA, and a JSONL metrics log.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +32,7 @@ from torch import Tensor, nn
 from latent3d.errors import UserError
 from latent3d.io.atomic import write_text
 from latent3d.runtime import resolve_device
-from latent3d.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from latent3d.train.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
 from latent3d.train.ema import EMA
 
 BatchFn = Callable[[int, torch.Generator], Any]
@@ -43,7 +47,17 @@ class TrainingDiverged(UserError):
 
 @dataclass
 class TrainConfig:
-    """Settings of one training run (field comments are the CLI help of the ``train`` commands)."""
+    """Settings of one training run (field comments are the CLI help of the ``train`` commands).
+
+    ``resume`` continues the run only with the settings it was started with: every field, ``extra`` (the caller's
+    model and data description) and the number of processes are compared with those stored in the checkpoint, and a
+    difference is refused before anything is trained or written. Only the fields of :data:`RESUME_MAY_CHANGE` may
+    differ (they do not change what step ``k`` computes): ``steps`` (and the copies of it in ``extra``) to extend
+    or shorten a run (the warm-up depends on the step only, so the steps already taken stay valid), where and how
+    often checkpoints and metrics are written (``out_dir``, ``ckpt_every``, ``keep_checkpoints``, ``log_every``),
+    ``progress``/``desc``, and ``device`` (a run moved to another device continues, but its floats are then those
+    of that device's kernels, not of an uninterrupted run).
+    """
 
     out_dir: Path
     """Run folder: checkpoints/, metrics.jsonl, config.json."""
@@ -62,16 +76,23 @@ class TrainConfig:
     ckpt_every: int = 500
     """Write a checkpoint every this many steps (and always at the end)."""
     keep_checkpoints: int = 2
+    """How many of the newest checkpoints to keep (at least 2, so a damaged newest one has a fallback)."""
     log_every: int = 10
     seed: int = 0
     device: str = "auto"
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     resume: bool = False
-    """Continue from the newest complete checkpoint in out_dir/checkpoints."""
+    """Continue from the newest intact checkpoint in out_dir/checkpoints (with the settings it was trained with)."""
     progress: bool = True
     desc: str = "train"
     extra: dict = field(default_factory=dict)
-    """Anything the caller wants recorded in config.json (model config, data description)."""
+    """Anything the caller wants recorded in config.json (model config, data description); checked on resume."""
+
+
+RESUME_MAY_CHANGE = frozenset(
+    {"out_dir", "steps", "ckpt_every", "keep_checkpoints", "log_every", "device", "resume", "progress", "desc"}
+)
+"""TrainConfig fields a resumed run may set differently (see :class:`TrainConfig`); ``steps`` inside ``extra`` too."""
 
 
 @dataclass
@@ -100,6 +121,103 @@ def _read_log(path: Path, upto: int) -> list[str]:
     return [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= upto]
 
 
+# ------------------------------------------------------------------------------------------------- resume
+def run_config(cfg: TrainConfig, num_processes: int) -> dict:
+    """``cfg`` as JSON values (what config.json and every checkpoint record, and what a resume is compared with)."""
+    return json.loads(json.dumps({**asdict(cfg), "num_processes": num_processes}, default=str))
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+    return out
+
+
+def _may_change(key: str) -> bool:
+    return key in RESUME_MAY_CHANGE or (key.startswith("extra.") and key.endswith(".steps"))
+
+
+def changed_settings(saved: dict, now: dict) -> list[str]:
+    """``"name old -> new"`` for each setting of ``now`` (a :func:`run_config`) that a resume may not change."""
+    a, b, unset = _flat(saved), _flat(now), "(unset)"
+    keys = [*b, *(k for k in a if k not in b)]
+    return [f"{k.removeprefix('extra.')} {a.get(k, unset)} -> {b.get(k, unset)}"
+            for k in keys if not _may_change(k) and a.get(k, unset) != b.get(k, unset)]  # fmt: skip
+
+
+def _newest_intact(root: Path, is_main: bool) -> tuple[dict | None, Path | None]:
+    """Load the newest checkpoint that reads back intact. Damaged newer ones are renamed ``.unusable-step_*`` (so
+    they are neither resumed from nor counted as kept) with one warning line; none intact: a UserError."""
+    found, bad = list_checkpoints(root), []
+    for path in reversed(found):
+        try:
+            ck = load_checkpoint(path)
+        except CheckpointError as e:
+            bad.append(f"{path.name} ({e})")
+            continue
+        if bad and is_main:
+            for p in found[found.index(path) + 1 :]:
+                aside = p.with_name(f".unusable-{p.name}")
+                if aside.exists():
+                    shutil.rmtree(aside)
+                p.rename(aside)
+            print(f"latent3d: warning: checkpoint {'; '.join(bad)} is unusable, set aside as .unusable-*; "
+                  f"resuming from {path.name}", file=sys.stderr)  # fmt: skip
+        return ck, path
+    if bad:
+        raise UserError(f"no intact checkpoint in {root} to resume from: {'; '.join(bad)}; choose a new --out")
+    return None, None
+
+
+def _refuse_changes(saved: dict | None, now: dict, path: Path) -> None:
+    if saved is None:  # checkpoints of older versions store no config: compare with the run's config.json
+        config_json = path.parent.parent / "config.json"
+        saved = json.loads(config_json.read_text()) if config_json.is_file() else None
+    diff = changed_settings(saved, now) if isinstance(saved, dict) else []
+    if diff:
+        raise UserError(f"--resume: {path} was trained with other settings ({'; '.join(diff)}): resume with that "
+                        "run's settings (--steps, --device and --checkpoint-every may change) or choose a new --out")
+
+
+def preflight(cfg: TrainConfig) -> None:
+    """The checks of :func:`train` that need neither model nor data (settings in range, checkpoints in ``out_dir``
+    only with ``resume``, a resume with the run's settings). Callers run it before they render data or build a model,
+    so that a mistake is one line at once and nothing under ``out_dir`` is touched."""
+    for name, v, lo in (("checkpoint-every", cfg.ckpt_every, 1), ("log-every", cfg.log_every, 1),
+                        ("keep-checkpoints", cfg.keep_checkpoints, 2)):  # fmt: skip
+        if v < lo:
+            raise UserError(f"--{name} must be >= {lo}, got {v}")
+    found = list_checkpoints(Path(cfg.out_dir) / "checkpoints")
+    if found and not cfg.resume:
+        raise UserError(f"{cfg.out_dir} already holds checkpoints: pass --resume to continue that run, or choose a "
+                        "new --out")  # fmt: skip
+    for path in reversed(found if cfg.resume else []):
+        try:
+            saved = json.loads((path / "trainer_state.json").read_text()).get("config")
+        except (OSError, ValueError, AttributeError):
+            continue  # damaged: train() falls back past it
+        _refuse_changes(saved, run_config(cfg, int(os.environ.get("WORLD_SIZE", "1"))), path)
+        return
+
+
+def _restore(ck: dict, path: Path, run_cfg: dict, model: nn.Module, opt, ema, scaler) -> None:
+    """Refuse a resume with other settings, then load every piece of training state of checkpoint ``ck``."""
+    _refuse_changes(ck["extra"].get("config"), run_cfg, path)
+    try:
+        model.load_state_dict(ck["model"])
+        if ck["optimizer"] is not None:
+            opt.load_state_dict(ck["optimizer"])
+        if ema is not None and ck["ema"] is not None:
+            ema.load_state_dict(ck["ema"], ck["extra"].get("ema_updates", ck["step"]))
+        if scaler is not None and ck["extra"].get("grad_scaler"):
+            scaler.load_state_dict(ck["extra"]["grad_scaler"])
+    except (RuntimeError, KeyError, ValueError) as e:
+        raise UserError(f"--resume: {path} does not fit this model ({str(e).strip().splitlines()[0]}); "
+                        "choose a new --out") from e  # fmt: skip
+
+
+# -------------------------------------------------------------------------------------------------- train
 def train(
     model: nn.Module,
     batch_fn: BatchFn,
@@ -113,62 +231,63 @@ def train(
     ``loss_fn`` receives the (possibly DDP-wrapped) model: call it, do not reach into its attributes.
     """
     from accelerate import Accelerator
-    from tqdm.auto import tqdm
 
+    preflight(cfg)
     dev = resolve_device(cfg.device)
     acc = Accelerator(cpu=dev.type == "cpu", mixed_precision=cfg.mixed_precision)
     out = Path(cfg.out_dir)
-    ckpt_root = out / "checkpoints"
-    log_path = out / "metrics.jsonl"
+    ckpt_root, log_path = out / "checkpoints", out / "metrics.jsonl"
 
     groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
     groups = [{**{k: v for k, v in g.items() if k != "lr_scale"}, "lr": cfg.lr * g.get("lr_scale", 1.0)} for g in groups]
     base_lrs = [g["lr"] for g in groups]
     opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay is not None else None
+    run_cfg = run_config(cfg, acc.num_processes)
 
-    start, last = 0, latest_checkpoint(ckpt_root) if cfg.resume else None
-    if not cfg.resume and latest_checkpoint(ckpt_root) is not None:
-        raise UserError(f"{out} already holds checkpoints: pass --resume to continue that run, or choose a new --out")
-    if last is not None:
-        ck = load_checkpoint(last)
-        model.load_state_dict(ck["model"])
-        if ck["optimizer"] is not None:
-            opt.load_state_dict(ck["optimizer"])
-        if ema is not None and ck["ema"] is not None:
-            ema.load_state_dict(ck["ema"], ck["extra"].get("ema_updates", ck["step"]))
-        start = ck["step"]
+    ck, last = _newest_intact(ckpt_root, acc.is_main_process) if cfg.resume else (None, None)
+    if ck is not None:
+        _restore(ck, last, run_cfg, model, opt, ema, acc.scaler)
     elif cfg.resume and acc.is_main_process:
         print(f"latent3d: no checkpoint in {ckpt_root}, starting from step 0")
+    start, state = (ck["step"], ck["extra"]) if ck is not None else (0, {})
     if start > cfg.steps:
         raise UserError(f"checkpoint {last} is at step {start} > --steps {cfg.steps}: raise --steps to continue")
     if start == cfg.steps:  # a finished run: nothing to train, hand back its weights (e.g. to export them again)
         rows = _read_log(log_path, start)
         loss = json.loads(rows[-1])["loss"] if rows else float("nan")
-        return TrainResult(start, loss, last, ck["extra"].get("wall_s", 0.0), start, ema)
-    wall_before = ck["extra"].get("wall_s", 0.0) if last is not None else 0.0
+        return TrainResult(start, loss, last, state.get("wall_s", 0.0), start, ema)
 
     wrapped, opt = acc.prepare(model, opt)
-    raw = acc.unwrap_model(wrapped)
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        cfg_json = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
-        write_text(out / "config.json", json.dumps({**cfg_json, "num_processes": acc.num_processes}, indent=1))
+        write_text(out / "config.json", json.dumps(run_cfg, indent=1))
         write_text(log_path, "".join(ln + "\n" for ln in _read_log(log_path, start)))  # drop steps past the resume
+    return _fit(acc, wrapped, opt, ema, batch_fn, loss_fn, cfg, run_cfg, base_lrs, start, state, last)
+
+
+def _fit(acc, wrapped, opt, ema, batch_fn, loss_fn, cfg, run_cfg, base_lrs, start, state, last) -> TrainResult:
+    """The loop of :func:`train` from step ``start`` (``state``: the ``extra`` of the checkpoint resumed from)."""
+    from tqdm.auto import tqdm
+
+    raw = acc.unwrap_model(wrapped)
+    ckpt_root, log_path = Path(cfg.out_dir) / "checkpoints", Path(cfg.out_dir) / "metrics.jsonl"
+    wall_before = state.get("wall_s", 0.0)
+    window: list[dict[str, float]] = state.get("log_window", [])  # steps since the last logged row
 
     def checkpoint(step: int) -> Path:
-        path = ckpt_root / f"step_{step:08d}"
         if acc.is_main_process:
-            extra = {"ema_updates": ema.num_updates if ema else 0, "wall_s": wall_before + time.time() - t0}
+            extra = {"ema_updates": ema.num_updates if ema else 0, "wall_s": wall_before + time.time() - t0,
+                     "log_window": window, "config": run_cfg,
+                     "grad_scaler": acc.scaler.state_dict() if acc.scaler is not None else None}  # fmt: skip
             save_checkpoint(ckpt_root, step, raw.state_dict(), opt.state_dict(), ema and ema.state_dict(),
                             extra, cfg.keep_checkpoints)  # fmt: skip
         acc.wait_for_everyone()
-        return path
+        return ckpt_root / f"step_{step:08d}"
 
     t0 = time.time()
     bar = tqdm(total=cfg.steps, initial=start, desc=cfg.desc, disable=not (cfg.progress and acc.is_main_process),
                dynamic_ncols=True)  # fmt: skip
-    window: list[dict[str, float]] = []
     last_loss, completed, last_ckpt = float("nan"), start, last
     try:
         for step in range(start, cfg.steps):
@@ -200,7 +319,7 @@ def train(
             if done % cfg.log_every == 0 or done == cfg.steps:
                 row = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
                 row |= {"step": done, "lr": opt.param_groups[0]["lr"], "grad_norm": float(health[:, 1].mean()),
-                        "wall_s": round(time.time() - t0, 3)}  # fmt: skip
+                        "wall_s": round(wall_before + time.time() - t0, 3)}  # fmt: skip
                 bar.set_postfix(loss=f"{row['loss']:.4g}")
                 if acc.is_main_process:
                     with log_path.open("a") as f:
