@@ -51,6 +51,18 @@ def check_fits(folder: str | Path, height: int, width: int, batch: int = 1, dtyp
     """Refuse (one :class:`UserError` with the estimate) a size whose estimate exceeds the memory available now."""
     need, have = estimate_sampling_bytes(folder, height, width, batch, dtype_bytes), available_bytes()
     if need > have:
-        raise UserError(f"--size {height}x{width} needs about {need / 2**30:,.1f} GiB to sample, more than the "
-                        f"{have / 2**30:.1f} GiB available; choose a smaller --size")
+        what = f"--size {height}x{width}" + (f" x {batch} images" if batch > 1 else "")
+        fix = "choose a smaller --size" + (" or fewer images" if batch > 1 else "")
+        raise UserError(f"{what} needs about {need / 2**30:,.1f} GiB to sample, more than the {have / 2**30:.1f} GiB "
+                        f"available; {fix}")
     return need
+
+
+def check_size_fits(spec, height: int, width: int, batch: int = 1) -> None:
+    """:func:`check_fits` for a ``--prior``/``--model`` spec (bundled name, folder or hub id), before it loads. Hub
+    ids are not checked: their configs are not on disk until they load."""
+    from latent3d.priors.loading import resolve_prior_path
+
+    target, local = resolve_prior_path(spec)
+    if local:
+        check_fits(target, height, width, batch)

@@ -67,6 +67,12 @@ def sample_command(prompt: str, out, prior_spec, n: int, steps: int, guidance: f
 
     if n < 1 or steps < 1:
         raise UserError(f"--n and --steps must be >= 1 (got {n}, {steps})")
+    if size is not None:
+        from latent3d.priors.memory import check_size_fits
+
+        if size < 1:
+            raise UserError(f"--size must be >= 1 pixel, got {size}")
+        check_size_fits(prior_spec, size, size, batch=n)
     t0 = time.time()
     dev = resolve_device(device)
     gen = seed_everything(seed)

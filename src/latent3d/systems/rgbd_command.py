@@ -37,12 +37,9 @@ def rgbd_command(prompt: str, out: Path, model: str | None = None, steps: int | 
         raise UserError(f"--fov must be in (0, 180) degrees, got {fov}")
     hw = parse_size(size)
     if hw is not None:
-        from latent3d.priors.loading import resolve_prior_path
-        from latent3d.priors.memory import check_fits
+        from latent3d.priors.memory import check_size_fits
 
-        target, local = resolve_prior_path(model or DEFAULT_RGBD_MODEL)
-        if local:  # configs of hub models are not read before loading
-            check_fits(target, *hw)
+        check_size_fits(model or DEFAULT_RGBD_MODEL, *hw)
     t0 = time.time()
     dev = resolve_device(device)
     gen = seed_everything(seed)
