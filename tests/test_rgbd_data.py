@@ -13,9 +13,11 @@ from latent3d.errors import UserError
 from latent3d.priors.vocab import words_of
 
 U16 = 65535
+EPS32 = torch.finfo(torch.float32).eps
 
 
-def test_disparity_closed_form():
+@pytest.mark.numerics
+def test_disparity_closed_form():  # elementwise float32, a few correctly rounded operations: inside the f32 default
     z = torch.tensor([[1.0, 2.0], [4.0, float("inf")]]).view(1, 1, 2, 2)
     d, near, far = disparity_from_depth(z)
     # 1/z = 1, 0.5, 0.25 -> (1/z - 1/4) / (1 - 1/4); sky = 0
@@ -30,6 +32,7 @@ def persp():
     return render_rgbd_set(8, 24, 24, seed=3, supersample=1)
 
 
+@pytest.mark.numerics
 def test_perspective_set_is_exact_deterministic_and_aimed(persp):
     s = persp
     assert s.rgb.shape == (8, 3, 24, 24) and s.disparity.shape == s.depth.shape == (8, 1, 24, 24)
@@ -44,7 +47,10 @@ def test_perspective_set_is_exact_deterministic_and_aimed(persp):
         z, d = s.depth[i, 0], s.disparity[i, 0]
         hit = torch.isfinite(z)
         inv = 1 / z[hit]
-        assert_close(d[hit], (inv - inv.min()) / (inv.max() - inv.min()), atol=1e-5, rtol=0)
+        # the float32 reference: 1 / z, a subtraction and a division, elementwise (correctly rounded on every CPU):
+        # 3 roundings on each side, relative to max(inv) / (max(inv) - min(inv)) (<= 2.4 here): 8 eps32 of that
+        span = float(inv.max() - inv.min())
+        assert_close(d[hit], (inv - inv.min()) / span, atol=8 * EPS32 * float(inv.max()) / span, rtol=0)
         assert torch.all(d[~hit] == 0) and float(d.max()) == pytest.approx(1.0)
         near, far = z[hit].argmin(), z[hit].argmax()
         assert d[hit][near] > d[hit][far]  # bright = near
@@ -109,6 +115,7 @@ def _tiny_dpt(folder):
     return model
 
 
+@pytest.mark.numerics
 def test_builder_writes_exactly_the_models_normalised_output(tmp_path):
     from PIL import Image
     from transformers import AutoImageProcessor
@@ -140,7 +147,13 @@ def test_builder_writes_exactly_the_models_normalised_output(tmp_path):
         pred = torch.nn.functional.interpolate(pred[:, None], size=(24, 32), mode="bicubic", align_corners=False)[0, 0]
         ref = (pred - pred.min()) / (pred.max() - pred.min())
         assert float(ref.std()) > 0.05  # the tiny model's output is not flat
-        assert (got.disparity[k, 0].double() - ref.double()).abs().max() <= 1.0 / U16
+        # 16-bit quantisation (<= 0.5 / U16) plus the float32 error of the min-max normalised output: the builder runs
+        # the same float32 model on a batch of 2, the reference on 1 (another summation order on another CPU): ~30
+        # layers (4 ViT blocks, neck, head, bicubic) of <= 72-term sums, ~3 eps32 relative each, k = 100, relative to
+        # the output's range (measured over ATEN_CPU_CAPABILITY x threads and ONEDNN_MAX_CPU_ISA=AVX2: <= 7 eps32).
+        # ~1.3 levels in all; an 8-bit depth, bilinear resizing or a missing normalisation is >= 100 levels off
+        float_err = 100 * EPS32 * float(pred.abs().max() / (pred.max() - pred.min()))
+        assert (got.disparity[k, 0].double() - ref.double()).abs().max() <= 0.5 / U16 + float_err
     assert "normalised inverse depth" in (out / "DATA_CARD.md").read_text()
 
 

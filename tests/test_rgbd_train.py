@@ -35,14 +35,18 @@ def _dtypes(path: Path) -> set:
         return {f.get_slice(k).get_dtype() for k in f.keys()}
 
 
+@pytest.mark.numerics
 def test_two_stages_learn_and_export_an_ldm3d_pipeline(tmp_path):
+    """Measured, ATEN_CPU_CAPABILITY=default/avx2/avx512 x OMP_NUM_THREADS=1/2 and ONEDNN_MAX_CPU_ISA=AVX2 (8 settings):
+    stage-1 rec ratio (steps 21-30 / 1-10) 0.641-0.655, latent std 0.9994-1.0007, stage-2 loss ratio (31-40 / 1-10)
+    0.575-0.594. With lr = 0 for both stages (loops that learn nothing, the same batches): 1.003 and 0.999."""
     from diffusers import AutoencoderKL, StableDiffusionLDM3DPipeline
 
     data = dict(n_images=16, height=32, kinds=("floor",), seed=1)
     ae = train_rgbd_vae(tmp_path / "ae", RGBDVAEConfig(**data, steps=30, batch_size=8, lr=2e-3, **TINY_AE),
                         device="cpu", progress=False)  # fmt: skip
     log = _log(tmp_path / "ae")
-    assert log[-1]["rec"] < 0.7 * log[0]["rec"]
+    assert log[-1]["rec"] < 0.75 * log[0]["rec"]  # measured 0.641-0.655; 1.003 without learning
     assert log[0]["adv_weight"] == 0 and log[-1]["adv_weight"] > 0  # the GAN switched on at disc_start
     vae = AutoencoderKL.from_pretrained(ae)
     assert vae.config.in_channels == vae.config.out_channels == 6
@@ -53,13 +57,15 @@ def test_two_stages_learn_and_export_an_ldm3d_pipeline(tmp_path):
     with torch.no_grad():
         post = vae.encode(rgbd_to_vae_input(s.rgb, s.disparity, "6c")).latent_dist
     z = post.mean + post.std * torch.randn(post.mean.shape, generator=torch.Generator().manual_seed(5))
-    assert float(z.std() * vae.config.scaling_factor) == pytest.approx(1.0, abs=0.05)  # unit-variance latents
+    # unit-variance latents: the scaling factor is 1 / std of the training latents (another noise draw here; measured
+    # 0.9994-1.0007 in the 8 settings)
+    assert float(z.std() * vae.config.scaling_factor) == pytest.approx(1.0, abs=0.05)
 
     cfg = RGBDLDMConfig(**data, vae=str(tmp_path / "ae"), steps=40, batch_size=16, lr=1e-3, **TINY_LDM)
     folder = train_rgbd(tmp_path / "ldm", cfg, device="cpu", progress=False)
     assert not (tmp_path / "ldm" / "data").exists()  # reused the stage-1 renders
     log = _log(tmp_path / "ldm")
-    assert log[-1]["loss"] < 0.85 * log[0]["loss"]
+    assert log[-1]["loss"] < 0.85 * log[0]["loss"]  # measured 0.575-0.594; 0.999 without learning
 
     index = json.loads((folder / "model_index.json").read_text())
     assert index["_class_name"] == "StableDiffusionLDM3DPipeline"
@@ -91,10 +97,13 @@ def test_two_stages_learn_and_export_an_ldm3d_pipeline(tmp_path):
     with torch.no_grad():
         ref = m(x, t, ids)
         got = pipe.unet(x, t, encoder_hidden_states=pipe.text_encoder(ids)[0]).sample
+    # float16's rounding of the weights (2^-11 relative each; measured <= 9.2e-4 on outputs of magnitude <= 2.4), not
+    # the CPU's float32 kernels (~1e-6): 20x margin; the untrained weights are 3.1 off
     assert_close(got, ref, atol=2e-2, rtol=2e-2)
 
 
-def test_stage1_resume_is_bitwise(tmp_path):
+@pytest.mark.numerics
+def test_stage1_resume_is_bitwise(tmp_path):  # same CPU, same kernels: bit for bit (the per-machine promise)
     from safetensors.torch import load_file
 
     cfg = dict(n_images=4, height=16, kinds=("floor",), batch_size=2, **TINY_AE)
