@@ -27,7 +27,8 @@ def assert_close64(ours, ref):
     Both sides evaluate the same DDIM formulas on the same float64 table (`_float64`), associated differently: each
     step rounds ~10 times (<= eps64 each) and its condition number is at most ~sqrt(abar_next / abar_t) <= 1e3 (the
     cosine schedule's last steps), over <= 25 steps: <= 25 * 10 * 1e3 * eps64 ~ 6e-11 relative to max|ref| (measured
-    <= 2e-14). Bound 1e-10 * max|ref|; a mistake in eta, the variance, v-conversion, clipping or a timestep is >= 1e-4."""
+    <= 2e-14). Bound 1e-10 * max|ref|; a mistake in eta, the variance, v-conversion, clipping or a timestep is
+    >= 1e-4 off."""
     assert ours.dtype == ref.dtype == torch.float64
     torch.testing.assert_close(ours, ref, atol=1e-10 * float(ref.abs().max()), rtol=0)
 # The algorithm tests below use diffusers' own (float32) alphas_cumprod table so that they compare the algorithm

@@ -78,7 +78,7 @@ def test_ism_gradient_of_the_float32_prior_is_the_float64_one_to_float32_precisi
     per layer, growing like sqrt(#layers) to ~1e2 eps32 per evaluation) are carried through 3 DDIM steps and the
     guided difference e_u + 7.5 (e_c - e_u) - target, whose cancellation amplifies them by ~|7.5 e_c| / |grad| <= 30:
     k = 1e2 * 30 = 3e3 eps32 = 3.6e-4 (measured <= 53 eps32 under ATEN_CPU_CAPABILITY=default/avx2/avx512 x 1/2
-    threads and ONEDNN_MAX_CPU_ISA=AVX2). A wrong timestep is 0.16 off (see above), float16 arithmetic ~1e-2."""
+    threads and ONEDNN_MAX_CPU_ISA=AVX2). A timestep off by one is 0.16 off (see above)."""
     p64 = load_prior(tiny_sd_dir, dtype=torch.float64)
     p32 = load_prior(tiny_sd_dir)
     assert p32.compute_dtype == torch.float32
@@ -118,7 +118,8 @@ def test_sds_gradient_matches_reference(tiny_sd_dir):
     # above) amplified by the cancellation of 10 (e_c - e_u) - noise (<= 30): k = 3e3 (measured <= 13 eps32)
     p32 = load_prior(tiny_sd_dir)
     c32, u32 = p32.encode_text(["a chair", ""]).split(1)
-    g32, _ = sds_grad(p32, z, c32, u32, 300, SDSSettings(guidance_scale=10.0), generator=torch.Generator().manual_seed(3))
+    g32, _ = sds_grad(p32, z, c32, u32, 300, SDSSettings(guidance_scale=10.0),
+                      generator=torch.Generator().manual_seed(3))  # fmt: skip
     assert g32.dtype == torch.float32 and rel_err(g32, ref) < 3e3 * EPS32
 
 

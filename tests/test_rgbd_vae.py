@@ -53,7 +53,8 @@ def test_widened_vae_reproduces_the_rgb_vae(variant):
     assert torch.equal(sd_wide["decoder.conv_out.weight"][:3], sd_rgb["decoder.conv_out.weight"])
     # the zero-initialised weights still receive gradients (they can learn depth)
     wide.train()
-    loss = wide(torch.cat([x, torch.rand(2, c - 3, 16, 16, dtype=torch.float64)], 1)).sample[:, 3:].sub(0.5).pow(2).mean()
+    x_d = torch.cat([x, torch.rand(2, c - 3, 16, 16, dtype=torch.float64)], 1)
+    loss = wide(x_d).sample[:, 3:].sub(0.5).pow(2).mean()
     loss.backward()
     assert wide.encoder.conv_in.weight.grad[:, 3:].abs().sum() > 0 or wide.decoder.conv_out.weight.grad[3:].abs().sum() > 0
 
@@ -170,14 +171,16 @@ def test_discriminator_is_frozen_for_the_generator_term():
 
 @pytest.mark.numerics
 def test_loss_falls_when_fitting_a_handful_of_images():
-    """80 Adam steps on 4 images (the GAN on from step 50): the reconstruction loss falls and the new depth channel
+    """120 Adam steps on 4 images (the GAN on from step 90): the reconstruction loss falls and the new depth channel
     learns a depth map, not just a constant.
 
-    Measured (the asserted quantities; ATEN_CPU_CAPABILITY=default/avx2/avx512 x OMP_NUM_THREADS=1/2, plus
-    ONEDNN_MAX_CPU_ISA=AVX2/SSE41 for the convolutions of AVX2/older CPUs, plus torch seeds 1-5; float32): rec ratio
-    (last 5 / first 5 steps) 0.27-0.38, depth error 0.066-0.115 (0.125 on an AMD EPYC, issue 12). The training is
-    chaotic (Adam normalises near-zero gradients, the GAN feeds back), so the spread is wide even in float64
-    (0.083-0.132): the bounds are tied to what learning nothing gives instead, with a wide margin on both sides.
+    Measured (float32, ATEN_CPU_CAPABILITY=default/avx2/avx512 x OMP_NUM_THREADS=1/2 and ONEDNN_MAX_CPU_ISA=AVX2 x 1/2:
+    8 settings): rec ratio (last 5 / first 5 steps) 0.219-0.279, depth error 0.054-0.084; torch seeds 1-3: 0.190-0.249
+    and 0.044-0.069. The training is chaotic (Adam normalises near-zero gradients, the GAN feeds back), even in float64
+    (80 steps: 0.083 under default vs 0.132 under avx2), so the bounds sit far from the spread and are tied to what
+    learning nothing gives: rec stays ~1, the depth error stays 0.270 (0.5 everywhere), or >= 0.219 for the best
+    constant map. (The former 80-step version measured 0.078-0.125, 0.125 with ONEDNN_MAX_CPU_ISA=AVX2 as on the AMD
+    EPYC of issue 12, against a bound of 0.1.)
     """
     torch.manual_seed(0)
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 16), torch.linspace(0, 1, 16), indexing="ij")
@@ -198,17 +201,15 @@ def test_loss_falls_when_fitting_a_handful_of_images():
     opt = torch.optim.Adam(m.parameters(), lr=3e-3, betas=(0.5, 0.9))
     g = torch.Generator().manual_seed(0)
     recs = []
-    for step in range(80):
-        out = m(x, torch.randn(4, 4, 8, 8, generator=g), 1.0 if step >= 50 else 0.0)
+    for step in range(120):
+        out = m(x, torch.randn(4, 4, 8, 8, generator=g), 1.0 if step >= 90 else 0.0)
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
         recs.append(float(out["rec"]))
         assert torch.isfinite(out["loss"])
-    # rec: measured 0.27-0.38; a loop that learns nothing keeps ~1 (only the posterior noise changes)
-    assert sum(recs[-5:]) / 5 < 0.6 * sum(recs[:5]) / 5
-    # depth: measured 0.066-0.125; learning nothing keeps 0.270, learning only the mean depth >= 0.219
-    err = depth_error()
+    assert sum(recs[-5:]) / 5 < 0.5 * sum(recs[:5]) / 5  # measured <= 0.279; ~1 without learning
+    err = depth_error()  # measured <= 0.084
     assert err < 0.75 * best_constant, (start, best_constant, err)
 
 
