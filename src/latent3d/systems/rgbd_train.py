@@ -176,10 +176,12 @@ class _Packed:
     ``x(i)`` gives the autoencoder input of the images ``i`` (exactly the values of :func:`_quantised`)."""
 
     def __init__(self, ds: RGBDSet, variant: str):
+        from latent3d.io.depth import quantize_depth
+
         # contiguous whatever layout the set came in (rendered, read, resized): a channels-last batch takes other
         # convolution kernels, whose rounding would make a resumed run (data read from the cache) drift
         self.rgb8 = (ds.rgb * 255).round().to(torch.uint8).contiguous()  # [N, 3, H, W]
-        self.d16 = (ds.disparity.double() * 65535).round().to(torch.int32).contiguous()  # [N, 1, H, W]
+        self.d16 = quantize_depth(ds.disparity).to(torch.int32).contiguous()  # [N, 1, H, W], as the PNG writer
         self.variant = variant
 
     def __len__(self) -> int:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -197,7 +196,9 @@ def preflight(cfg: TrainConfig) -> None:
             saved = json.loads((path / "trainer_state.json").read_text()).get("config")
         except (OSError, ValueError, AttributeError):
             continue  # damaged: train() falls back past it
-        _refuse_changes(saved, run_config(cfg, int(os.environ.get("WORLD_SIZE", "1"))), path)
+        from accelerate import PartialState  # the process count the Accelerator of train() will see
+
+        _refuse_changes(saved, run_config(cfg, PartialState().num_processes), path)
         return
 
 
