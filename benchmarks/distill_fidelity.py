@@ -16,8 +16,8 @@ import json
 import torch
 
 from latent3d.priors import load_prior
-from latent3d.systems.dream_export import named_object, score_against_ground_truth
-from latent3d.systems.text_to_3d import DreamConfig, dream
+from latent3d.systems.lucid_dreamer.export import named_object, score_against_ground_truth
+from latent3d.systems.lucid_dreamer.dream import DreamConfig, dream
 
 DEFAULT_PROMPTS = "a red snowman;a blue chair;a red mushroom;a white rocket;a green tree"
 

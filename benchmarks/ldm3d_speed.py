@@ -62,7 +62,7 @@ def main() -> None:
     a = ap.parse_args()
 
     from latent3d.runtime import resolve_device
-    from latent3d.systems.rgbd import RGBDPipeline
+    from latent3d.systems.ldm3d.pipeline import RGBDPipeline
 
     dev = resolve_device(a.device)
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,7 +1,7 @@
 """How visible is the left/right seam of generated 360° panoramas? (issue: DepthFusion, panorama generation)
 
 Samples the panorama model for a few prompts with and without circular width padding (same seeds) and prints the
-seam score of RGB and depth (:func:`latent3d.systems.panorama.seam_score`: the wrap-around step over the mean
+seam score of RGB and depth (:func:`latent3d.systems.ldm3d.panorama.seam_score`: the wrap-around step over the mean
 neighbouring-column step; about 1 = no seam), next to the score of exact renders of the same kind of places.
 
     python benchmarks/pano_seam.py [--model ldm3d-pano-tiny] [--seeds 4]
@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from latent3d.data.rgbd import render_rgbd_set
-from latent3d.systems.panorama import DEFAULT_PANO_MODEL, generate_panorama, seam_score
-from latent3d.systems.rgbd import RGBDPipeline
+from latent3d.systems.ldm3d.panorama import DEFAULT_PANO_MODEL, generate_panorama, seam_score
+from latent3d.systems.ldm3d.pipeline import RGBDPipeline
 
 PROMPTS = ("a sunny beach with palm trees", "a forest of trees", "a sunny desert with cacti and rocks",
            "a snowy landscape with trees and a snowman", "a street with houses and cars")

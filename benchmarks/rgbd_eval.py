@@ -36,7 +36,7 @@ from latent3d.metrics.clip_score import ClipConfig, clip_scores, load_clip, retr
 from latent3d.metrics.depth import depth_errors, disparity_errors
 from latent3d.metrics.depth_net import DepthNetConfig, load_depth_net, save_depth_net, train_depth_net
 from latent3d.metrics.image import psnr, ssim
-from latent3d.systems.rgbd import DEFAULT_RGBD_MODEL, RGBDPipeline, join_rgbd, split_rgbd
+from latent3d.systems.ldm3d.pipeline import DEFAULT_RGBD_MODEL, RGBDPipeline, join_rgbd, split_rgbd
 
 TEST_SEED = 7001  # renders for evaluation (the references train on DepthNetConfig/ClipConfig.data_seed = 1001)
 

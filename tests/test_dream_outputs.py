@@ -71,8 +71,8 @@ def test_views_and_turntable_are_renders_of_the_saved_splats(dream_run):
 
     from latent3d.io.image import make_grid
     from latent3d.render.gaussians import GaussianModel
-    from latent3d.systems.dream_export import mean_fov, mean_radius, render_model, turntable_cameras
-    from latent3d.systems.text_to_3d import DreamConfig
+    from latent3d.systems.lucid_dreamer.export import mean_fov, mean_radius, render_model, turntable_cameras
+    from latent3d.systems.lucid_dreamer.dream import DreamConfig
 
     out, run = dream_run
     grid = np.asarray(Image.open(out / "grid.png").convert("RGB"))
@@ -128,8 +128,8 @@ def test_ground_truth_score_is_that_of_the_saved_splats(dream_run):
     """run.json's score is PSNR / SSIM / mask IoU of the splats in gaussians.ply against the exact renders of the
     red snowman the prompt names (re-scored here from the file, on the same machine: equal to run.json's rounding)."""
     from latent3d.render.gaussians import GaussianModel
-    from latent3d.systems.dream_export import score_against_ground_truth
-    from latent3d.systems.text_to_3d import DreamConfig, DreamResult
+    from latent3d.systems.lucid_dreamer.export import score_against_ground_truth
+    from latent3d.systems.lucid_dreamer.dream import DreamConfig, DreamResult
 
     out, run = dream_run
     gt = run["ground_truth"]

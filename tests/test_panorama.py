@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from latent3d.systems.panorama import circular_width_padding, resize_equirect, seam_score
+from latent3d.systems.ldm3d.panorama import circular_width_padding, resize_equirect, seam_score
 from conftest import tiny_sd_components
 from tiny_ldm3d import build_tiny_ldm3d
 
@@ -100,8 +100,8 @@ def test_circular_padding_removes_the_seam_zero_padding_leaves():
     min 2.06 (RGB) and 2.15 (depth), both at seed 3; seeds 0-3 here: RGB 1.14/1.02/0.88/1.14 vs 3.78/2.43/4.82/2.36,
     depth 1.08/1.10/1.00/1.42 vs 7.22/5.04/11.08/3.05. Bounds: ratio > 1.5 per seed and > 2 for the means (measured
     3.2 RGB, 5.7 depth). A padding that is not applied (or not to the UNet) gives a ratio of ~1."""
-    from latent3d.systems.panorama import generate_panorama
-    from latent3d.systems.rgbd import RGBDPipeline
+    from latent3d.systems.ldm3d.panorama import generate_panorama
+    from latent3d.systems.ldm3d.pipeline import RGBDPipeline
 
     pipe = RGBDPipeline.from_pretrained("ldm3d-pano-tiny")
     prompts = ["a sunny beach with palm trees", "a snowy forest", "a desert with cacti", "a street with houses and cars"]
@@ -128,7 +128,7 @@ def test_immersive_generates_a_seamless_panorama_with_a_tiny_pano_model(tmp_path
 
     from latent3d.cli import main
     from latent3d.io.depth import read_depth_png16
-    from latent3d.systems.panorama import generate_panorama
+    from latent3d.systems.ldm3d.panorama import generate_panorama
 
     folder = build_tiny_ldm3d(tmp_path, 4, {"num_inference_steps": 2, "guidance_scale": 2.0, "height": 16,
                                             "width": 32, "pano": True})  # fmt: skip
@@ -150,7 +150,7 @@ def test_immersive_generates_a_seamless_panorama_with_a_tiny_pano_model(tmp_path
 
 def test_a_model_without_a_2to1_default_is_sampled_at_twice_its_width(tmp_path):
     """Intel/ldm3d-pano's folder has no latent3d defaults: the panorama is its native height x twice that."""
-    from latent3d.systems.panorama import generate_panorama
+    from latent3d.systems.ldm3d.panorama import generate_panorama
 
     folder = build_tiny_ldm3d(tmp_path, 6, {"num_inference_steps": 2})
     rgb, disp, info = generate_panorama("a sunny beach", str(folder), width=None, disable_progress=True)

@@ -198,7 +198,7 @@ def test_checkpoint_settings_are_checked(tmp_path, field, flag):
 def test_rgbd_training_set_is_the_same_rendered_or_read_from_its_cache(tmp_path):
     """The set a run renders (and caches) and the set its resume reads back are the same floats: the 16-bit
     disparity is quantised as the PNG writer does (a float64 product put some pixels one level off)."""
-    from latent3d.systems.rgbd_train import RGBDLDMConfig, training_set
+    from latent3d.systems.ldm3d.train import RGBDLDMConfig, training_set
 
     cfg = RGBDLDMConfig(n_images=5, height=16, kinds=("floor",), seed=1)
     fresh = training_set(cfg, tmp_path)
@@ -212,7 +212,7 @@ def test_ldm3d_stage2_resume_is_bytewise(tmp_path):
     """Stage 2 renders its own set (other images than stage 1's), is stopped at its step-4 checkpoint and resumed
     (reading the cache) to step 8: the same bytes as the uninterrupted 8-step run."""
     from latent3d.nets.rgbd_vae import AELossConfig
-    from latent3d.systems.rgbd_train import RGBDLDMConfig, RGBDVAEConfig, train_rgbd, train_rgbd_vae
+    from latent3d.systems.ldm3d.train import RGBDLDMConfig, RGBDVAEConfig, train_rgbd, train_rgbd_vae
 
     data = dict(height=16, kinds=("floor",), seed=1)
     loss = AELossConfig(disc_start=100, disc_channels=8, disc_layers=1)

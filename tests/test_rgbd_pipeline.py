@@ -12,7 +12,7 @@ from torch.testing import assert_close
 
 from latent3d.cli import main
 from latent3d.io.depth import pack_depth_rgb, read_depth_png16
-from latent3d.systems.rgbd import RGBDPipeline, default_intrinsics, join_rgbd, lift_points, split_rgbd
+from latent3d.systems.ldm3d.pipeline import RGBDPipeline, default_intrinsics, join_rgbd, lift_points, split_rgbd
 
 from tiny_ldm3d import build_tiny_ldm3d
 from tolerances import EPS32

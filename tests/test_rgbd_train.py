@@ -12,7 +12,7 @@ from torch.testing import assert_close
 from latent3d.cli import main
 from latent3d.nets.rgbd_vae import AELossConfig
 from latent3d.priors.object_prior import TextToEps
-from latent3d.systems.rgbd_train import (
+from latent3d.systems.ldm3d.train import (
     RGBDLDMConfig,
     RGBDVAEConfig,
     build_ldm_components,

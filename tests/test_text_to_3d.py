@@ -16,8 +16,8 @@ import torch
 from latent3d.diffusion.schedules import alphas_cumprod
 from latent3d.priors import DiffusionPrior, load_prior
 from latent3d.render.camera import orbit_cameras, sample_orbit_cameras
-from latent3d.systems import text_to_3d
-from latent3d.systems.text_to_3d import DreamConfig, distill_step, dream, init_gaussians, resolve_defaults, view_prompts
+from latent3d.systems.lucid_dreamer import dream as dream_module
+from latent3d.systems.lucid_dreamer.dream import DreamConfig, distill_step, dream, init_gaussians, resolve_defaults, view_prompts
 from tolerances import EPS32, rel_err
 
 # float64 bound: every quantity below is a few thousand float64 roundings deep (UNet/VAE of 2 blocks, rasterizer
@@ -156,10 +156,10 @@ def test_a_few_iterations_move_the_renders_towards_what_the_prior_prefers(monkey
     def run(sign):
         prior = GaussianImagePrior(mu, 0.5)
         assert isinstance(prior, DiffusionPrior)
-        loss = text_to_3d.distillation_loss
-        monkeypatch.setattr(text_to_3d, "distillation_loss", lambda z, g: loss(z, sign * g))
+        loss = dream_module.distillation_loss
+        monkeypatch.setattr(dream_module, "distillation_loss", lambda z, g: loss(z, sign * g))
         res = dream(prior, _cfg(method, iters=5, bg_aug=0.0, radius_range=None, fov_range=None), progress=False)
-        monkeypatch.setattr(text_to_3d, "distillation_loss", loss)
+        monkeypatch.setattr(dream_module, "distillation_loss", loss)
         assert len(res.history) == 5 and res.config.resolution == R
         return res.model
 

@@ -167,7 +167,7 @@ def train_rgbd_vae_cmd(
 ) -> None:
     """LDM3D stage 1: widen an RGB KL-autoencoder to RGB + depth and fine-tune it; writes OUT/model."""
     from latent3d.nets.rgbd_vae import AELossConfig
-    from latent3d.systems.rgbd_train import RGBDVAEConfig, train_rgbd_vae
+    from latent3d.systems.ldm3d.train import RGBDVAEConfig, train_rgbd_vae
 
     _check_train_opts(steps=steps, batch_size=batch_size, n_images=n_images, height=height,
                       checkpoint_every=checkpoint_every)
@@ -203,7 +203,7 @@ def train_rgbd_cmd(
 ) -> None:
     """LDM3D stage 2: text-conditioned latent diffusion on the frozen RGBD autoencoder; writes OUT/model
     (diffusers StableDiffusionLDM3DPipeline layout, like Intel/ldm3d)."""
-    from latent3d.systems.rgbd_train import RGBDLDMConfig, train_rgbd
+    from latent3d.systems.ldm3d.train import RGBDLDMConfig, train_rgbd
 
     _check_train_opts(steps=steps, batch_size=batch_size, n_images=n_images, height=height,
                       checkpoint_every=checkpoint_every)
@@ -253,7 +253,7 @@ def rgbd(
     device: DeviceOpt = "auto",
 ) -> None:
     """Text to RGB + depth (LDM3D): writes rgb.png, depth.png (16-bit, bright = near), depth_preview.png, points.ply, run.json."""
-    from latent3d.systems.rgbd_command import rgbd_command
+    from latent3d.systems.ldm3d.command import rgbd_command
 
     rgbd_command(prompt, out, model, steps, guidance, size, negative, seed, device, near, far, fov)
 
@@ -272,7 +272,7 @@ def dream(
     device: DeviceOpt = "auto",
 ) -> None:
     """Text to 3D Gaussian splats: writes gaussians.ply, turntable.mp4, grid.png, mesh.glb and run.json."""
-    from latent3d.systems.dream_command import dream_command
+    from latent3d.systems.lucid_dreamer.command import dream_command
 
     dream_command(prompt, out, method, prior, iters, views, guidance, init, seed, device)
 
@@ -296,7 +296,7 @@ def immersive(
     device: DeviceOpt = "auto",
 ) -> None:
     """RGBD panorama to an immersive 360° world (DepthFusion): world.glb, stereo_tb.png, anaglyph.png, tour.mp4."""
-    from latent3d.systems.immersive_command import immersive_command
+    from latent3d.systems.depthfusion.command import immersive_command
 
     rgb_path, depth_path = from_ if from_ is not None else (None, None)
     immersive_command(prompt, out, rgb_path, depth_path, ipd=ipd, strength=strength, resolution=resolution,

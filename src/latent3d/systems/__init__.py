@@ -1,1 +1,3 @@
-"""One module per paper, reading like its method section."""
+"""One package per paper, its modules named after the method's parts, each with the typer commands it declares
+(``command.py``): ``ldm3d`` (LDM3D and LDM3D-pano), ``depthfusion`` (DepthFusion's immersive worlds),
+``lucid_dreamer`` (LucidDreamer's Interval Score Matching, SDS as the baseline)."""

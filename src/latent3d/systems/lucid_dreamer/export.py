@@ -24,7 +24,7 @@ from latent3d.metrics.image import mask_iou, psnr, ssim
 from latent3d.render.camera import orbit_cameras
 from latent3d.render.fusion import tsdf_fuse
 from latent3d.render.gaussians import GaussianModel
-from latent3d.systems.text_to_3d import DreamConfig, DreamResult
+from latent3d.systems.lucid_dreamer.dream import DreamConfig, DreamResult
 
 
 def turntable_cameras(n: int, size: int, radius: float, fov: float, elevation_deg: float = 15.0):

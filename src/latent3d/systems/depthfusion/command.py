@@ -1,7 +1,7 @@
 """``latent3d immersive``: an RGBD panorama (read with ``--from``, or generated from a prompt) -> a DepthFusion world.
 
 Panorama sources go through :func:`panorama_source`: files, or generation by
-:func:`latent3d.systems.panorama.generate_panorama` (LDM3D-pano; ``rgb [H, W, 3]`` in [0, 1] and ``depth [H, W]``
+:func:`latent3d.systems.ldm3d.panorama.generate_panorama` (LDM3D-pano; ``rgb [H, W, 3]`` in [0, 1] and ``depth [H, W]``
 disparity in [0, 1], bright = near).
 """
 
@@ -107,7 +107,7 @@ def panorama_source(prompt: str | None, from_rgb: Path | None, from_depth: Path 
         return rgb, depth, {"source": "files", "rgb": str(from_rgb), "depth": str(from_depth), "notes": notes}
     if not (prompt or "").strip():
         raise UserError("give a prompt to generate a panorama, or --from RGB.png DEPTH.png to use your own")
-    from latent3d.systems.panorama import generate_panorama
+    from latent3d.systems.ldm3d.panorama import generate_panorama
 
     rgb, depth, info = generate_panorama(prompt or "", model=model, seed=seed, device=device, steps=steps,
                                          guidance=guidance)  # fmt: skip
@@ -121,7 +121,7 @@ def immersive_command(prompt: str | None, out: Path, from_rgb: Path | None, from
                       stereo_width: int = 1024, tour_seconds: float = 2.4, progress: bool = True,
                       model: str | None = None, steps: int | None = None, guidance: float | None = None) -> dict:
     from latent3d.runtime import resolve_device, seed_everything
-    from latent3d.systems.immersive import WorldConfig, build_world, check_config
+    from latent3d.systems.depthfusion.world import WorldConfig, build_world, check_config
 
     t0 = time.time()
     if depth_mode not in ("disparity", "linear"):

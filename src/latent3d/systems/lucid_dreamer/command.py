@@ -12,8 +12,8 @@ def dream_command(prompt: str, out: Path, method: str, prior_spec: str | None, i
                   guidance: float | None, init: str, seed: int, device: str) -> dict:
     from latent3d.priors.loading import load_prior
     from latent3d.runtime import resolve_device, seed_everything
-    from latent3d.systems.dream_export import write_dream_outputs
-    from latent3d.systems.text_to_3d import DreamConfig, dream
+    from latent3d.systems.lucid_dreamer.export import write_dream_outputs
+    from latent3d.systems.lucid_dreamer.dream import DreamConfig, dream
 
     if method not in ("ism", "sds"):
         raise UserError(f"--method must be ism or sds, got {method!r}")

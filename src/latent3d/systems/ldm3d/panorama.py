@@ -91,12 +91,12 @@ def generate_panorama(
     folder, or any LDM3D folder) at its 2:1 size (its ``_latent3d_defaults``, else its native height x twice that, as
     Intel/ldm3d-pano's 512x1024), with circular width padding in the UNet and the VAE, then
     resize it (wrapping in longitude) to ``width`` x ``width/2`` (``None``: keep the native size). ``model`` may
-    also be an already loaded :class:`~latent3d.systems.rgbd.RGBDPipeline` (for many panoramas in one process).
+    also be an already loaded :class:`~latent3d.systems.ldm3d.pipeline.RGBDPipeline` (for many panoramas in one process).
 
     Returns the RGB, the disparity (bright = near) and a dict with the native size, the seam score of the raw
     sample, and the settings used.
     """
-    from latent3d.systems.rgbd import RGBDPipeline
+    from latent3d.systems.ldm3d.pipeline import RGBDPipeline
 
     pipe = model if isinstance(model, RGBDPipeline) else RGBDPipeline.from_pretrained(model or DEFAULT_PANO_MODEL,
                                                                                       device=device)

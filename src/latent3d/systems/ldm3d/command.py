@@ -18,7 +18,7 @@ def rgbd_command(prompt: str, out: Path, model: str | None = None, steps: int | 
 
     ``depth.png`` is the 16-bit normalised inverse depth exactly as the pipeline returned it (bright = near);
     ``points.ply`` lifts it with ``z = 1 / (d (1/near - 1/far) + 1/far)`` and a pinhole camera of vertical field of
-    view ``fov`` degrees, or along equirectangular rays for a panorama model (:func:`latent3d.systems.rgbd.lift_points`).
+    view ``fov`` degrees, or along equirectangular rays for a panorama model (:func:`latent3d.systems.ldm3d.pipeline.lift_points`).
     """
     import torch
 
@@ -27,7 +27,7 @@ def rgbd_command(prompt: str, out: Path, model: str | None = None, steps: int | 
     from latent3d.io.image import save_image
     from latent3d.io.ply import write_point_ply
     from latent3d.runtime import resolve_device, seed_everything
-    from latent3d.systems.rgbd import DEFAULT_RGBD_MODEL, RGBDPipeline, default_intrinsics, lift_points, parse_size
+    from latent3d.systems.ldm3d.pipeline import DEFAULT_RGBD_MODEL, RGBDPipeline, default_intrinsics, lift_points, parse_size
 
     if not prompt.strip():
         raise UserError("the prompt is empty: describe the image, e.g. 'a red snowman on a blue floor'")
