@@ -19,7 +19,8 @@ import torch
 from latent3d.data.captions import object_phrase
 from latent3d.metrics.classifier import VIEWS, evaluate, train_classifier
 from latent3d.priors import load_prior
-from latent3d.priors.object_prior import ObjectPriorConfig, render_training_set
+from latent3d.priors.object_prior.config import ObjectPriorConfig
+from latent3d.priors.object_prior.data import render_training_set
 from latent3d.priors.sampling import resolve_guidance, sample_images
 
 

@@ -10,7 +10,10 @@ from torch.testing import assert_close
 from latent3d.data.captions import caption
 from latent3d.metrics.classifier import parse_caption
 from latent3d.priors import load_prior
-from latent3d.priors.object_prior import ObjectPriorConfig, TextToEps, build_components, train_object_prior
+from latent3d.nets.text_denoiser import TextConditionedDenoiser
+from latent3d.priors.object_prior.config import ObjectPriorConfig
+from latent3d.priors.object_prior.nets import build_components
+from latent3d.priors.object_prior.train import train_object_prior
 
 
 @pytest.mark.numerics
@@ -35,7 +38,7 @@ def test_tiny_training_run_learns_and_exports(tmp_path, prediction_type):
     ck = sorted((tmp_path / "run" / "checkpoints").iterdir())[-1]
     from safetensors.torch import load_file
 
-    m = TextToEps(unet, text)
+    m = TextConditionedDenoiser(unet, text)
     m.load_state_dict(load_file(str(ck / "ema.safetensors")))
     g = torch.Generator().manual_seed(0)
     x, t = torch.randn(2, 3, 16, 16, generator=g), torch.tensor([100, 700])
@@ -61,7 +64,7 @@ def test_caption_and_classifier_labels_agree():
 @pytest.mark.numerics
 def test_classifier_learns_object_and_colour_from_renders():
     from latent3d.metrics.classifier import evaluate, train_classifier
-    from latent3d.priors.object_prior import render_training_set
+    from latent3d.priors.object_prior.data import render_training_set
 
     small = dict(objects=("snowman", "chair", "tree"), colors=("red", "blue"), supersample=1)
     train_imgs, train_caps = render_training_set(ObjectPriorConfig(views=12, seed=1, **small))
@@ -80,7 +83,7 @@ def test_classifier_learns_object_and_colour_from_renders():
 def test_bundled_prior_denoises_renders_and_listens_to_the_caption():
     """The shipped checkpoint: low eps error on fresh renders (not its training views), lower with the true caption
     than with the object name swapped (it uses the text)."""
-    from latent3d.priors.object_prior import render_training_set
+    from latent3d.priors.object_prior.data import render_training_set
 
     prior = load_prior(None)  # the bundled default
     cfg = ObjectPriorConfig(objects=("snowman", "chair", "house", "mushroom"), colors=("red", "blue"), views=4,
@@ -110,20 +113,20 @@ def test_bundled_prior_denoises_renders_and_listens_to_the_caption():
 def test_init_copies_an_exported_prior_and_rejects_a_different_vocabulary():
     """`train prior --init DIR` starts from DIR's weights exactly; another vocabulary is a one-line error."""
     from latent3d.errors import UserError
-    from latent3d.priors.object_prior import _load_init
+    from latent3d.priors.object_prior.nets import load_init
     from latent3d.weights import bundled_path
 
     folder = bundled_path("object-prior")
     vocab = json.loads((folder / "tokenizer" / "tokenizer.json").read_text())["model"]["vocab"]
     words = [w for w in vocab if not w.startswith("[")]
     unet, text, tok, _ = build_components(ObjectPriorConfig(), words)
-    _load_init(folder, unet, text, tok)
+    load_init(folder, unet, text, tok)
     ref = load_prior("object-prior")
     for a, b in zip(unet.state_dict().values(), ref.unet.state_dict().values()):
         assert_close(a, b.float(), rtol=0, atol=0)
     unet2, text2, tok2, _ = build_components(ObjectPriorConfig(), words[:-1])
     with pytest.raises(UserError, match="vocabulary differs"):
-        _load_init(folder, unet2, text2, tok2)
+        load_init(folder, unet2, text2, tok2)
 
 
 @pytest.mark.numerics

@@ -94,7 +94,7 @@ def test_truncated_newest_checkpoint_falls_back_to_the_previous_one(runs, tmp_pa
 
 
 def test_resume_with_other_settings_is_refused_before_anything_is_written(runs, tmp_path):
-    from latent3d.priors.object_prior import train_object_prior
+    from latent3d.priors.object_prior.train import train_object_prior
 
     out = _copy_killed(runs, tmp_path / "run")
     before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}

@@ -11,7 +11,7 @@ from torch.testing import assert_close
 
 from latent3d.cli import main
 from latent3d.nets.rgbd_vae import AELossConfig
-from latent3d.priors.object_prior import TextToEps
+from latent3d.nets.text_denoiser import TextConditionedDenoiser
 from latent3d.systems.ldm3d.train import (
     RGBDLDMConfig,
     RGBDVAEConfig,
@@ -89,7 +89,7 @@ def test_two_stages_learn_and_export_an_ldm3d_pipeline(tmp_path):
     from safetensors.torch import load_file
 
     unet, text, tok, _ = build_ldm_components(cfg, [w for w in pipe.tokenizer.get_vocab() if not w.startswith("[")], 4, (16, 16))
-    m = TextToEps(unet, text)
+    m = TextConditionedDenoiser(unet, text)
     m.load_state_dict(load_file(str(ck / "ema.safetensors")))
     ids = pipe.tokenizer(["a red sphere on a wooden floor"], padding="max_length", max_length=cfg.max_tokens,
                          return_tensors="pt").input_ids  # fmt: skip

@@ -121,7 +121,8 @@ def train_prior(
     device: DeviceOpt = "auto",
 ) -> None:
     """Train the bundled text-to-image object prior on latent3d's own renders; writes OUT/model (diffusers layout)."""
-    from latent3d.priors.object_prior import ObjectPriorConfig, train_object_prior
+    from latent3d.priors.object_prior.config import ObjectPriorConfig
+    from latent3d.priors.object_prior.train import train_object_prior
 
     _check_train_opts(steps=steps, batch_size=batch_size, views=views, checkpoint_every=checkpoint_every)
     if prediction_type not in ("v_prediction", "epsilon"):

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from latent3d.errors import UserError
-from latent3d.priors.object_prior import ObjectPriorConfig
+from latent3d.priors.object_prior.config import ObjectPriorConfig
 
 
 def tiny_config(**kw) -> ObjectPriorConfig:
@@ -25,7 +25,7 @@ def tiny_config(**kw) -> ObjectPriorConfig:
 
 def main() -> None:
     import latent3d.train.trainer as trainer
-    from latent3d.priors.object_prior import train_object_prior
+    from latent3d.priors.object_prior.train import train_object_prior
 
     p = argparse.ArgumentParser()
     p.add_argument("--out", type=Path, required=True)

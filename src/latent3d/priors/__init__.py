@@ -2,10 +2,24 @@
 
 :func:`load_prior` takes a hub id (``stabilityai/stable-diffusion-2-1-base``), a local diffusers folder, or the
 name of a bundled checkpoint, and returns a :class:`~.diffusers_prior.DiffusersPrior`: the same code runs real and
-bundled weights.
+bundled weights. The two names load on first use, so that the command line can read
+:mod:`latent3d.priors.object_prior.config` without importing torch.
 """
 
-from .base import DiffusionPrior
-from .loading import load_prior
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["DiffusionPrior", "load_prior"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DiffusionPrior":
+        from .base import DiffusionPrior
+
+        return DiffusionPrior
+    if name == "load_prior":
+        from .loading import load_prior
+
+        return load_prior
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,53 +9,19 @@ Defaults follow the official LucidDreamer config for SD-size priors and a tuned 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Literal
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor
 
 from latent3d.data.captions import view_bin
-from latent3d.distill import ISMSettings, SDSSettings, distillation_loss, ism_grad, ism_timestep, sds_grad
+from latent3d.distill import distillation_loss, ism_grad, ism_timestep, sds_grad
 from latent3d.distill.sds import sds_timestep
 from latent3d.render.camera import sample_orbit_cameras
 from latent3d.render.densify import DensifyConfig, DensityController, LearningRates, make_optimizer, update_means_lr
 from latent3d.render.gaussians import GaussianModel
-
-
-@dataclass
-class DreamConfig:
-    """Settings of ``latent3d dream`` (None = chosen from the prior's size: bundled-prior or LucidDreamer defaults)."""
-
-    prompt: str
-    method: Literal["ism", "sds"] = "ism"
-    iters: int | None = None
-    """Optimisation steps (bundled prior: 300; SD-size: 5000 as LucidDreamer)."""
-    views: int = 4
-    """Views rendered per step (LucidDreamer: 4)."""
-    resolution: int | None = None
-    """Render size (default: the prior's native image size)."""
-    radius_range: tuple[float, float] | None = None
-    elevation_range_deg: tuple[float, float] | None = None
-    fov_range: tuple[float, float] | None = None
-    init: str = "sphere"
-    """"sphere", "box", or a 3DGS/point PLY path."""
-    init_points: int = 2048
-    init_extent: float = 0.7
-    bg_aug: float = 0.66
-    """Probability of a random background colour instead of white (LucidDreamer's bg augmentation)."""
-    guidance_scale: float | None = None
-    """Default: the prior's recommendation (``_latent3d_defaults`` of its model_index.json), else ISM 7.5
-    (LucidDreamer) and SDS 100 (DreamFusion)."""
-    densify_from: float = 0.1
-    densify_until: float = 0.6
-    densify_every: int = 50
-    grad_threshold: float = 2e-4
-    scale_reg: float = 0.0
-    """Weight of a penalty on the largest Gaussian scales (keeps splats compact)."""
-    seed: int = 0
-    ism: ISMSettings = field(default_factory=ISMSettings)
-    sds: SDSSettings = field(default_factory=SDSSettings)
+from latent3d.systems.lucid_dreamer.config import DreamConfig
 
 
 def resolve_defaults(cfg: DreamConfig, prior) -> DreamConfig:

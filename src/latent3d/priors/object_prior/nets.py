@@ -1,0 +1,51 @@
+"""The object prior's networks: a pixel-space UNet2DConditionModel, a word-level CLIP text encoder, a DDIM scheduler."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from torch import nn
+
+from latent3d.priors.object_prior.config import ObjectPriorConfig
+
+
+def load_init(folder: Path, unet: nn.Module, text: nn.Module, tok) -> None:
+    """Copy the weights of an exported prior into fresh components (fine-tuning); vocabularies must agree."""
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    from latent3d.errors import UserError
+
+    index = folder / "model_index.json"
+    if not index.exists():
+        raise UserError(f"--init {folder}: not an exported prior (no model_index.json)")
+    vocab = json.loads((folder / "tokenizer" / "tokenizer.json").read_text())["model"]["vocab"]
+    if vocab != tok.get_vocab():
+        raise UserError(f"--init {folder}: its vocabulary differs from this run's captions")
+    try:
+        unet.load_state_dict(UNet2DConditionModel.from_pretrained(folder / "unet").float().state_dict())
+        text.load_state_dict(CLIPTextModel.from_pretrained(folder / "text_encoder").float().state_dict())
+    except RuntimeError as e:
+        raise UserError(f"--init {folder}: network shapes differ from this run's settings ({str(e).splitlines()[0]})")
+
+
+def build_components(cfg: ObjectPriorConfig, vocabulary: list[str]):
+    """Fresh (unet, text_encoder, tokenizer, scheduler) for ``vocabulary`` (the captions' words)."""
+    from diffusers import DDIMScheduler, UNet2DConditionModel
+
+    from latent3d.priors.vocab import build_word_text_encoder, build_word_tokenizer
+
+    tok = build_word_tokenizer(vocabulary, cfg.max_tokens)
+    n, k = len(cfg.block_out_channels), cfg.attn_levels
+    down = ("DownBlock2D",) * (n - k) + ("CrossAttnDownBlock2D",) * k
+    up = ("CrossAttnUpBlock2D",) * k + ("UpBlock2D",) * (n - k)
+    unet = UNet2DConditionModel(
+        sample_size=cfg.resolution, in_channels=3, out_channels=3, block_out_channels=cfg.block_out_channels,
+        layers_per_block=1, down_block_types=down, up_block_types=up, cross_attention_dim=cfg.text_dim,
+        attention_head_dim=8, norm_num_groups=8,
+    )  # fmt: skip
+    text = build_word_text_encoder(tok, cfg.text_dim, cfg.text_layers, cfg.max_tokens)
+    sched = DDIMScheduler(beta_schedule=cfg.beta_schedule, clip_sample=True, set_alpha_to_one=True,
+                          prediction_type=cfg.prediction_type, timestep_spacing="leading")  # fmt: skip
+    return unet, text, tok, sched

@@ -1,0 +1,78 @@
+"""Settings of LDM3D's two training stages (``latent3d train rgbd-vae``, ``latent3d train rgbd``); importing this
+module loads no torch, so the command line reads its defaults and help from here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from latent3d.nets.rgbd_vae import AELossConfig
+
+
+@dataclass
+class RGBDDataConfig:
+    """Which RGBD images to train on (field comments are the CLI help)."""
+
+    pano: bool = False
+    """Equirectangular 2:1 panoramas of places (LDM3D-pano) instead of perspective views of objects."""
+    height: int = 64
+    width: int | None = None
+    """Image width (default: height, or 2 * height for panoramas)."""
+    n_images: int = 3000
+    """Rendered training images (ignored with ``data``)."""
+    kinds: tuple[str, ...] | None = None
+    """Scene kinds to render (default: floor/room/outdoor, or the panorama places)."""
+    data: str | None = None
+    """An RGBD folder (latent3d.data.rgbd writer / rgbd_builder) to train on instead of rendering."""
+    seed: int = 0
+
+    @property
+    def size(self) -> tuple[int, int]:  # (H, W)
+        return self.height, self.width or (2 * self.height if self.pano else self.height)
+
+
+@dataclass
+class RGBDVAEConfig(RGBDDataConfig):
+    """``latent3d train rgbd-vae``: the RGBD KL-autoencoder (LDM3D Sec. 3.1)."""
+
+    variant: str = "6c"
+    """6c: RGB + 16-bit depth packed RGB-like (Intel/ldm3d); 4c: RGB + one depth channel (Intel/ldm3d-4c)."""
+    rgb_vae: str | None = None
+    """RGB AutoencoderKL folder to widen (a vae/ folder or a pipeline folder); None: a fresh small one."""
+    block_out_channels: tuple[int, ...] = (32, 64, 64)
+    latent_channels: int = 4
+    steps: int = 6000
+    batch_size: int = 16
+    lr: float = 2e-4
+    """AdamW learning rate (the paper fine-tunes SD's VAE with 1e-5, batch 8)."""
+    betas: tuple[float, float] = (0.5, 0.9)
+    loss: AELossConfig = field(default_factory=lambda: _ae_loss(disc_start=2000))
+
+
+@dataclass
+class RGBDLDMConfig(RGBDDataConfig):
+    """``latent3d train rgbd``: the text-conditioned latent diffusion model (LDM3D Sec. 3.2)."""
+
+    vae: str | None = None
+    """Stage-1 folder (``train rgbd-vae`` output, or any 6/4-channel AutoencoderKL folder)."""
+    block_out_channels: tuple[int, ...] = (32, 64, 64)
+    attention_levels: tuple[bool, ...] = (False, True, True)
+    text_dim: int = 64
+    text_layers: int = 2
+    max_tokens: int = 32
+    beta_schedule: str = "scaled_linear"
+    cond_drop: float = 0.1
+    """Probability of training on the empty caption (classifier-free guidance)."""
+    steps: int = 20000
+    batch_size: int = 64
+    lr: float = 2e-4
+    """AdamW learning rate (the paper fine-tunes SD with 1e-5, batch 32)."""
+    warmup_steps: int = 500
+    ema_decay: float = 0.999
+
+
+def _ae_loss(**kw) -> AELossConfig:
+    from latent3d.nets.rgbd_vae import AELossConfig
+
+    return AELossConfig(**kw)

@@ -1,0 +1,57 @@
+"""Settings of ``latent3d dream`` (LucidDreamer); importing this module loads no torch, so the command line reads
+its defaults and help from here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from latent3d.distill import ISMSettings, SDSSettings
+
+
+@dataclass
+class DreamConfig:
+    """Settings of ``latent3d dream`` (None = chosen from the prior's size: bundled-prior or LucidDreamer defaults)."""
+
+    prompt: str
+    method: Literal["ism", "sds"] = "ism"
+    iters: int | None = None
+    """Optimisation steps (bundled prior: 300; SD-size: 5000 as LucidDreamer)."""
+    views: int = 4
+    """Views rendered per step (LucidDreamer: 4)."""
+    resolution: int | None = None
+    """Render size (default: the prior's native image size)."""
+    radius_range: tuple[float, float] | None = None
+    elevation_range_deg: tuple[float, float] | None = None
+    fov_range: tuple[float, float] | None = None
+    init: str = "sphere"
+    """"sphere", "box", or a 3DGS/point PLY path."""
+    init_points: int = 2048
+    init_extent: float = 0.7
+    bg_aug: float = 0.66
+    """Probability of a random background colour instead of white (LucidDreamer's bg augmentation)."""
+    guidance_scale: float | None = None
+    """Default: the prior's recommendation (``_latent3d_defaults`` of its model_index.json), else ISM 7.5
+    (LucidDreamer) and SDS 100 (DreamFusion)."""
+    densify_from: float = 0.1
+    densify_until: float = 0.6
+    densify_every: int = 50
+    grad_threshold: float = 2e-4
+    scale_reg: float = 0.0
+    """Weight of a penalty on the largest Gaussian scales (keeps splats compact)."""
+    seed: int = 0
+    ism: ISMSettings = field(default_factory=lambda: _ism_settings())
+    sds: SDSSettings = field(default_factory=lambda: _sds_settings())
+
+
+def _ism_settings() -> ISMSettings:
+    from latent3d.distill import ISMSettings
+
+    return ISMSettings()
+
+
+def _sds_settings() -> SDSSettings:
+    from latent3d.distill import SDSSettings
+
+    return SDSSettings()
