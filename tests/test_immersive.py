@@ -25,7 +25,7 @@ from latent3d.io.video import read_video
 from latent3d.render.sphere import build_displaced_sphere
 from latent3d.render.stereo import render_ods
 from latent3d.systems.depthfusion.world import WorldConfig, build_world
-from latent3d.systems.depthfusion.command import load_depth_image
+from latent3d.systems.depthfusion.sources import load_depth_image
 from tolerances import EPS32
 
 SMALL = ["--resolution", "32", "--stereo-width", "128", "--tour-seconds", "0.2"]

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from latent3d.errors import UserError
-from latent3d.systems.depthfusion.command import load_panorama
+from latent3d.systems.depthfusion.sources import load_panorama
 
 
 def _save(path, arr, **kw):

@@ -157,6 +157,36 @@ def test_builder_writes_exactly_the_models_normalised_output(tmp_path):
     assert "normalised inverse depth" in (out / "DATA_CARD.md").read_text()
 
 
+def test_data_rgbd_pairs_command_writes_what_the_builder_writes(tmp_path, capsys):
+    """`latent3d data rgbd-pairs` is the builder behind a command: same files, byte for byte, as calling it; a
+    bad --size is one line before any model loads."""
+    from PIL import Image
+
+    from latent3d.cli import main
+    from latent3d.data.rgbd_builder import build_rgbd_pairs
+
+    _tiny_dpt(tmp_path / "dpt")
+    src = tmp_path / "imgs"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    for k in range(2):
+        Image.fromarray((rng.random((24, 32, 3)) * 255).astype(np.uint8)).save(src / f"im{k}.png")
+    (src / "metadata.jsonl").write_text("".join(f'{{"file_name": "im{k}.png", "text": "picture {k}"}}\n' for k in range(2)))
+    args = ["data", "rgbd-pairs", str(src), "--depth-model", str(tmp_path / "dpt"), "--size", "24x32",
+            "--batch-size", "2", "--device", "cpu"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "cli")]) == 0
+    build_rgbd_pairs(src, tmp_path / "lib", str(tmp_path / "dpt"), size=(24, 32), batch_size=2, device="cpu",
+                     progress=False)  # fmt: skip
+    names = sorted(p.relative_to(tmp_path / "lib") for p in (tmp_path / "lib").rglob("*") if p.is_file())
+    assert names and names == sorted(p.relative_to(tmp_path / "cli") for p in (tmp_path / "cli").rglob("*") if p.is_file())
+    for n in names:
+        assert (tmp_path / "cli" / n).read_bytes() == (tmp_path / "lib" / n).read_bytes(), n
+    capsys.readouterr()
+    assert main([*args[:5], "--size", "12x", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--size" in err and not (tmp_path / "bad").exists()
+
+
 def test_builder_reads_jsonl_and_reports_mistakes(tmp_path):
     from latent3d.data.rgbd_builder import read_captions
 

@@ -116,6 +116,7 @@ class GaussianImagePrior:
         self.alphas_cumprod = alphas_cumprod("scaled_linear", 1000)  # SD's schedule
         self.num_train_timesteps = 1000
         self.scheduler_config = {"steps_offset": 1, "set_alpha_to_one": False}
+        self.defaults = {}  # no recommended settings shipped
         self.resolution, self.latent_channels, self.downsample = mu.shape[-1], 3, 1
 
     def encode_text(self, prompts):

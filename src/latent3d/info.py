@@ -5,11 +5,12 @@ from __future__ import annotations
 import importlib.metadata as md
 import platform
 
-import torch
+from typing import Annotated
+
+import typer
 
 import latent3d
-from latent3d.runtime import resolve_device
-from latent3d.weights import bundled_checkpoints
+from latent3d.options import DeviceOpt, SeedOpt
 
 _OPTIONAL = ("diffusers", "transformers", "accelerate", "gsplat", "trimesh", "plyfile", "imageio-ffmpeg")
 
@@ -22,7 +23,12 @@ def _version(dist: str) -> str | None:
 
 
 def collect_info(device: str = "auto", seed: int = 0) -> dict:
-    """A JSON-serialisable report (no heavy imports: versions come from package metadata)."""
+    """A JSON-serialisable report (optional packages are not imported: their versions come from package metadata)."""
+    import torch
+
+    from latent3d.runtime import resolve_device
+    from latent3d.weights import bundled_checkpoints
+
     dev = resolve_device(device)
     cuda = torch.cuda.is_available()
     return {
@@ -57,3 +63,18 @@ def format_info(r: dict) -> str:
     else:
         lines.append("bundled checkpoints: none yet")
     return "\n".join(lines)
+
+
+def info(
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Versions, the device latent3d would use, and the bundled checkpoints found."""
+    report = collect_info(device, seed)
+    if json_out:
+        import json
+
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        typer.echo(format_info(report))

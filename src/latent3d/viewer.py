@@ -18,11 +18,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
+import typer
 
 from latent3d.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 HOST = "127.0.0.1"
 Y_UP_TO_Z_UP = (math.cos(math.pi / 4), math.sin(math.pi / 4), 0.0, 0.0)  # wxyz: +90 deg about x, (x,y,z)->(x,-z,y)
@@ -57,6 +60,7 @@ def find_assets(folder: str | Path) -> Assets:
 
 def gaussian_splat_arrays(path: Path) -> dict[str, np.ndarray]:
     """A 3DGS PLY as viser's splat arrays: centres [N, 3], covariances [N, 3, 3], rgbs [N, 3], opacities [N, 1]."""
+    import numpy as np
     import torch
 
     from latent3d.io.ply import read_gaussian_ply
@@ -100,16 +104,18 @@ def start_viewer(folder: str | Path, port: int = 8080, verbose: bool = False) ->
     return server
 
 
-def view_command(folder: Path, port: int = 8080, duration: float | None = None) -> None:
-    """Serve ``folder`` until Ctrl-C (or for ``duration`` seconds) and print the address to open."""
-    server = start_viewer(folder, port)
+def view(
+    folder: Annotated[Path, typer.Argument(help="Output folder with world.glb, mesh.glb and/or gaussians.ply.")],
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (the next free one if taken).")] = 8080,
+) -> None:
+    """Show a world, mesh or splats in a local web viewer (viser on 127.0.0.1); a world starts at its centre."""
+    server = start_viewer(folder, port)  # serves files: nothing random, nothing computed on a device
     try:
         used = server.get_port()
         note = f" (port {port} was taken)" if used != port else ""
         print(f"latent3d view: {', '.join(find_assets(folder).names)} at http://{HOST}:{used}{note}; Ctrl-C stops",
               flush=True)
-        end = None if duration is None else time.monotonic() + duration
-        while end is None or time.monotonic() < end:
+        while True:
             time.sleep(0.2)
     except KeyboardInterrupt:
         pass

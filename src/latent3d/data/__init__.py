@@ -3,20 +3,28 @@
 Modules: ``primitives`` (shapes + ray casting), ``shading`` (materials, textures, lights, sky), ``raycast``
 (pinhole / equirect renders), ``objects`` (named objects), ``scenes`` (floors, rooms, outdoor places),
 ``captions``, ``dataset`` (transforms.json writer/reader), ``generate`` (render + write datasets).
-Importing this package loads torch and numpy only (PIL is imported inside the I/O functions).
+Importing this package loads nothing heavy: each name below loads its module (torch, numpy) on first use, so
+that the command line can import ``latent3d.data.command`` quickly.
 """
 
-from latent3d.data.captions import caption, scene_caption, view_bin
-from latent3d.data.dataset import TransformsDataset, read_transforms_dataset, write_transforms_dataset
-from latent3d.data.generate import object_views, write_object_dataset, write_scene_dataset
-from latent3d.data.objects import OBJECT_NAMES, Object3D, make_object
-from latent3d.data.raycast import Render, render_equirect, render_orbit, render_views
-from latent3d.data.scenes import PLACES, SCENE_KINDS, Scene, make_scene, scene_cameras
-from latent3d.data.shading import COLORS, Light, Material, Sky
+from __future__ import annotations
 
-__all__ = [
-    "COLORS", "Light", "Material", "OBJECT_NAMES", "Object3D", "PLACES", "Render", "SCENE_KINDS", "Scene", "Sky",
-    "TransformsDataset", "caption", "make_object", "make_scene", "object_views", "read_transforms_dataset",
-    "render_equirect", "render_orbit", "render_views", "scene_cameras", "scene_caption", "view_bin",
-    "write_object_dataset", "write_scene_dataset", "write_transforms_dataset",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "caption": "captions", "scene_caption": "captions", "view_bin": "captions",
+    "TransformsDataset": "dataset", "read_transforms_dataset": "dataset", "write_transforms_dataset": "dataset",
+    "object_views": "generate", "write_object_dataset": "generate", "write_scene_dataset": "generate",
+    "OBJECT_NAMES": "objects", "Object3D": "objects", "make_object": "objects",
+    "Render": "raycast", "render_equirect": "raycast", "render_orbit": "raycast", "render_views": "raycast",
+    "PLACES": "scenes", "SCENE_KINDS": "scenes", "Scene": "scenes", "make_scene": "scenes", "scene_cameras": "scenes",
+    "COLORS": "shading", "Light": "shading", "Material": "shading", "Sky": "shading",
+}  # fmt: skip
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"latent3d.data.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

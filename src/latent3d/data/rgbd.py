@@ -1,4 +1,4 @@
-"""Procedural RGBD training sets with captions (LDM3D, Stein et al. 2023, arXiv 2305.10853, Sec. 3.1 / 4.1).
+"""Procedural RGBD training sets with captions (LDM3D, Stan et al. 2023, arXiv 2305.10853, Sec. 3.1 / 4.1).
 
 LDM3D trains on (RGB, depth, caption) triples whose depth is DPT-Large's output: a relative **inverse depth**
 map normalised to [0, 1] per image, bright = near. Here the renderer gives exact geometry, so the disparity is

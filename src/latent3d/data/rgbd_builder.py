@@ -10,9 +10,9 @@ Captions come from ``metadata.jsonl`` or ``metadata.csv`` in the image folder (H
 convention: columns ``file_name`` and ``text``; ``image``/``path`` and ``caption`` are accepted too), or from a
 CSV/JSONL file given explicitly.
 
-Usage::
+Usage (:func:`latent3d.data.command.rgbd_pairs`)::
 
-    python -m latent3d.data.rgbd_builder IMAGES_DIR OUT_DIR --depth-model Intel/dpt-large --size 512
+    latent3d data rgbd-pairs IMAGES_DIR --out OUT_DIR --depth-model Intel/dpt-large --size 512
 """
 
 from __future__ import annotations
@@ -138,10 +138,11 @@ def estimate_disparity(
 def build_rgbd_pairs(
     src: str | os.PathLike,
     out: str | os.PathLike,
-    depth_model: str = "Intel/dpt-large",
+    depth_model: str,
     captions: str | os.PathLike | None = None,
-    size: tuple[int, int] | None = (512, 512),
-    batch_size: int = 8,
+    *,
+    size: tuple[int, int] | None,  # (H, W) centre crop + resize; None keeps each image's size
+    batch_size: int,
     device: str = "auto",
     output: Literal["auto", "disparity", "depth"] = "auto",
     progress: bool = True,
@@ -173,28 +174,3 @@ def build_rgbd_pairs(
             items.append(write_rgbd_item(root, s + k, rgb.permute(2, 0, 1).float() / 255.0, disp, chunk[k][1]))
     source = f"{len(pairs)} captioned images from {Path(src).name}, depth by {depth_model} (normalised per image)"
     return write_rgbd_index(root, items, "pinhole", source, {"depth_model": str(depth_model)})
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m latent3d.data.rgbd_builder", description=__doc__.split("\n")[0])
-    ap.add_argument("src", help="folder of images with metadata.jsonl / metadata.csv (file_name, text)")
-    ap.add_argument("out", help="output folder (latent3d RGBD layout)")
-    ap.add_argument("--depth-model", default="Intel/dpt-large", help="hub id (cached) or folder")
-    ap.add_argument("--captions", default=None, help="CSV/JSONL with file_name,text (default: in src)")
-    ap.add_argument("--size", type=int, nargs="+", default=[512], help="H [W]: centre-crop + resize (0: keep)")
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--device", default="auto")
-    a = ap.parse_args(argv)
-    size = None if a.size[0] == 0 else (a.size[0], a.size[-1])
-    try:
-        print(f"wrote {build_rgbd_pairs(a.src, a.out, a.depth_model, a.captions, size, a.batch_size, a.device)}")
-    except UserError as e:
-        print(f"latent3d: error: {e}")
-        return e.exit_code
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -13,6 +13,7 @@ with the warm-up rate ``r`` going from 1 to 0 over ``warmup_iters`` (both interv
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -21,6 +22,8 @@ from latent3d.diffusion.ddim import ddim_invert, ism_inversion_schedule
 from latent3d.diffusion.guidance import cfg
 from latent3d.distill.common import draw_noise, noise_latents
 
+if TYPE_CHECKING:
+    from latent3d.priors.base import DiffusionPrior
 
 @dataclass
 class ISMSettings:
@@ -58,7 +61,7 @@ def ism_timestep(
 
 @torch.no_grad()
 def ism_grad(
-    prior,
+    prior: DiffusionPrior,
     latents: Tensor,  # [B, C, h, w]
     cond: Tensor,  # [B or 1, L, D] prompt embedding
     uncond: Tensor,  # [B or 1, L, D] empty-prompt embedding

@@ -7,12 +7,15 @@ and ``w(t) = 1 - a_t`` (the threestudio convention).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from latent3d.distill.common import draw_noise, noise_latents
 
+if TYPE_CHECKING:
+    from latent3d.priors.base import DiffusionPrior
 
 @dataclass
 class SDSSettings:
@@ -33,7 +36,7 @@ def sds_timestep(s: SDSSettings, num_train_timesteps: int, generator: torch.Gene
 
 @torch.no_grad()
 def sds_grad(
-    prior,
+    prior: DiffusionPrior,
     latents: Tensor,  # [B, C, h, w]
     cond: Tensor,  # [B or 1, L, D]
     uncond: Tensor,  # [B or 1, L, D]

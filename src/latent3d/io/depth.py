@@ -115,7 +115,7 @@ def dequantize_depth(d_u16: Array) -> Array:  # d_u16: [...] uint16 -> [...] flo
 def pack_depth_rgb(d_u16: Array, dim: int = -1) -> Array:  # [...] uint16 -> [..., 3] float32 (dim=-1)
     """Pack 16-bit depth into three channels in [0, 1]: ``(0, d >> 8, d & 255) / 255``.
 
-    LDM3D (Stein et al. 2023, arXiv 2305.10853, Sec. 3.1): the 16-bit depth map is turned into a 3-channel
+    LDM3D (Stan et al. 2023, arXiv 2305.10853, Sec. 3.1): the 16-bit depth map is turned into a 3-channel
     RGB-like image so that the KL-autoencoder sees RGB + depth as 6 channels. ``dim`` is where the new channel
     axis goes: -1 for NumPy channel-last, 1 for torch channel-first ``[B, 3, H, W]`` (input ``[B, H, W]``).
     Integers are widened to int64 before shifting, so uint8/uint16 inputs never overflow.

@@ -24,6 +24,9 @@ class DiffusionPrior(Protocol):
     resolution: int  # native image size in pixels (e.g. 512 for SD2.1-base)
     latent_channels: int
     downsample: int  # pixels per latent cell (8 for SD's VAE, 1 for a pixel-space prior)
+    num_train_timesteps: int  # T, the length of alphas_cumprod
+    scheduler_config: dict  # the diffusers scheduler config (timestep_spacing, steps_offset, set_alpha_to_one, ...)
+    defaults: dict  # settings recommended with the weights (model_index.json "_latent3d_defaults"), maybe empty
 
     def encode_text(self, prompts: Sequence[str]) -> Tensor:  # [B, L, D]
         """Text embeddings; ``""`` is the unconditional embedding."""
@@ -45,4 +48,15 @@ class DiffusionPrior(Protocol):
         t: Tensor,  # [B] long
         text_emb: Tensor,  # [B, L, D]
     ) -> Tensor:  # [B, C, h, w]
+        ...
+
+    def predict_eps_cfg(
+        self,
+        x_t: Tensor,  # [B, C, h, w]
+        t: Tensor,  # [B] or [] long
+        cond: Tensor,  # [B or 1, L, D]
+        uncond: Tensor,  # [B or 1, L, D] empty prompt or a negative embedding
+        scale: float,
+    ) -> Tensor:  # [B, C, h, w]
+        """Classifier-free guided eps, ``uncond + scale (cond - uncond)`` (Ho & Salimans 2022, eq. 6)."""
         ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch import Tensor
@@ -10,15 +10,17 @@ from torch import Tensor
 from latent3d.diffusion.ddim import ddim_sample, ddim_timesteps
 from latent3d.diffusion.guidance import CFGModel
 
+if TYPE_CHECKING:
+    from latent3d.priors.base import DiffusionPrior
 
-def resolve_guidance(prior, guidance: float | None) -> float:
+def resolve_guidance(prior: DiffusionPrior, guidance: float | None) -> float:
     """``guidance``, else the prior's own recommendation (``_latent3d_defaults``), else Stable Diffusion's 7.5."""
-    return guidance if guidance is not None else getattr(prior, "defaults", {}).get("guidance_scale", 7.5)
+    return guidance if guidance is not None else prior.defaults.get("guidance_scale", 7.5)
 
 
 @torch.no_grad()
 def sample_images(
-    prior,
+    prior: DiffusionPrior,
     prompts: Sequence[str],
     num_steps: int = 50,
     guidance: float | None = None,
@@ -50,44 +52,3 @@ def sample_images(
                      disable=disable_progress, set_alpha_to_one=sc.get("set_alpha_to_one", True),
                      clip_sample=sc.get("clip_sample_range", 1.0) if sc.get("clip_sample", False) else None)  # fmt: skip
     return prior.decode_latents(x0)
-
-
-def sample_command(prompt: str, out, prior_spec, n: int, steps: int, guidance: float | None, negative: str,
-                   size: int | None, seed: int, device: str) -> dict:
-    """``latent3d sample``: draw ``n`` images, write ``sample_XX.png``, ``grid.png`` and ``run.json``."""
-    import json
-    import time
-    from pathlib import Path
-
-    from latent3d.errors import UserError
-    from latent3d.io.atomic import write_text
-    from latent3d.io.image import make_grid, save_image
-    from latent3d.priors.loading import load_prior
-    from latent3d.runtime import resolve_device, seed_everything
-
-    if n < 1 or steps < 1:
-        raise UserError(f"--n and --steps must be >= 1 (got {n}, {steps})")
-    if size is not None:
-        from latent3d.priors.memory import check_size_fits
-
-        if size < 1:
-            raise UserError(f"--size must be >= 1 pixel, got {size}")
-        check_size_fits(prior_spec, size, size, batch=n)
-    t0 = time.time()
-    dev = resolve_device(device)
-    gen = seed_everything(seed)
-    prior = load_prior(prior_spec, dev)
-    if size is not None and size % (8 * prior.downsample):
-        raise UserError(f"--size {size} must be a multiple of {8 * prior.downsample} for this prior")
-    t_load = time.time() - t0
-    guidance = resolve_guidance(prior, guidance)
-    images = sample_images(prior, [prompt] * n, steps, guidance, negative, size, size, generator=gen)
-    out = Path(out)
-    for i, img in enumerate(images):
-        save_image(out / f"sample_{i:02d}.png", img)
-    save_image(out / "grid.png", make_grid(list(images), ncols=min(n, 8)))
-    run = {"prompt": prompt, "prior": str(prior_spec or "object-prior"), "n": n, "steps": steps,
-           "guidance": guidance, "negative": negative, "size": list(images.shape[-2:]), "seed": seed,
-           "device": str(dev), "load_s": round(t_load, 3), "total_s": round(time.time() - t0, 3)}  # fmt: skip
-    write_text(out / "run.json", json.dumps(run, indent=1))
-    return run

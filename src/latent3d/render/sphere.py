@@ -1,6 +1,6 @@
 """DepthFusion's displaced sphere: an equirectangular RGBD panorama as a surface you can stand inside.
 
-LDM3D (Stein et al. 2023, arXiv 2305.10853, Sec. 5 "DepthFusion"): the RGB panorama is mapped onto a sphere seen
+LDM3D (Stan et al. 2023, arXiv 2305.10853, Sec. 5 "DepthFusion"): the RGB panorama is mapped onto a sphere seen
 from its centre and the depth panorama moves every vertex along its ray -- a depth value of 0.5 leaves the vertex
 on the sphere, values towards 1.0 pull it nearer, values towards 0.0 push it farther. Because every vertex moves
 along the ray through it, the view from the centre is the input panorama unchanged; any other eye position sees

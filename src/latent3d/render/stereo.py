@@ -31,13 +31,12 @@ from latent3d.render.camera import equirect_directions, look_at, pixel_rays
 from latent3d.render.sphere import DisplacedSphere, trace_sphere
 
 Eye = Literal["left", "right"]
-DEFAULT_IPD = 0.064  # metres, the usual adult interpupillary distance
 
 
 def ods_rays(
     width: int,
     height: int,
-    ipd: float = DEFAULT_IPD,
+    ipd: float,  # metres between the eyes (latent3d immersive: WorldConfig.ipd)
     eye: Eye = "left",
     center: Sequence[float] = (0.0, 0.0, 0.0),
 ) -> tuple[Tensor, Tensor]:  # origins [H, W, 3], directions [H, W, 3]
@@ -55,9 +54,9 @@ def ods_rays(
 
 def render_ods(
     sphere: DisplacedSphere,
-    width: int = 1024,
-    height: int = 512,
-    ipd: float = DEFAULT_IPD,
+    width: int,
+    height: int,
+    ipd: float,  # metres between the eyes
     return_hits: bool = False,
 ) -> tuple[Tensor, ...]:  # left [H, W, 3], right [H, W, 3] (+ hit directions [2, H, W, 3] when return_hits)
     """Both eyes of an omnidirectional-stereo panorama of the displaced sphere (see the module docstring)."""

@@ -34,18 +34,23 @@ class ObjectPriorConfig:
     max_tokens: int = 12
     beta_schedule: str = "squaredcos_cap_v2"
     prediction_type: str = "v_prediction"
-    """What the UNet predicts: "epsilon" (DDPM) or "v_prediction" (v = sqrt(abar) eps - sqrt(1 - abar) x0, Salimans &
-    Ho 2022, Sec. 4), which weights the clean-image error at high noise, where colour and layout are decided."""
+    """What the UNet predicts: v_prediction (v = sqrt(abar) eps - sqrt(1 - abar) x0, Salimans & Ho 2022, Sec. 4;
+    weights the clean-image error at high noise, where colour and layout are decided) or epsilon (DDPM)."""
     cond_drop: float = 0.1
     """Probability of training on the empty caption (enables classifier-free guidance)."""
     steps: int = 1500
+    """Optimisation steps."""
     batch_size: int = 128
+    """Images per step."""
     lr: float = 3e-4
+    """Peak AdamW learning rate."""
     warmup_steps: int = 500
+    """Linear learning-rate warm-up steps."""
     ema_decay: float = 0.999
+    """EMA decay of the exported weights."""
     seed: int = 0
     init: str | None = None
-    """An exported prior folder (same vocabulary and network) to start from instead of random weights."""
+    """Start from this exported prior folder (same vocabulary and network) instead of random weights (fine-tuning)."""
     extra: dict = field(default_factory=dict)
 
 

@@ -36,7 +36,7 @@ class WorldConfig:
     fov_deg: float = 90.0
     """Vertical field of view of the perspective views and the tour, degrees."""
     tour_seconds: float = 2.4
-    """Length of tour.mp4."""
+    """Length of tour.mp4 in seconds."""
     tour_fps: float = 15.0
     """Frame rate of tour.mp4."""
     tour_reach: float = 0.5

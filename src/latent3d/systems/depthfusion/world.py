@@ -1,4 +1,4 @@
-"""DepthFusion (LDM3D, Stein et al. 2023, arXiv 2305.10853, Sec. 5): an RGBD panorama becomes a 360° world.
+"""DepthFusion (LDM3D, Stan et al. 2023, arXiv 2305.10853, Sec. 5): an RGBD panorama becomes a 360° world.
 
 The pipeline of the paper's application, step by step:
 

@@ -1,25 +1,47 @@
-"""``latent3d rgbd``: one prompt -> RGB image, 16-bit depth, depth preview, coloured point cloud, run.json (LDM3D)."""
+"""LDM3D's commands: ``latent3d rgbd`` (one prompt -> RGB image, 16-bit depth, depth preview, coloured point cloud,
+run.json) and its two training stages, ``latent3d train rgbd-vae`` and ``latent3d train rgbd``.
+
+Options take their defaults and help from :mod:`latent3d.systems.ldm3d.config`; the heavy imports happen inside the
+commands, so that ``latent3d --help`` stays light.
+"""
 
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
 
 from latent3d.errors import UserError
+from latent3d.options import (CHECKPOINT_EVERY, CheckpointEveryOpt, DeviceOpt, ModelGuidanceOpt, ModelStepsOpt,
+                              NegativeOpt, OutOpt, ResumeOpt, SeedOpt, check_finite, check_positive, defaults,
+                              field_doc, field_option, invocation)  # fmt: skip
+from latent3d.systems.ldm3d.config import RGBDDataConfig, RGBDLDMConfig, RGBDVAEConfig
 
 FILES = ("rgb.png", "depth.png", "depth_preview.png", "points.ply", "run.json")
+_VAE, _LDM = defaults(RGBDVAEConfig), defaults(RGBDLDMConfig)
 
 
-def rgbd_command(prompt: str, out: Path, model: str | None = None, steps: int | None = None,
-                 guidance: float | None = None, size: str | None = None, negative: str = "", seed: int = 0,
-                 device: str = "auto", near: float = 1.0, far: float = 10.0, fov: float = 60.0) -> dict:
-    """Sample one RGBD image with DDIM + CFG and write :data:`FILES` under ``out`` (each file atomically).
-
-    ``depth.png`` is the 16-bit normalised inverse depth exactly as the pipeline returned it (bright = near);
-    ``points.ply`` lifts it with ``z = 1 / (d (1/near - 1/far) + 1/far)`` and a pinhole camera of vertical field of
-    view ``fov`` degrees, or along equirectangular rays for a panorama model (:func:`latent3d.systems.ldm3d.pipeline.lift_points`).
-    """
+def rgbd(
+    prompt: Annotated[str, typer.Argument(help='Text prompt, e.g. "a red snowman on a blue floor".')],
+    out: OutOpt = Path("out/rgbd"),
+    model: Annotated[Optional[str], typer.Option(help="Bundled name (ldm3d-tiny, the default), a diffusers folder in the Intel/ldm3d layout, or a hub id (Intel/ldm3d, Intel/ldm3d-4c).")] = None,
+    steps: ModelStepsOpt = None,
+    guidance: ModelGuidanceOpt = None,
+    size: Annotated[Optional[str], typer.Option(help="HxW in pixels, multiples of the autoencoder's downsampling (default: the model's native size).")] = None,
+    negative: NegativeOpt = "",
+    near: Annotated[float, typer.Option(callback=check_finite, help="Distance given to the nearest depth value (1.0) when lifting points.ply.")] = 1.0,
+    far: Annotated[float, typer.Option(callback=check_finite, help="Distance given to the farthest depth value (0.0) when lifting points.ply.")] = 10.0,
+    fov: Annotated[float, typer.Option(callback=check_finite, help="Vertical field of view in degrees assumed for points.ply (pinhole models; panoramas use equirect rays).")] = 60.0,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+) -> dict:
+    """Text to RGB + depth (LDM3D): writes rgb.png, depth.png (16-bit, bright = near), depth_preview.png, points.ply, run.json."""
+    # One RGBD image by DDIM + CFG, each of FILES written atomically under `out`. depth.png is the 16-bit normalised
+    # inverse depth exactly as the pipeline returned it; points.ply lifts it with z = 1 / (d (1/near - 1/far) + 1/far)
+    # and a pinhole camera of vertical field of view `fov`, or along equirect rays for a panorama model (lift_points).
     import torch
 
     from latent3d.io.atomic import write_text
@@ -77,3 +99,79 @@ def rgbd_command(prompt: str, out: Path, model: str | None = None, steps: int | 
     write_text(out / "run.json", json.dumps(run, indent=1))
     print(f"wrote {out}: {', '.join(FILES)} ({height}x{width}, {steps} steps, guidance {guidance})")
     return run
+
+
+PanoOpt = Annotated[bool, field_option(RGBDDataConfig, "pano", "--pano")]
+DataOpt = Annotated[Optional[Path], field_option(RGBDDataConfig, "data", "--data")]
+NImagesOpt = Annotated[int, field_option(RGBDDataConfig, "n_images", "--n-images")]
+HeightOpt = Annotated[int, field_option(RGBDDataConfig, "height", "--height")]
+
+
+def _check_data(data: Path | None) -> str | None:
+    if data is not None and not (data / "rgbd.json").is_file():
+        raise UserError(f"--data {data} has no rgbd.json: build it with `latent3d data rgbd-pairs` or the RGBD writer")
+    return str(data) if data else None
+
+
+def train_rgbd_vae(
+    ctx: typer.Context,
+    out: OutOpt = Path("runs/rgbd-vae"),
+    steps: Annotated[int, field_option(RGBDVAEConfig, "steps")] = _VAE.steps,
+    batch_size: Annotated[int, field_option(RGBDVAEConfig, "batch_size")] = _VAE.batch_size,
+    lr: Annotated[float, field_option(RGBDVAEConfig, "lr", callback=check_finite)] = _VAE.lr,
+    variant: Annotated[Optional[str], typer.Option(help=field_doc(RGBDVAEConfig, "variant") + " Default: 4c with --pano, else 6c.")] = None,
+    vae: Annotated[Optional[str], field_option(RGBDVAEConfig, "rgb_vae", "--vae")] = _VAE.rgb_vae,
+    disc_start: Annotated[Optional[int], typer.Option(help="Step at which the PatchGAN loss starts (default: steps / 3).")] = None,
+    pano: PanoOpt = _VAE.pano,
+    data: DataOpt = None,
+    n_images: NImagesOpt = _VAE.n_images,
+    height: HeightOpt = _VAE.height,
+    resume: ResumeOpt = False,
+    checkpoint_every: CheckpointEveryOpt = CHECKPOINT_EVERY,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """LDM3D stage 1: widen an RGB KL-autoencoder to RGB + depth and fine-tune it; writes OUT/model."""
+    from latent3d.systems.ldm3d.config import make_ae_loss
+    from latent3d.systems.ldm3d.train import train_rgbd_vae as train
+
+    check_positive(steps=steps, batch_size=batch_size, n_images=n_images, height=height,
+                   checkpoint_every=checkpoint_every)  # fmt: skip
+    variant = variant or ("4c" if pano else "6c")  # Intel/ldm3d-pano extends ldm3d-4c
+    if variant not in ("6c", "4c"):
+        raise UserError(f"--variant must be 6c or 4c, got {variant!r}")
+    loss = make_ae_loss(disc_start=steps // 3 if disc_start is None else disc_start)
+    cfg = RGBDVAEConfig(pano=pano, height=height, n_images=n_images, data=_check_data(data), seed=seed,
+                        variant=variant, rgb_vae=vae, steps=steps, batch_size=batch_size, lr=lr, loss=loss)  # fmt: skip
+    folder = train(out, cfg, device=device, resume=resume, command=invocation(ctx), checkpoint_every=checkpoint_every)
+    typer.echo(f"wrote {folder}")
+
+
+def train_rgbd(
+    ctx: typer.Context,
+    vae: Annotated[Path, field_option(RGBDLDMConfig, "vae", "--vae")],
+    out: OutOpt = Path("runs/ldm3d"),
+    steps: Annotated[int, field_option(RGBDLDMConfig, "steps")] = _LDM.steps,
+    batch_size: Annotated[int, field_option(RGBDLDMConfig, "batch_size")] = _LDM.batch_size,
+    lr: Annotated[float, field_option(RGBDLDMConfig, "lr", callback=check_finite)] = _LDM.lr,
+    pano: PanoOpt = _LDM.pano,
+    data: DataOpt = None,
+    n_images: NImagesOpt = _LDM.n_images,
+    height: HeightOpt = _LDM.height,
+    resume: ResumeOpt = False,
+    checkpoint_every: CheckpointEveryOpt = CHECKPOINT_EVERY,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """LDM3D stage 2: text-conditioned latent diffusion on the frozen RGBD autoencoder; writes OUT/model
+    (diffusers StableDiffusionLDM3DPipeline layout, like Intel/ldm3d)."""
+    from latent3d.systems.ldm3d.train import train_rgbd as train
+
+    check_positive(steps=steps, batch_size=batch_size, n_images=n_images, height=height,
+                   checkpoint_every=checkpoint_every)  # fmt: skip
+    if not vae.exists():
+        raise UserError(f"--vae {vae} does not exist: run `latent3d train rgbd-vae --out {vae}` first")
+    cfg = RGBDLDMConfig(pano=pano, height=height, n_images=n_images, data=_check_data(data), seed=seed,
+                        vae=str(vae), steps=steps, batch_size=batch_size, lr=lr)  # fmt: skip
+    folder = train(out, cfg, device=device, resume=resume, command=invocation(ctx), checkpoint_every=checkpoint_every)
+    typer.echo(f"wrote {folder}")

@@ -12,19 +12,20 @@ if TYPE_CHECKING:
 
 @dataclass
 class RGBDDataConfig:
-    """Which RGBD images to train on (field comments are the CLI help)."""
+    """Which RGBD images to train on (field docstrings are the CLI help)."""
 
     pano: bool = False
-    """Equirectangular 2:1 panoramas of places (LDM3D-pano) instead of perspective views of objects."""
+    """Train on 2:1 equirectangular panoramas of places (LDM3D-pano) instead of perspective views of objects."""
     height: int = 64
+    """Image height in pixels (width = height, or 2 x height with --pano)."""
     width: int | None = None
     """Image width (default: height, or 2 * height for panoramas)."""
     n_images: int = 3000
-    """Rendered training images (ignored with ``data``)."""
+    """Rendered training images (ignored with --data)."""
     kinds: tuple[str, ...] | None = None
     """Scene kinds to render (default: floor/room/outdoor, or the panorama places)."""
     data: str | None = None
-    """An RGBD folder (latent3d.data.rgbd writer / rgbd_builder) to train on instead of rendering."""
+    """RGBD folder to train on instead of rendering (written by `latent3d data rgbd-pairs` or latent3d.data.rgbd)."""
     seed: int = 0
 
     @property
@@ -37,17 +38,19 @@ class RGBDVAEConfig(RGBDDataConfig):
     """``latent3d train rgbd-vae``: the RGBD KL-autoencoder (LDM3D Sec. 3.1)."""
 
     variant: str = "6c"
-    """6c: RGB + 16-bit depth packed RGB-like (Intel/ldm3d); 4c: RGB + one depth channel (Intel/ldm3d-4c)."""
+    """6c: RGB + 16-bit depth packed RGB-like (Intel/ldm3d); 4c: RGB + 1 depth channel (Intel/ldm3d-4c, -pano)."""
     rgb_vae: str | None = None
-    """RGB AutoencoderKL folder to widen (a vae/ folder or a pipeline folder); None: a fresh small one."""
+    """RGB AutoencoderKL folder to widen (e.g. SD's vae/, or a pipeline folder); default: a fresh small one."""
     block_out_channels: tuple[int, ...] = (32, 64, 64)
     latent_channels: int = 4
     steps: int = 6000
+    """Optimisation steps."""
     batch_size: int = 16
+    """Images per step."""
     lr: float = 2e-4
-    """AdamW learning rate (the paper fine-tunes SD's VAE with 1e-5, batch 8)."""
+    """AdamW learning rate (paper: 1e-5 when fine-tuning SD's VAE, batch 8)."""
     betas: tuple[float, float] = (0.5, 0.9)
-    loss: AELossConfig = field(default_factory=lambda: _ae_loss(disc_start=2000))
+    loss: AELossConfig = field(default_factory=lambda: make_ae_loss(disc_start=2000))
 
 
 @dataclass
@@ -55,7 +58,7 @@ class RGBDLDMConfig(RGBDDataConfig):
     """``latent3d train rgbd``: the text-conditioned latent diffusion model (LDM3D Sec. 3.2)."""
 
     vae: str | None = None
-    """Stage-1 folder (``train rgbd-vae`` output, or any 6/4-channel AutoencoderKL folder)."""
+    """Stage-1 folder: the --out of `latent3d train rgbd-vae` (or a 6/4-channel AutoencoderKL folder)."""
     block_out_channels: tuple[int, ...] = (32, 64, 64)
     attention_levels: tuple[bool, ...] = (False, True, True)
     text_dim: int = 64
@@ -65,14 +68,16 @@ class RGBDLDMConfig(RGBDDataConfig):
     cond_drop: float = 0.1
     """Probability of training on the empty caption (classifier-free guidance)."""
     steps: int = 20000
+    """Optimisation steps."""
     batch_size: int = 64
+    """Images per step."""
     lr: float = 2e-4
-    """AdamW learning rate (the paper fine-tunes SD with 1e-5, batch 32)."""
+    """Peak AdamW learning rate (the paper fine-tunes SD with 1e-5, batch 32)."""
     warmup_steps: int = 500
     ema_decay: float = 0.999
 
 
-def _ae_loss(**kw) -> AELossConfig:
+def make_ae_loss(**kw) -> AELossConfig:
     from latent3d.nets.rgbd_vae import AELossConfig
 
     return AELossConfig(**kw)

@@ -1,19 +1,38 @@
-"""``latent3d dream``: argument checks, prior loading, optimisation, outputs."""
+"""``latent3d dream`` (LucidDreamer): argument checks, prior loading, optimisation, outputs. Options take their
+defaults and help from :class:`~latent3d.systems.lucid_dreamer.config.DreamConfig`."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
 
 from latent3d.errors import UserError
+from latent3d.options import DeviceOpt, OutOpt, PriorOpt, SeedOpt, check_guidance, defaults, field_option
+from latent3d.systems.lucid_dreamer.config import DreamConfig
+
+_D = defaults(DreamConfig)
 
 
-def dream_command(prompt: str, out: Path, method: str, prior_spec: str | None, iters: int | None, views: int,
-                  guidance: float | None, init: str, seed: int, device: str) -> dict:
+def dream(
+    prompt: Annotated[str, typer.Argument(help='What to make, e.g. "a red snowman".')],
+    out: OutOpt = Path("out/dream"),
+    method: Annotated[str, field_option(DreamConfig, "method")] = _D.method,
+    prior: PriorOpt = None,
+    iters: Annotated[Optional[int], field_option(DreamConfig, "iters")] = _D.iters,
+    views: Annotated[int, field_option(DreamConfig, "views")] = _D.views,
+    guidance: Annotated[Optional[float], field_option(DreamConfig, "guidance_scale", "--guidance", callback=check_guidance)] = _D.guidance_scale,
+    init: Annotated[str, field_option(DreamConfig, "init")] = _D.init,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+) -> dict:
+    """Text to 3D Gaussian splats: writes gaussians.ply, turntable.mp4, grid.png, mesh.glb and run.json."""
     from latent3d.priors.loading import load_prior
     from latent3d.runtime import resolve_device, seed_everything
     from latent3d.systems.lucid_dreamer.export import write_dream_outputs
-    from latent3d.systems.lucid_dreamer.dream import DreamConfig, dream
+    from latent3d.systems.lucid_dreamer.dream import dream as optimise
 
     if method not in ("ism", "sds"):
         raise UserError(f"--method must be ism or sds, got {method!r}")
@@ -30,12 +49,12 @@ def dream_command(prompt: str, out: Path, method: str, prior_spec: str | None, i
     t0 = time.time()
     dev = resolve_device(device)
     seed_everything(seed)
-    prior = load_prior(prior_spec, dev)
+    prior_model = load_prior(prior, dev)
     t_load = time.time() - t0
     cfg = DreamConfig(prompt=prompt, method=method, iters=iters, views=views, guidance_scale=guidance, init=init,
                       seed=seed)  # fmt: skip
-    res = dream(prior, cfg)
-    run = write_dream_outputs(res, Path(out), str(prior_spec or "object-prior"),
+    res = optimise(prior_model, cfg)
+    run = write_dream_outputs(res, Path(out), str(prior or "object-prior"),
                               extra={"device": str(dev), "seed": seed, "load_s": round(t_load, 3)}, started_at=t0)
     print(f"wrote {out}: {', '.join(run['files'])}" + (
         f"; vs ground truth: PSNR {run['ground_truth']['psnr']:.2f} dB, mask IoU {run['ground_truth']['mask_iou']:.3f}"

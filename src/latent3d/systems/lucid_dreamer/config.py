@@ -16,8 +16,9 @@ class DreamConfig:
 
     prompt: str
     method: Literal["ism", "sds"] = "ism"
+    """ism (LucidDreamer's Interval Score Matching) or sds (DreamFusion)."""
     iters: int | None = None
-    """Optimisation steps (bundled prior: 300; SD-size: 5000 as LucidDreamer)."""
+    """Optimisation steps (default: 300 bundled prior, 5000 SD-size as LucidDreamer)."""
     views: int = 4
     """Views rendered per step (LucidDreamer: 4)."""
     resolution: int | None = None
@@ -26,14 +27,14 @@ class DreamConfig:
     elevation_range_deg: tuple[float, float] | None = None
     fov_range: tuple[float, float] | None = None
     init: str = "sphere"
-    """"sphere", "box", or a 3DGS/point PLY path."""
+    """sphere, box, or a PLY (3DGS or point cloud) to start from."""
     init_points: int = 2048
     init_extent: float = 0.7
     bg_aug: float = 0.66
     """Probability of a random background colour instead of white (LucidDreamer's bg augmentation)."""
     guidance_scale: float | None = None
-    """Default: the prior's recommendation (``_latent3d_defaults`` of its model_index.json), else ISM 7.5
-    (LucidDreamer) and SDS 100 (DreamFusion)."""
+    """CFG scale (default: the prior's recommendation, `_latent3d_defaults` in its model_index.json; else 7.5 ISM
+    as LucidDreamer, 100 SDS as DreamFusion)."""
     densify_from: float = 0.1
     densify_until: float = 0.6
     densify_every: int = 50

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import Tensor
@@ -23,8 +23,11 @@ from latent3d.render.densify import DensifyConfig, DensityController, LearningRa
 from latent3d.render.gaussians import GaussianModel
 from latent3d.systems.lucid_dreamer.config import DreamConfig
 
+if TYPE_CHECKING:
+    from latent3d.priors.base import DiffusionPrior
 
-def resolve_defaults(cfg: DreamConfig, prior) -> DreamConfig:
+
+def resolve_defaults(cfg: DreamConfig, prior: DiffusionPrior) -> DreamConfig:
     """Fill the None fields for this prior: small (bundled) priors get the CPU settings, big ones LucidDreamer's."""
     small = prior.resolution <= 128
     if cfg.iters is None:
@@ -38,8 +41,7 @@ def resolve_defaults(cfg: DreamConfig, prior) -> DreamConfig:
     if cfg.fov_range is None:
         cfg.fov_range = (0.6, 0.8) if small else (0.32, 0.60)
     if cfg.guidance_scale is None:  # the prior's recommendation, else LucidDreamer (7.5) / DreamFusion (100)
-        cfg.guidance_scale = getattr(prior, "defaults", {}).get(f"{cfg.method}_guidance_scale",
-                                                                 7.5 if cfg.method == "ism" else 100.0)
+        cfg.guidance_scale = prior.defaults.get(f"{cfg.method}_guidance_scale", 7.5 if cfg.method == "ism" else 100.0)
     cfg.ism.guidance_scale = cfg.sds.guidance_scale = cfg.guidance_scale
     if small:  # the bundled prior's warm-up must fit its short run
         cfg.ism.warmup_iters = min(cfg.ism.warmup_iters, max(1, cfg.iters // 2))
@@ -84,7 +86,7 @@ class DistillStep:
 
 def distill_step(
     model: GaussianModel,
-    prior,
+    prior: DiffusionPrior,
     cfg: DreamConfig,
     cams,  # OrbitSample of V views
     backgrounds: Tensor,  # [V, 3]
@@ -111,7 +113,7 @@ def distill_step(
 
 
 def dream(
-    prior,
+    prior: DiffusionPrior,
     cfg: DreamConfig,
     progress: bool = True,
     callback: Callable[[int, dict], None] | None = None,
