@@ -36,6 +36,7 @@ from latent3d.metrics.clip_score import ClipConfig, clip_scores, load_clip, retr
 from latent3d.metrics.depth import depth_errors, disparity_errors
 from latent3d.metrics.depth_net import DepthNetConfig, load_depth_net, save_depth_net, train_depth_net
 from latent3d.metrics.image import psnr, ssim
+from latent3d.nets.rgbd_vae import variant_of
 from latent3d.systems.ldm3d.pipeline import DEFAULT_RGBD_MODEL, RGBDPipeline, join_rgbd, split_rgbd
 
 TEST_SEED = 7001  # renders for evaluation (the references train on DepthNetConfig/ClipConfig.data_seed = 1001)
@@ -77,11 +78,11 @@ def load_vae(folder: str | Path):
 @torch.no_grad()
 def autoencoder_row(vae, test, batch: int = 16) -> dict:
     """Reconstruct the held-out renders through ``vae`` (posterior mean) and score RGB and depth (sky excluded)."""
-    ch = vae.config.in_channels
+    variant = variant_of(vae)
     d16 = quantize_depth(test.disparity[:, 0])
     rgbs, deps = [], []
     for i in range(0, len(test), batch):
-        x = join_rgbd(test.rgb[i:i + batch], d16[i:i + batch], ch) * 2 - 1
+        x = join_rgbd(test.rgb[i:i + batch], d16[i:i + batch], variant) * 2 - 1
         y = vae.decode(vae.encode(x.to(vae.device, vae.dtype)).latent_dist.mean).sample.float().cpu()
         r, d = split_rgbd((y / 2 + 0.5).clamp(0, 1))
         rgbs.append(r)
@@ -91,7 +92,7 @@ def autoencoder_row(vae, test, batch: int = 16) -> dict:
     z = 1.0 / (1.0 / far.double().view(-1, 1, 1) + disp * (1.0 / near - 1.0 / far).double().view(-1, 1, 1))
     e = depth_errors(z, test.depth[:, 0].double())  # invalid (sky) pixels of the exact depth are excluded
     exact = dequantize_depth(d16).double()
-    return {"channels": ch, "psnr": psnr(rgb, test.rgb.permute(0, 2, 3, 1)), "ssim": ssim(rgb, test.rgb.permute(0, 2, 3, 1)),
+    return {"channels": vae.config.in_channels, "psnr": psnr(rgb, test.rgb.permute(0, 2, 3, 1)), "ssim": ssim(rgb, test.rgb.permute(0, 2, 3, 1)),
             **e.as_dict(), "disparity_mae": float((disp - exact).abs().mean())}  # fmt: skip
 
 

@@ -88,7 +88,7 @@ def test_text_eps_encode_decode_match_diffusers_components(ldm3d_dirs, channels)
     # encode: the concatenated RGBD input through diffusers' encoder (posterior mean, scaled)
     img = torch.rand(2, 3, 16, 24, generator=g)
     d16 = torch.randint(0, 65536, (2, 16, 24), generator=g)
-    x_in = join_rgbd(img, d16, channels).double()
+    x_in = join_rgbd(img, d16, f"{channels}c").double()
     assert_close(ours.encode(img, d16), ref.vae.encode(x_in * 2 - 1).latent_dist.mean * sf, **TOL64)
 
 
@@ -131,7 +131,7 @@ def test_sampling_matches_diffusers_ldm3d_pipeline(ldm3d_dirs, channels):
 def test_6ch_depth_decoding_is_exact_for_all_65536_values_and_naive_uint8_is_not():
     d = torch.arange(65536).reshape(1, 256, 256)
     rgb = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
-    raw = join_rgbd(rgb, d, 6) * 2 - 1  # what an ideal decoder returns, in [-1, 1]
+    raw = join_rgbd(rgb, d, "6c") * 2 - 1  # what an ideal decoder returns, in [-1, 1]
     for r in (raw, raw.half(), raw + 0.4 / 255 * (torch.rand(raw.shape) - 0.5)):  # float32, float16, small error
         out_rgb, depth = split_rgbd((r.float() / 2 + 0.5).clamp(0, 1))
         assert torch.equal(depth.long().flatten(), torch.arange(65536))
@@ -150,7 +150,7 @@ def test_6ch_depth_decoding_is_exact_for_all_65536_values_and_naive_uint8_is_not
 
 def test_4ch_depth_rounds_and_float16_keeps_fewer_levels():
     d = torch.arange(65536).reshape(1, 256, 256)
-    x = join_rgbd(torch.zeros(1, 3, 256, 256), d, 4)
+    x = join_rgbd(torch.zeros(1, 3, 256, 256), d, "4c")
     assert torch.equal(split_rgbd(x)[1].long().flatten(), torch.arange(65536))
     half = split_rgbd(((x * 2 - 1).half().float() / 2 + 0.5).clamp(0, 1))[1]
     levels = len(torch.unique(half.long()))

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from latent3d.nets.losses import pyramid_l1
 from latent3d.nets.rgbd_vae import (
     AELossConfig,
     PatchDiscriminator,
@@ -14,7 +15,6 @@ from latent3d.nets.rgbd_vae import (
     hinge_g_loss,
     make_rgb_vae,
     new_param_count,
-    pyramid_l1,
     rgbd_to_vae_input,
     vae_output_to_rgbd,
     widen_vae,

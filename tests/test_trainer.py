@@ -1,6 +1,7 @@
 """Shared trainer: SIGKILL + resume reproduces the uninterrupted run byte for byte, 2 processes stay identical, NaN
 guard, EMA."""
 
+import copy
 import json
 import os
 import signal
@@ -15,7 +16,9 @@ from safetensors.torch import load_file
 
 from latent3d.train.checkpoint import latest_checkpoint, load_checkpoint, optimizer_from_flat, optimizer_to_flat
 from latent3d.train.ema import EMA
-from latent3d.train.trainer import TrainConfig, TrainingDiverged, train
+from latent3d.errors import UserError
+from latent3d.train.trainer import (TrainConfig, TrainingDiverged, changed_settings, one_cycle, run_config,
+                                    step_generator, train)
 from tolerances import EPS32
 
 SCRIPT = Path(__file__).parent / "scripts" / "toy_train.py"
@@ -167,3 +170,56 @@ def test_resuming_a_finished_run_trains_nothing(tmp_path):
     assert all(torch.equal(w[k], v) for k, v in model.state_dict().items())
     with pytest.raises(Exception, match="raise --steps"):
         train(model, batch_fn, loss_fn, TrainConfig(**{**cfg.__dict__, "resume": True, "steps": 8}))
+
+
+@pytest.mark.numerics
+def test_one_cycle_in_memory_run_equals_torch_onecyclelr_loop(tmp_path, monkeypatch):
+    """``lr_schedule="one_cycle"`` without clipping is AdamW under torch's OneCycleLR (its lr and its beta1 cycle):
+    a hand-written loop over the same per-step batches ends with the same bits. ``out_dir=None`` writes nothing
+    and reports every log row to ``on_log``; it cannot be resumed."""
+    model, batch_fn = _tiny_setup()
+    ref = copy.deepcopy(model)
+    steps, warmup, lr, seed = 16, 4, 5e-2, 3  # pct_start 0.25: 0.25 * 16 is exact, so are torch's phase ends
+
+    def loss_fn(m, batch, g):
+        x, y, _ = batch
+        return (m(x) - y).pow(2).mean()
+
+    opt = torch.optim.AdamW(ref.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=warmup / steps)
+    lrs, beta1s = [], []
+    for k in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        beta1s.append(opt.param_groups[0]["betas"][0])
+        gen = step_generator(seed, k, 0)
+        loss = loss_fn(ref, batch_fn(k, gen), gen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    assert max(lrs) == lr and lrs[0] == pytest.approx(lr / 25) and min(beta1s) == pytest.approx(0.85)  # a cycle
+    assert [one_cycle(lr, k, steps, warmup) for k in range(steps)] == list(zip(lrs, beta1s))
+
+    rows = []
+    monkeypatch.chdir(tmp_path)
+    cfg = TrainConfig(out_dir=None, steps=steps, lr=lr, weight_decay=1e-4, warmup_steps=warmup, lr_schedule="one_cycle",
+                      grad_clip=None, log_every=4, seed=seed, device="cpu", progress=False)  # fmt: skip
+    res = train(model, batch_fn, loss_fn, cfg, on_log=rows.append)
+    assert res.checkpoint is None and res.step == steps and list(tmp_path.iterdir()) == []
+    for name, v in model.state_dict().items():
+        assert torch.equal(v, ref.state_dict()[name]), name
+    assert [r["step"] for r in rows] == [4, 8, 12, 16] and [r["lr"] for r in rows] == [lrs[k] for k in (3, 7, 11, 15)]
+    with pytest.raises(UserError, match="resume needs a run folder"):
+        train(model, batch_fn, loss_fn, TrainConfig(**{**cfg.__dict__, "resume": True}))
+
+
+def test_resume_rules_of_one_cycle_and_of_settings_added_later():
+    """Under one_cycle every step's lr depends on --steps, so a resume may not change it; a setting missing from an
+    older run's config (added to TrainConfig since) counts as its default."""
+    one = TrainConfig(out_dir=Path("a"), steps=10, lr_schedule="one_cycle", warmup_steps=2)
+    assert changed_settings(run_config(one, 1), run_config(TrainConfig(**{**one.__dict__, "steps": 20}), 1)) == [
+        "steps 10 -> 20"]  # fmt: skip
+    const = run_config(TrainConfig(out_dir=Path("a"), steps=10), 1)
+    older = {k: v for k, v in const.items() if k != "lr_schedule"}
+    assert changed_settings(older, run_config(TrainConfig(out_dir=Path("a"), steps=20), 1)) == []
+    assert changed_settings(older, run_config(one, 1)) == ["warmup_steps 0 -> 2", "lr_schedule constant -> one_cycle"]

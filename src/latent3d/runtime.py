@@ -12,6 +12,23 @@ import torch
 from latent3d.errors import UserError
 
 
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run the body under ``torch.manual_seed(seed)`` and give the caller's global CPU random state back afterwards
+    (for code that draws from the global generator and takes none, such as module initialisation)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def hub_offline() -> bool:
+    """Whether Hugging Face hub access is switched off (``HF_HUB_OFFLINE`` set to anything but 0/false/empty):
+    then a hub id loads from the local cache only."""
+    import os
+
+    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() not in ("0", "", "false")
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """Turn ``"auto" | "cpu" | "cuda" | "cuda:N" | "mps"`` into a torch.device (auto: cuda if present)."""
     if name == "auto":

@@ -72,10 +72,10 @@ def load_depth_model(name_or_path: str, device: str = "auto", local_files_only: 
     """``(model, processor)`` from a hub id (offline: must be in the local cache) or a saved folder."""
     from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
-    from latent3d.runtime import resolve_device
+    from latent3d.runtime import hub_offline, resolve_device
 
     if local_files_only is None:
-        local_files_only = Path(name_or_path).is_dir() or os.environ.get("HF_HUB_OFFLINE", "0") == "1"
+        local_files_only = Path(name_or_path).is_dir() or hub_offline()
     try:
         model = AutoModelForDepthEstimation.from_pretrained(name_or_path, local_files_only=local_files_only,
                                                             use_safetensors=True)  # never unpickle a .bin

@@ -1,15 +1,26 @@
 """Model-agnostic diffusion math shared by every latent3d system.
 
 * :mod:`.schedules` -- alpha_bar schedules (DDPM/LDM/cosine), Karras sigmas, eps/x0/v conversions;
+* :mod:`.ddpm` -- the DDPM training loss (eps / v / x0 targets);
 * :mod:`.ddim` -- DDIM step between any two timesteps, sampling, inversion (LucidDreamer ISM schedule);
-* :mod:`.edm` -- EDM preconditioning, loss, Euler/Heun samplers (k-diffusion signature);
+* :mod:`.edm` -- EDM preconditioning (a function and the ``EDMPrecond`` module), loss, Euler/Heun samplers
+  (k-diffusion signature);
 * :mod:`.guidance` -- classifier-free and negative guidance.
 
 Only torch, numpy and tqdm are imported here (no diffusers).
 """
 
-from .ddim import DDIMInversion, ddim_invert, ddim_sample, ddim_step, ddim_timesteps, ism_inversion_schedule
+from .ddim import (
+    DDIMInversion,
+    ddim_invert,
+    ddim_sample,
+    ddim_step,
+    ddim_timesteps,
+    ism_inversion_schedule,
+)
+from .ddpm import ddpm_loss, ddpm_target, q_sample
 from .edm import (
+    EDMPrecond,
     edm_denoise,
     edm_loss,
     edm_loss_weight,
@@ -38,6 +49,7 @@ from .schedules import (
 __all__ = [
     "CFGModel",
     "DDIMInversion",
+    "EDMPrecond",
     "alpha_bar_to_sigma",
     "alphas_cumprod",
     "cfg",
@@ -46,6 +58,8 @@ __all__ = [
     "ddim_sample",
     "ddim_step",
     "ddim_timesteps",
+    "ddpm_loss",
+    "ddpm_target",
     "edm_denoise",
     "edm_loss",
     "edm_loss_weight",
@@ -56,6 +70,7 @@ __all__ = [
     "expand_like",
     "ism_inversion_schedule",
     "karras_sigmas",
+    "q_sample",
     "sample_euler",
     "sample_heun",
     "sigma_to_alpha_bar",

@@ -1,7 +1,8 @@
 """EDM: "Elucidating the Design Space of Diffusion-Based Generative Models" (Karras et al. 2022, NVlabs/edm).
 
 VE view ``x = x0 + sigma n``. The network ``F`` is wrapped by the preconditioning of Table 1 into a denoiser
-``D(x, sigma) = c_skip x + c_out F(c_in x, c_noise)`` (eq. 7), trained with the weighted loss of eq. 8 at log-normal
+``D(x, sigma) = c_skip x + c_out F(c_in x, c_noise)`` (eq. 7; :func:`edm_denoise`, or the module
+:class:`EDMPrecond` around a network), trained with the weighted loss of eq. 8 at log-normal
 noise levels, and sampled by Heun's 2nd-order method with optional churn (Alg. 2). Samplers follow k-diffusion's
 signature ``(model, x, sigmas, extra_args=None, callback=None, disable=None, ...)`` where ``model(x, sigma [B])``
 returns the denoised ``D(x, sigma)`` and ``sigmas`` ends with 0 (see
@@ -14,12 +15,13 @@ import math
 from typing import Any, Callable, Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import trange
 
 from .schedules import expand_like
 
 __all__ = [
+    "EDMPrecond",
     "edm_precond",
     "edm_denoise",
     "edm_loss_weight",
@@ -62,6 +64,30 @@ def edm_denoise(
     c_skip, c_out, c_in, c_noise = (expand_like(c, x) for c in edm_precond(sigma, sigma_data))
     f = net((c_in * x).to(x.dtype), c_noise.flatten(), **net_kwargs)
     return c_skip * x.to(dtype) + c_out * f.to(dtype)
+
+
+class EDMPrecond(nn.Module):
+    """A network ``F`` wrapped into the denoiser ``D(x; sigma) = c_skip x + c_out F(c_in x, c_noise, **cond)``
+    (Karras et al. 2022, eq. 7 and Table 1; NVlabs ``training/networks.py: EDMPrecond``), by :func:`edm_denoise`.
+
+    ``F`` is any module (or function) called as ``net(c_in x, c_noise [B], **cond)`` that returns ``x``'s shape, for
+    inputs of any rank (images ``[B, C, H, W]``, 3DVADER's latent volumes ``[B, C, D, H, W]``). ``forward(x, sigma
+    [B] or [], **cond)`` returns ``D(x; sigma)``: the ``model`` of :func:`sample_euler` / :func:`sample_heun`
+    (``cond`` in their ``extra_args``) and, with ``precond=False``, the ``net`` of :func:`edm_loss`. Being a module,
+    it carries ``F``'s parameters (optimiser, EMA, checkpoints see them under ``net.``).
+    """
+
+    def __init__(self, net: nn.Module | Callable[..., Tensor], sigma_data: float = 0.5):
+        super().__init__()
+        self.net, self.sigma_data = net, float(sigma_data)
+
+    def forward(
+        self,
+        x: Tensor,  # [B, ...] noisy input x0 + sigma n
+        sigma: Tensor | float,  # [], [B]
+        **cond: Any,  # passed to net, e.g. cond=class or text embedding
+    ) -> Tensor:  # [B, ...] D(x; sigma)
+        return edm_denoise(self.net, x, sigma, self.sigma_data, **cond)
 
 
 def edm_loss_weight(

@@ -13,6 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from latent3d.metrics.fit import fit_metric_net
+from latent3d.runtime import seeded
+
 VIEWS = ("front", "side", "back", "overhead")
 
 
@@ -73,27 +76,25 @@ def train_classifier(
     batch_size: int = 64,
     seed: int = 0,
 ) -> ObjectViewClassifier:
-    """Cross-entropy on the three heads; augmentation: shifts of up to 2 px, brightness jitter, and pixel noise
-    (sigma up to 0.06) so that the mild noise of generated samples does not decide the label."""
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    clf = ObjectViewClassifier(objects, colors)
+    """Cross-entropy on the three heads, on the shared trainer (:func:`~latent3d.metrics.fit.fit_metric_net`: AdamW
+    lr 2e-3, one-cycle rising over the first 30 %); augmentation: shifts of up to 2 px, brightness jitter, and pixel
+    noise (sigma up to 0.06) so that the mild noise of generated samples does not decide the label."""
+    with seeded(seed):
+        clf = ObjectViewClassifier(objects, colors)
     y = clf.labels(captions)
-    opt = torch.optim.AdamW(clf.parameters(), lr=2e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
-    for _ in range(steps):
+
+    def batch_fn(step: int, g: torch.Generator) -> tuple[Tensor, Tensor]:  # -> [b, 3, H, W], [b, 3] labels
         i = torch.randint(0, len(images), (batch_size,), generator=g)
-        x = images[i]
         dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=g))
-        x = torch.roll(x, (dy, dx), dims=(2, 3))
+        x = torch.roll(images[i], (dy, dx), dims=(2, 3))
         x = x * (0.9 + 0.2 * torch.rand(batch_size, 1, 1, 1, generator=g))
         x = (x + 0.06 * torch.rand(batch_size, 1, 1, 1, generator=g) * torch.randn(x.shape, generator=g)).clamp(0, 1)
-        loss = sum(F.cross_entropy(logits, y[i, k]) for k, logits in enumerate(clf(x)))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-    return clf.eval()
+        return x, y[i]
+
+    def loss_fn(model: nn.Module, batch: tuple[Tensor, Tensor], g: torch.Generator) -> Tensor:
+        return sum(F.cross_entropy(logits, batch[1][:, k]) for k, logits in enumerate(model(batch[0])))
+
+    return fit_metric_net(clf, batch_fn, loss_fn, steps, 2e-3, seed, 0.3, "classifier")
 
 
 @torch.no_grad()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -24,7 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from latent3d.metrics.depth_net import load_metric_model, save_metric_model
+from latent3d.metrics.fit import fit_metric_net
+from latent3d.runtime import seeded
+from latent3d.metrics.weights import load_metric_model, save_metric_model
 
 KIND = "latent3d-clip"
 PAD, UNK = "<pad>", "<unk>"
@@ -92,8 +93,9 @@ class TextEncoder(nn.Module):
 
 @dataclass
 class ClipConfig:
-    """Training settings (defaults: about a minute on one CPU thread at 64x64 after rendering; held-out renders
-    score ~76 with their own captions and ~12 with shuffled ones, top-1 retrieval among 32 captions ~0.84)."""
+    """Training settings (defaults: about a minute on one CPU thread at 64x64 after rendering; the 64 held-out
+    renders of ``benchmarks/rgbd_eval.py`` score ~77 with their own captions and ~15 with shuffled ones, top-1
+    retrieval among their 31 distinct captions ~0.89)."""
 
     size: int = 64  # images are resized to size x size
     n_train: int = 800
@@ -117,6 +119,11 @@ class ClipModel(nn.Module):
         self.image = ImageEncoder(cfg.width, cfg.embed_dim)
         self.text = TextEncoder(len(tokenizer.vocab), cfg.max_len, cfg.dim, cfg.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def forward(self, images: Tensor, ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``images`` [B, 3, size, size] in [0, 1], ``ids`` [B, L] -> unit embeddings [B, E], [B, E] and the log
+        temperature [] (what :func:`contrastive_loss` takes; the training step's one call)."""
+        return F.normalize(self.image(images), dim=-1), F.normalize(self.text(ids), dim=-1), self.logit_scale
 
     def encode_images(self, images: Tensor) -> Tensor:  # [B, 3, H, W] in [0, 1] -> [B, E] unit vectors
         x = images.float()
@@ -173,26 +180,24 @@ def retrieval_accuracy(model: ClipModel, images: Tensor, captions: Sequence[str]
 
 def train_clip(cfg: ClipConfig | None = None, data=None, log: Callable[[str], None] | None = None) -> ClipModel:
     """Train :class:`ClipModel` on ``data`` (an :class:`~latent3d.data.rgbd.RGBDSet`, rendered from ``cfg`` when
-    None). Deterministic for a given ``cfg.seed`` on CPU. Augmentation: flips, shifts of up to 3 px, mild
+    None) on the shared trainer (:func:`~latent3d.metrics.fit.fit_metric_net`: AdamW, one-cycle lr rising over the
+    first 10 %). Deterministic for a given ``cfg.seed`` on CPU. Augmentation: flips, shifts of up to 3 px, mild
     brightness jitter and pixel noise (so that the noise of generated samples does not decide the score)."""
     cfg = cfg or ClipConfig()
-    t0 = time.time()
     if data is None:
         from latent3d.data.rgbd import render_rgbd_set
 
         data = render_rgbd_set(cfg.n_train, cfg.size, cfg.size, seed=cfg.data_seed)
-    g = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    model = ClipModel(WordTokenizer.from_captions(data.captions, cfg.max_len), cfg)
+    with seeded(cfg.seed):
+        model = ClipModel(WordTokenizer.from_captions(data.captions, cfg.max_len), cfg)
     images = data.rgb.float()
     if images.shape[-2:] != (cfg.size, cfg.size):
         images = F.interpolate(images, size=(cfg.size, cfg.size), mode="bilinear", align_corners=False, antialias=True)
     ids = model.tokenizer(data.captions)
     _, group = torch.unique(ids, dim=0, return_inverse=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     b = min(cfg.batch_size, len(images))
-    for step in range(cfg.steps):
+
+    def batch_fn(step: int, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:  # -> [b, 3, H, W], [b, L], [b]
         i = torch.randperm(len(images), generator=g)[:b]
         x = images[i]
         x = torch.where((torch.rand(b, generator=g) < 0.5)[:, None, None, None], x.flip(-1), x)
@@ -200,16 +205,13 @@ def train_clip(cfg: ClipConfig | None = None, data=None, log: Callable[[str], No
         x = torch.roll(x, (dy, dx), dims=(2, 3))
         x = x * (0.9 + 0.2 * torch.rand(b, 1, 1, 1, generator=g))
         x = (x + 0.05 * torch.rand(b, 1, 1, 1, generator=g) * torch.randn(x.shape, generator=g)).clamp(0, 1)
-        e_i = F.normalize(model.image(x), dim=-1)
-        e_t = F.normalize(model.text(ids[i]), dim=-1)
-        loss = contrastive_loss(e_i, e_t, model.logit_scale, group[i])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if log is not None and (step + 1) % 100 == 0:
-            log(f"clip step {step + 1}/{cfg.steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
-    return model.eval()
+        return x, ids[i], group[i]
+
+    def loss_fn(m: nn.Module, batch: tuple[Tensor, Tensor, Tensor], g: torch.Generator) -> Tensor:
+        x, tok, grp = batch
+        return contrastive_loss(*m(x, tok), grp)
+
+    return fit_metric_net(model, batch_fn, loss_fn, cfg.steps, cfg.lr, cfg.seed, 0.1, "clip", log)
 
 
 def save_clip(folder: str | Path, model: ClipModel) -> Path:
@@ -218,6 +220,8 @@ def save_clip(folder: str | Path, model: ClipModel) -> Path:
 
 
 def load_clip(folder: str | Path) -> ClipModel:
+    """A :class:`ClipModel` saved by :func:`save_clip` (a UserError if ``folder`` holds none)."""
+
     def build(c: dict) -> ClipModel:
         cfg = ClipConfig(**{k: v for k, v in c.items() if k in ClipConfig.__dataclass_fields__})
         return ClipModel(WordTokenizer(c["vocab"], cfg.max_len), cfg)

@@ -2,4 +2,5 @@
 
 ``rgbd_vae``: LDM3D's RGB+depth KL-autoencoder (a widened diffusers ``AutoencoderKL``), its 6c/4c input/output
 packing, the PatchGAN discriminator and the autoencoder fine-tuning loss.
+``text_denoiser``: a UNet and the text encoder it cross-attends to as one trainable module.
 """

@@ -1,4 +1,4 @@
-"""LDM3D's RGBD autoencoder (Stein et al. 2023, arXiv 2305.10853, Sec. 3.1) and its fine-tuning loss.
+"""LDM3D's RGBD autoencoder (Stan et al. 2023, arXiv 2305.10853, Sec. 3.1) and its fine-tuning loss.
 
 LDM3D keeps Stable Diffusion's KL-autoencoder (Rombach et al. 2022, Sec. 3) and changes only its first and last
 convolution so that it reads and writes RGB + depth:
@@ -24,12 +24,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from latent3d.io.depth import U16_MAX, pack_depth_rgb, quantize_depth, unpack_depth_rgb
+from latent3d.nets.losses import pyramid_l1
 
 Variant = Literal["6c", "4c"]
 VARIANT_CHANNELS: dict[str, int] = {"6c": 6, "4c": 4}
 
 
-def _channels(variant: str) -> int:
+def variant_channels(variant: str) -> int:
+    """6 for ``"6c"``, 4 for ``"4c"`` (ValueError otherwise)."""
     if variant not in VARIANT_CHANNELS:
         raise ValueError(f"unknown LDM3D variant {variant!r}: use '6c' (RGB + packed 16-bit depth) or '4c'")
     return VARIANT_CHANNELS[variant]
@@ -55,7 +57,7 @@ def rgbd_to_vae_input(
     ``6c``: the disparity is quantised to 16 bits and packed RGB-like (:func:`pack_depth_rgb`); ``4c``: it is
     appended as one channel.
     """
-    c = _channels(variant)
+    c = variant_channels(variant)
     if c == 6:
         d = pack_depth_rgb(quantize_depth(disparity[:, 0]).long(), dim=1).to(rgb)  # [B, 3, H, W]
     else:
@@ -69,7 +71,7 @@ def vae_output_to_rgbd(
 ) -> tuple[Tensor, Tensor]:  # rgb [B, 3, H, W] in [0, 1], disparity [B, 1, H, W] in [0, 1]
     """Inverse of :func:`rgbd_to_vae_input` (clamped); ``6c`` unpacks the 16-bit depth exactly
     (``round(G * 255) * 256 + round(B * 255)``, :func:`unpack_depth_rgb`) and returns it divided by 65535."""
-    c = _channels(variant)
+    c = variant_channels(variant)
     if x.shape[1] != c:
         raise ValueError(f"variant {variant} expects {c} channels, got {tuple(x.shape)}")
     y = (x.float() / 2.0 + 0.5).clamp(0, 1)
@@ -117,7 +119,7 @@ def new_param_count(block0: int, variant: Variant, kernel: int = 3) -> int:
 
     At SD size (``block0 = 128``) that is 6,915 for 6c and 2,305 for 4c (the paper quotes ~9,600 for 6c).
     """
-    extra = _channels(variant) - 3
+    extra = variant_channels(variant) - 3
     return extra * block0 * kernel**2 + extra * (block0 * kernel**2 + 1)
 
 
@@ -131,7 +133,7 @@ def widen_vae(rgb_vae: Any, variant: Variant):
     """
     from diffusers import AutoencoderKL
 
-    c = _channels(variant)
+    c = variant_channels(variant)
     cin = int(rgb_vae.config.in_channels)
     if cin == c and int(rgb_vae.config.out_channels) == c:
         out = AutoencoderKL.from_config(rgb_vae.config)
@@ -156,8 +158,12 @@ def widen_vae(rgb_vae: Any, variant: Variant):
     return out
 
 
-def encode_latent_stats(vae: Any, x: Tensor) -> tuple[Tensor, Tensor]:  # x [B, C, H, W] -> mean, std [B, 4, h, w]
-    """Posterior mean and standard deviation of the KL-autoencoder (Rombach et al. 2022, Sec. 3)."""
+def encode_latent_stats(
+    vae: Any,
+    x: Tensor,  # [B, C, H, W] autoencoder input in [-1, 1] (rgbd_to_vae_input)
+) -> tuple[Tensor, Tensor]:  # mean, std, each [B, latent_channels, h, w]
+    """Posterior mean and standard deviation of the KL-autoencoder (Rombach et al. 2022, Sec. 3), the statistics a
+    latent ``z = mean + std * n`` is drawn from."""
     post = vae.encode(x).latent_dist
     return post.mean, post.std
 
@@ -208,20 +214,6 @@ def hinge_d_loss(logits_real: Tensor, logits_fake: Tensor) -> Tensor:
 def hinge_g_loss(logits_fake: Tensor) -> Tensor:
     """Generator side of the hinge GAN: ``-E[D(x^)]``."""
     return -logits_fake.mean()
-
-
-def pyramid_l1(x: Tensor, y: Tensor, levels: int = 3) -> Tensor:  # x, y [B, C, H, W]
-    """Mean L1 over an image pyramid (scales 1, 1/2, ..., 2^-(levels-1); 2x2 average pooling): the perceptual
-    term's stand-in when no perceptual network is available (coarse scales weigh structure, as in 3DVADER's
-    pyramidal loss)."""
-    total = x.new_zeros(())
-    for k in range(levels):
-        if k:
-            if min(x.shape[-2:]) < 2:
-                return total / k
-            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
-        total = total + (x - y).abs().mean()
-    return total / levels
 
 
 def adaptive_weight(rec_loss: Tensor, g_loss: Tensor, last_layer: Tensor, max_weight: float = 1e4) -> Tensor:

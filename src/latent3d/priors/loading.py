@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -41,5 +40,7 @@ def load_prior(
     from latent3d.priors.diffusers_prior import DiffusersPrior
 
     target, local = resolve_prior_path(spec)
-    offline = local or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    from latent3d.runtime import hub_offline
+
+    offline = local or hub_offline()
     return DiffusersPrior.from_pretrained(target, device=device, dtype=dtype, local_files_only=offline, option=option)

@@ -1,4 +1,5 @@
-"""One trainer for every model latent3d trains (priors, LDM3D, 3DVADER, NF-LDM), on HF Accelerate.
+"""One trainer for every model latent3d trains (priors, LDM3D, 3DVADER, NF-LDM, the measuring nets of
+:mod:`latent3d.metrics`), on HF Accelerate.
 
 The loop is deliberately small: a model, ``batch_fn(step, generator) -> batch`` and
 ``loss_fn(model, batch, generator) -> loss | {"loss": ..., other metrics}``. Randomness of step ``k`` on process
@@ -6,8 +7,9 @@ The loop is deliberately small: a model, ``batch_fn(step, generator) -> batch`` 
 batches and noise the uninterrupted run would have drawn. Under ``accelerate launch`` the same code runs data
 parallel (gradients averaged by DDP, weights identical on every process).
 
-What it does for you: AdamW with per-group learning rates and linear warm-up, gradient clipping, mixed precision,
-EMA weights, checkpoints every ``ckpt_every`` steps and at exit (atomic, pickle-free, see :mod:`.checkpoint`),
+What it does for you: AdamW with per-group learning rates and linear warm-up (or a one-cycle schedule), gradient
+clipping, mixed precision, EMA weights, checkpoints every ``ckpt_every`` steps and at exit (atomic, pickle-free, see
+:mod:`.checkpoint`; ``out_dir=None``: an in-memory run that writes nothing, as for latent3d's measuring nets),
 ``resume`` (bit for bit: weights, AdamW state, EMA, grad scaler, the partial metrics window; a damaged newest
 checkpoint falls back to the one before; a resume with other settings is refused), a NaN/inf guard that stops and
 keeps the last good checkpoint, a tqdm bar with loss and ETA, and a JSONL metrics log.
@@ -20,7 +22,7 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -55,11 +57,13 @@ class TrainConfig:
     or shorten a run (the warm-up depends on the step only, so the steps already taken stay valid), where and how
     often checkpoints and metrics are written (``out_dir``, ``ckpt_every``, ``keep_checkpoints``, ``log_every``),
     ``progress``/``desc``, and ``device`` (a run moved to another device continues, but its floats are then those
-    of that device's kernels, not of an uninterrupted run).
+    of that device's kernels, not of an uninterrupted run). Under ``lr_schedule="one_cycle"`` the schedule of every
+    step depends on ``steps``, so there ``steps`` may not change either. A setting added after a run was started and
+    missing from its checkpoint counts as its default.
     """
 
-    out_dir: Path
-    """Run folder: checkpoints/, metrics.jsonl, config.json."""
+    out_dir: Path | None
+    """Run folder: checkpoints/, metrics.jsonl, config.json (None: train in memory, write nothing, no resume)."""
     steps: int = 1000
     """Total optimisation steps."""
     lr: float = 1e-4
@@ -67,7 +71,11 @@ class TrainConfig:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = 0
-    """Linear learning-rate warm-up length."""
+    """Linear learning-rate warm-up length (``one_cycle``: the length of its rising phase)."""
+    lr_schedule: Literal["constant", "one_cycle"] = "constant"
+    """constant: lr after the linear warm-up. one_cycle: torch's ``OneCycleLR`` with its defaults (Smith & Topin
+    2018): cosine rise from lr/25 over warmup_steps, cosine fall to lr/2.5e5 at the last step, AdamW's beta1 cycled
+    0.95 -> 0.85 -> 0.95 against it (betas[0] is then unused)."""
     grad_clip: float | None = 1.0
     """Clip the global gradient norm to this value (None: no clipping)."""
     ema_decay: float | None = None
@@ -98,7 +106,7 @@ RESUME_MAY_CHANGE = frozenset(
 class TrainResult:
     step: int
     last_loss: float
-    checkpoint: Path
+    checkpoint: Path | None  # None for an in-memory run (out_dir=None)
     wall_s: float  # training time summed over every segment of a resumed run
     resumed_from: int
     ema: EMA | None
@@ -114,10 +122,45 @@ def _lr_factor(step: int, warmup: int) -> float:
     return min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
 
 
+def _anneal_cos(start: float, end: float, pct: float) -> float:
+    return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+
+
+def one_cycle(base_lr: float, step: int, steps: int, warmup: int) -> tuple[float, float]:
+    """(lr, AdamW beta1) of 0-based ``step`` under the one-cycle policy (Smith & Topin 2018, "Super-Convergence",
+    arXiv 1708.07120), computed as ``torch.optim.lr_scheduler.OneCycleLR`` does with its defaults (cosine annealing,
+    div_factor 25, final_div_factor 1e4, momentum 0.95 -> 0.85 -> 0.95) and ``pct_start = warmup / steps``."""
+    peak, low = base_lr, base_lr / 25.0
+    if step <= warmup - 1:
+        pct = step / max(warmup - 1, 1)
+        return _anneal_cos(low, peak, pct), _anneal_cos(0.95, 0.85, pct)
+    pct = (step - (warmup - 1)) / max(steps - warmup, 1)
+    return _anneal_cos(peak, low / 1e4, pct), _anneal_cos(0.85, 0.95, pct)
+
+
+def _set_schedule(opt, base_lrs: list[float], step: int, cfg: TrainConfig) -> None:
+    """Learning rate (and, for one_cycle, beta1) of every parameter group at ``step``."""
+    for g, base in zip(opt.param_groups, base_lrs):
+        if cfg.lr_schedule == "one_cycle":
+            g["lr"], beta1 = one_cycle(base, step, cfg.steps, cfg.warmup_steps)
+            g["betas"] = (beta1, g["betas"][1])
+        else:
+            g["lr"] = base * _lr_factor(step, cfg.warmup_steps)
+
+
 def _read_log(path: Path, upto: int) -> list[str]:
     if not path.is_file():
         return []
     return [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= upto]
+
+
+def _grad_norm(acc, wrapped: nn.Module, clip: float | None) -> Tensor:
+    """The global L2 norm of the gradients, which are clipped to ``clip`` (None or 0: left as they are; then, on
+    one process without a grad scaler, only measured, which is cheaper than clipping by a factor of 1)."""
+    if not clip and acc.scaler is None and acc.num_processes == 1:
+        norms = [torch.linalg.vector_norm(p.grad) for p in wrapped.parameters() if p.grad is not None]
+        return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
+    return acc.clip_grad_norm_(wrapped.parameters(), clip if clip else math.inf)
 
 
 # ------------------------------------------------------------------------------------------------- resume
@@ -133,16 +176,24 @@ def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _may_change(key: str) -> bool:
+def _may_change(key: str, now: dict) -> bool:
+    if key == "steps" and now.get("lr_schedule") == "one_cycle":  # every step's lr depends on the length
+        return False
     return key in RESUME_MAY_CHANGE or (key.startswith("extra.") and key.endswith(".steps"))
 
 
+def _defaults() -> dict[str, Any]:
+    """The JSON values of the TrainConfig fields that have a plain default."""
+    return json.loads(json.dumps({f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}))
+
+
 def changed_settings(saved: dict, now: dict) -> list[str]:
-    """``"name old -> new"`` for each setting of ``now`` (a :func:`run_config`) that a resume may not change."""
-    a, b, unset = _flat(saved), _flat(now), "(unset)"
+    """``"name old -> new"`` for each setting of ``now`` (a :func:`run_config`) that a resume may not change (a
+    field missing from ``saved``, i.e. added to TrainConfig after that run started, counts as its default)."""
+    a, b, unset = {**_defaults(), **_flat(saved)}, _flat(now), "(unset)"
     keys = [*b, *(k for k in a if k not in b)]
     return [f"{k.removeprefix('extra.')} {a.get(k, unset)} -> {b.get(k, unset)}"
-            for k in keys if not _may_change(k) and a.get(k, unset) != b.get(k, unset)]  # fmt: skip
+            for k in keys if not _may_change(k, b) and a.get(k, unset) != b.get(k, unset)]  # fmt: skip
 
 
 def _newest_intact(root: Path, is_main: bool) -> tuple[dict | None, Path | None]:
@@ -179,6 +230,15 @@ def _refuse_changes(saved: dict | None, now: dict, path: Path) -> None:
                         "run's settings (--steps, --device and --checkpoint-every may change) or choose a new --out")
 
 
+def process_state(device: str = "auto") -> Any:
+    """accelerate's ``PartialState`` of this process (rank, process count, ``is_main_process``: under
+    ``accelerate launch`` only the main process writes files). It is one per process and its first use fixes its
+    device, so it is made for the device the trainer's ``Accelerator`` will use."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=resolve_device(device).type == "cpu")
+
+
 def preflight(cfg: TrainConfig) -> None:
     """The checks of :func:`train` that need neither model nor data (settings in range, checkpoints in ``out_dir``
     only with ``resume``, a resume with the run's settings). Callers run it before they render data or build a model,
@@ -187,6 +247,10 @@ def preflight(cfg: TrainConfig) -> None:
                         ("keep-checkpoints", cfg.keep_checkpoints, 2)):  # fmt: skip
         if v < lo:
             raise UserError(f"--{name} must be >= {lo}, got {v}")
+    if cfg.out_dir is None:
+        if cfg.resume:
+            raise UserError("resume needs a run folder (out_dir), an in-memory run keeps no checkpoints")
+        return
     found = list_checkpoints(Path(cfg.out_dir) / "checkpoints")
     if found and not cfg.resume:
         raise UserError(f"{cfg.out_dir} already holds checkpoints: pass --resume to continue that run, or choose a "
@@ -196,9 +260,7 @@ def preflight(cfg: TrainConfig) -> None:
             saved = json.loads((path / "trainer_state.json").read_text()).get("config")
         except (OSError, ValueError, AttributeError):
             continue  # damaged: train() falls back past it
-        from accelerate import PartialState  # the process count the Accelerator of train() will see
-
-        _refuse_changes(saved, run_config(cfg, PartialState().num_processes), path)
+        _refuse_changes(saved, run_config(cfg, process_state(cfg.device).num_processes), path)
         return
 
 
@@ -225,19 +287,22 @@ def train(
     loss_fn: LossFn,
     cfg: TrainConfig,
     param_groups: list[dict] | None = None,
+    on_log: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place and return where the final checkpoint is.
 
     ``param_groups`` (optional) are AdamW groups: dicts with ``params`` and an optional ``lr_scale``.
     ``loss_fn`` receives the (possibly DDP-wrapped) model: call it, do not reach into its attributes.
+    ``on_log`` (optional) is called on the main process with every row of the metrics log (``step``, ``loss``,
+    ``lr``, ``grad_norm``, ``wall_s`` and the loss_fn's other metrics), also when ``out_dir`` is None.
     """
     from accelerate import Accelerator
 
     preflight(cfg)
     dev = resolve_device(cfg.device)
     acc = Accelerator(cpu=dev.type == "cpu", mixed_precision=cfg.mixed_precision)
-    out = Path(cfg.out_dir)
-    ckpt_root, log_path = out / "checkpoints", out / "metrics.jsonl"
+    out = Path(cfg.out_dir) if cfg.out_dir is not None else None  # None: in memory (preflight refused a resume)
+    ckpt_root, log_path = (out / "checkpoints", out / "metrics.jsonl") if out is not None else (None, None)
 
     groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
     groups = [{**{k: v for k, v in g.items() if k != "lr_scale"}, "lr": cfg.lr * g.get("lr_scale", 1.0)} for g in groups]
@@ -260,23 +325,26 @@ def train(
         return TrainResult(start, loss, last, state.get("wall_s", 0.0), start, ema)
 
     wrapped, opt = acc.prepare(model, opt)
-    if acc.is_main_process:
+    if acc.is_main_process and out is not None:
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / "config.json", json.dumps(run_cfg, indent=1))
         write_text(log_path, "".join(ln + "\n" for ln in _read_log(log_path, start)))  # drop steps past the resume
-    return _fit(acc, wrapped, opt, ema, batch_fn, loss_fn, cfg, run_cfg, base_lrs, start, state, last)
+    return _fit(acc, wrapped, opt, ema, batch_fn, loss_fn, cfg, run_cfg, base_lrs, start, state, last, on_log)
 
 
-def _fit(acc, wrapped, opt, ema, batch_fn, loss_fn, cfg, run_cfg, base_lrs, start, state, last) -> TrainResult:
+def _fit(acc, wrapped, opt, ema, batch_fn, loss_fn, cfg, run_cfg, base_lrs, start, state, last, on_log) -> TrainResult:
     """The loop of :func:`train` from step ``start`` (``state``: the ``extra`` of the checkpoint resumed from)."""
     from tqdm.auto import tqdm
 
     raw = acc.unwrap_model(wrapped)
-    ckpt_root, log_path = Path(cfg.out_dir) / "checkpoints", Path(cfg.out_dir) / "metrics.jsonl"
+    out = Path(cfg.out_dir) if cfg.out_dir is not None else None
+    ckpt_root, log_path = (out / "checkpoints", out / "metrics.jsonl") if out is not None else (None, None)
     wall_before = state.get("wall_s", 0.0)
     window: list[dict[str, float]] = state.get("log_window", [])  # steps since the last logged row
 
-    def checkpoint(step: int) -> Path:
+    def checkpoint(step: int) -> Path | None:
+        if ckpt_root is None:  # an in-memory run
+            return None
         if acc.is_main_process:
             extra = {"ema_updates": ema.num_updates if ema else 0, "wall_s": wall_before + time.time() - t0,
                      "log_window": window, "config": run_cfg,
@@ -292,8 +360,7 @@ def _fit(acc, wrapped, opt, ema, batch_fn, loss_fn, cfg, run_cfg, base_lrs, star
     last_loss, completed, last_ckpt = float("nan"), start, last
     try:
         for step in range(start, cfg.steps):
-            for g, base in zip(opt.param_groups, base_lrs):
-                g["lr"] = base * _lr_factor(step, cfg.warmup_steps)
+            _set_schedule(opt, base_lrs, step, cfg)
             gen = step_generator(cfg.seed, step, acc.process_index)
             batch = batch_fn(step, gen)
             with acc.autocast():
@@ -302,7 +369,7 @@ def _fit(acc, wrapped, opt, ema, batch_fn, loss_fn, cfg, run_cfg, base_lrs, star
             loss = metrics["loss"]
             opt.zero_grad(set_to_none=True)
             acc.backward(loss)
-            gnorm = acc.clip_grad_norm_(wrapped.parameters(), cfg.grad_clip if cfg.grad_clip else math.inf)
+            gnorm = _grad_norm(acc, wrapped, cfg.grad_clip)
             health = acc.gather(torch.stack([loss.detach().float(), torch.as_tensor(gnorm, dtype=torch.float32,
                                 device=loss.device)]).reshape(1, 2))  # fmt: skip
             if not torch.isfinite(health).all():
@@ -322,9 +389,11 @@ def _fit(acc, wrapped, opt, ema, batch_fn, loss_fn, cfg, run_cfg, base_lrs, star
                 row |= {"step": done, "lr": opt.param_groups[0]["lr"], "grad_norm": float(health[:, 1].mean()),
                         "wall_s": round(wall_before + time.time() - t0, 3)}  # fmt: skip
                 bar.set_postfix(loss=f"{row['loss']:.4g}")
-                if acc.is_main_process:
+                if acc.is_main_process and log_path is not None:
                     with log_path.open("a") as f:
                         f.write(json.dumps(row) + "\n")
+                if acc.is_main_process and on_log is not None:
+                    on_log(row)
                 window = []
             if done % cfg.ckpt_every == 0 and done < cfg.steps:
                 last_ckpt = checkpoint(done)

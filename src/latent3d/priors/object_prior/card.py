@@ -9,6 +9,9 @@ from latent3d.priors.object_prior.config import ObjectPriorConfig
 
 def model_card(cfg: ObjectPriorConfig, n_images: int, render_s: float, train_s: float, final_loss: float,
           n_params: int, where: str, out_dir: Path) -> str:
+    """The MODEL_CARD.md of an exported prior: the ``latent3d train prior`` command that reproduces it, its data,
+    network, objective (DDPM eps or v target, Ho et al. 2020 eq. 14 / Salimans & Ho 2022 Sec. 4), wall time and
+    final loss."""
     init = f" --init {cfg.init}" if cfg.init else ""
     command = (f"latent3d train prior --out {out_dir}{init} --steps {cfg.steps} --batch-size {cfg.batch_size} "
                f"--lr {cfg.lr:g} --warmup-steps {cfg.warmup_steps} --prediction-type {cfg.prediction_type} "

@@ -31,21 +31,16 @@ def load_init(folder: Path, unet: nn.Module, text: nn.Module, tok) -> None:
 
 
 def build_components(cfg: ObjectPriorConfig, vocabulary: list[str]):
-    """Fresh (unet, text_encoder, tokenizer, scheduler) for ``vocabulary`` (the captions' words)."""
-    from diffusers import DDIMScheduler, UNet2DConditionModel
+    """Fresh (unet, text_encoder, tokenizer, scheduler) for ``vocabulary`` (the captions' words): a pixel-space
+    :func:`~latent3d.priors.bundle.build_text_unet` with cross-attention in the lowest ``cfg.attn_levels`` levels and
+    a DDIM scheduler of ``cfg``'s schedule and prediction type (x0 clipped to [-1, 1], pixels)."""
+    from latent3d.priors.bundle import build_text_unet
 
-    from latent3d.priors.vocab import build_word_text_encoder, build_word_tokenizer
-
-    tok = build_word_tokenizer(vocabulary, cfg.max_tokens)
     n, k = len(cfg.block_out_channels), cfg.attn_levels
-    down = ("DownBlock2D",) * (n - k) + ("CrossAttnDownBlock2D",) * k
-    up = ("CrossAttnUpBlock2D",) * k + ("UpBlock2D",) * (n - k)
-    unet = UNet2DConditionModel(
-        sample_size=cfg.resolution, in_channels=3, out_channels=3, block_out_channels=cfg.block_out_channels,
-        layers_per_block=1, down_block_types=down, up_block_types=up, cross_attention_dim=cfg.text_dim,
-        attention_head_dim=8, norm_num_groups=8,
+    sched = dict(beta_schedule=cfg.beta_schedule, clip_sample=True, set_alpha_to_one=True,
+                 prediction_type=cfg.prediction_type, timestep_spacing="leading")  # fmt: skip
+    return build_text_unet(
+        vocabulary, max_tokens=cfg.max_tokens, text_dim=cfg.text_dim, text_layers=cfg.text_layers,
+        sample_size=cfg.resolution, channels=3, block_out_channels=cfg.block_out_channels,
+        cross_attention=(False,) * (n - k) + (True,) * k, attention_head_dim=8, norm_num_groups=8, scheduler=sched,
     )  # fmt: skip
-    text = build_word_text_encoder(tok, cfg.text_dim, cfg.text_layers, cfg.max_tokens)
-    sched = DDIMScheduler(beta_schedule=cfg.beta_schedule, clip_sample=True, set_alpha_to_one=True,
-                          prediction_type=cfg.prediction_type, timestep_spacing="leading")  # fmt: skip
-    return unet, text, tok, sched

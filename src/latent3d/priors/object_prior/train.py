@@ -6,39 +6,18 @@ learns the clean image poorly at high noise, where v weights it fully; that is w
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from latent3d.nets.text_denoiser import TextConditionedDenoiser
+from latent3d.priors.bundle import export_bundle
 from latent3d.priors.object_prior.card import model_card
 from latent3d.priors.object_prior.config import PRIOR_DEFAULTS, ObjectPriorConfig
 from latent3d.priors.object_prior.data import cached_training_set
 from latent3d.priors.object_prior.nets import build_components, load_init
-from latent3d.runtime import resolve_device
-
-
-def export_prior(folder: Path, unet, text_encoder, tokenizer, scheduler, card: str) -> Path:
-    """Write the diffusers-layout folder (float16 safetensors, configs, tokenizer, model card) atomically."""
-    from latent3d.io.atomic import atomic_dir
-
-    with atomic_dir(folder) as tmp:
-        unet.to(torch.float16).save_pretrained(tmp / "unet")
-        text_encoder.to(torch.float16).save_pretrained(tmp / "text_encoder")
-        unet.float(), text_encoder.float()
-        tokenizer.save_pretrained(tmp / "tokenizer")
-        scheduler.save_pretrained(tmp / "scheduler")
-        index = {
-            "_class_name": "Latent3DObjectPrior", "_diffusers_version": "0.42.1",
-            "unet": ["diffusers", "UNet2DConditionModel"], "text_encoder": ["transformers", "CLIPTextModel"],
-            "tokenizer": ["transformers", "PreTrainedTokenizerFast"], "scheduler": ["diffusers", "DDIMScheduler"],
-            "_latent3d_defaults": PRIOR_DEFAULTS,
-        }  # fmt: skip
-        (tmp / "model_index.json").write_text(json.dumps(index, indent=1))
-        (tmp / "MODEL_CARD.md").write_text(card)
-    return Path(folder)
+from latent3d.runtime import resolve_device, seeded
 
 
 def train_object_prior(
@@ -51,17 +30,18 @@ def train_object_prior(
 ) -> Path:
     """Render the training set, train with the shared trainer (a checkpoint every ``checkpoint_every`` steps),
     export ``out_dir/model`` (EMA weights)."""
+    from latent3d.diffusion.ddpm import ddpm_loss
     from latent3d.diffusion.schedules import alphas_cumprod
     from latent3d.priors.vocab import words_of
-    from latent3d.train.trainer import TrainConfig, preflight, train
+    from latent3d.train.trainer import TrainConfig, preflight, process_state, train
 
     tcfg = TrainConfig(out_dir=out_dir, steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
                        ema_decay=cfg.ema_decay, ckpt_every=checkpoint_every, seed=cfg.seed, device=device,
                        resume=resume, progress=progress, desc="train prior", extra={"prior": asdict(cfg)})  # fmt: skip
     preflight(tcfg)  # a refused resume neither renders nor touches out_dir
-    torch.manual_seed(cfg.seed)
-    images, caps, render_s = cached_training_set(Path(out_dir), cfg)
-    unet, text, tok, sched = build_components(cfg, words_of(caps))
+    with seeded(cfg.seed):  # diffusers builds from the global RNG: seed it, restore the caller's
+        images, caps, render_s = cached_training_set(Path(out_dir), cfg)
+        unet, text, tok, sched = build_components(cfg, words_of(caps))
     if cfg.init:
         load_init(Path(cfg.init), unet, text, tok)
     ids = tok(caps, padding="max_length", max_length=cfg.max_tokens, truncation=True, return_tensors="pt").input_ids
@@ -71,7 +51,6 @@ def train_object_prior(
     model = TextConditionedDenoiser(unet, text)
     if cfg.prediction_type not in ("epsilon", "v_prediction"):
         raise ValueError(f"prediction_type must be 'epsilon' or 'v_prediction', got {cfg.prediction_type!r}")
-    v_pred = cfg.prediction_type == "v_prediction"
 
     def batch_fn(step: int, g: torch.Generator):
         i = torch.randint(0, len(data), (cfg.batch_size,), generator=g)
@@ -83,10 +62,7 @@ def train_object_prior(
 
     def loss_fn(m, batch, g):
         x0, input_ids, t, eps = (b.to(next(iter(m.parameters())).device) for b in batch)
-        a = abar.to(x0.device)[t].view(-1, 1, 1, 1)
-        x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps  # DDPM eq. 4
-        target = eps if not v_pred else a.sqrt() * eps - (1 - a).sqrt() * x0  # DDPM eq. 14 / v (Salimans & Ho)
-        return (m(x_t, t, input_ids) - target).pow(2).mean()
+        return ddpm_loss(m, x0, t, eps, abar, input_ids, prediction_type=cfg.prediction_type)
 
     res = train(model, batch_fn, loss_fn, tcfg)
     res.ema.copy_to(model)
@@ -94,4 +70,7 @@ def train_object_prior(
     dev = resolve_device(device)
     where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     card = model_card(cfg, len(data), render_s, res.wall_s, res.last_loss, n_params, where, Path(out_dir))
-    return export_prior(Path(out_dir) / "model", unet.cpu(), text.cpu(), tok, sched, card)
+    components = {"unet": unet.cpu(), "text_encoder": text.cpu(), "tokenizer": tok, "scheduler": sched}
+    if not process_state(device).is_main_process:  # under `accelerate launch` only the main process exports
+        return Path(out_dir) / "model"
+    return export_bundle(Path(out_dir) / "model", components, "Latent3DObjectPrior", PRIOR_DEFAULTS, card)

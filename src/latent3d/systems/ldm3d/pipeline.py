@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from latent3d.errors import UserError
+from latent3d.nets.rgbd_vae import Variant, variant_channels
 
 DEFAULT_RGBD_MODEL = "ldm3d-tiny"  # the bundled tiny LDM3D latent3d trains on its procedural RGBD scenes
 RGBD_CHANNELS = (6, 4)
@@ -67,19 +68,17 @@ def split_rgbd(
 def join_rgbd(
     rgb: Tensor,  # [B, 3, H, W] in [0, 1]
     depth_u16: Tensor,  # [B, H, W] integer 0..65535 (disparity, bright = near)
-    channels: int,  # 6 (packed depth) or 4 (one depth channel)
-) -> Tensor:  # [B, channels, H, W] in [0, 1]: the autoencoder input before the [-1, 1] mapping
+    variant: Variant,  # "6c" (packed depth, Intel/ldm3d) or "4c" (one depth channel, Intel/ldm3d-4c)
+) -> Tensor:  # [B, 6 or 4, H, W] in [0, 1]: the autoencoder input before the [-1, 1] mapping
     """Inverse of :func:`split_rgbd`: the RGBD image LDM3D's KL-encoder takes (Fig. 1). The 4-channel depth is
     ``d / 65535``, as diffusers' ``VaeImageProcessorLDM3D.depth_pil_to_numpy``."""
     from latent3d.io.depth import dequantize_depth, pack_depth_rgb
 
     rgb = rgb.float()
-    if channels == 6:
+    if variant_channels(variant) == 6:
         d = pack_depth_rgb(depth_u16, dim=1)
-    elif channels == 4:
-        d = dequantize_depth(depth_u16)[:, None]
     else:
-        raise ValueError(f"channels must be 6 or 4, got {channels}")
+        d = dequantize_depth(depth_u16)[:, None]
     return torch.cat([rgb, d.to(rgb.device)], dim=1)
 
 
@@ -166,6 +165,7 @@ class RGBDPipeline:
     def __init__(self, prior):
         self.prior = prior
         self.channels = int(prior.image_channels)
+        self.variant: Variant = "6c" if self.channels == 6 else "4c"
         if self.channels not in RGBD_CHANNELS:
             raise UserError(
                 f"the model's autoencoder returns {self.channels} channels, so it is not an LDM3D RGBD model: "
@@ -236,7 +236,7 @@ class RGBDPipeline:
         depth_u16: Tensor,  # [B, H, W] integer 0..65535 disparity (bright = near)
     ) -> Tensor:  # [B, 4, H/ds, W/ds] scaled latents (posterior mean)
         """LDM3D's KL-encoder on the concatenated RGBD input (Fig. 1)."""
-        return self.prior.encode_images(join_rgbd(rgb, depth_u16, self.channels))
+        return self.prior.encode_images(join_rgbd(rgb, depth_u16, self.variant))
 
     @torch.no_grad()
     def decode(self, latents: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # [B, 4, h, w] -> rgb, depth, decoded

@@ -1,4 +1,4 @@
-"""Training LDM3D (Stein et al. 2023, arXiv 2305.10853): text -> RGB + depth with one latent diffusion model.
+"""Training LDM3D (Stan et al. 2023, arXiv 2305.10853): text -> RGB + depth with one latent diffusion model.
 
 Two stages, as the paper (Sec. 3.1-3.2):
 
@@ -40,10 +40,6 @@ SAMPLE_DEFAULTS = {"num_inference_steps": 50, "guidance_scale": 5.0}
 
 
 # --------------------------------------------------------------------------------------------------- data
-def _is_main() -> bool:
-    return os.environ.get("RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") == "0"
-
-
 def _quantised(ds: RGBDSet) -> RGBDSet:
     """What the set is after a trip through its PNG files (8-bit RGB, 16-bit disparity): the same on every process
     and on resume whether it was rendered now or read from the cache. Disparity goes through the writer's own
@@ -56,10 +52,11 @@ def _quantised(ds: RGBDSet) -> RGBDSet:
     return RGBDSet(rgb, disp, ds.depth, ds.K, ds.captions)
 
 
-def training_set(cfg: RGBDDataConfig, out_dir: Path, reuse: tuple[Path, ...] = ()) -> RGBDSet:
+def training_set(cfg: RGBDDataConfig, out_dir: Path, reuse: tuple[Path, ...] = (), cache: bool = True) -> RGBDSet:
     """The training images: ``cfg.data`` if given (resized to ``cfg.size``), else the procedural set of ``cfg``,
     read from ``out_dir/data`` (or a ``reuse`` folder, e.g. the stage-1 run's) when it was rendered there with the
-    same settings, else rendered and cached in ``out_dir/data``."""
+    same settings, else rendered (and, with ``cache``, written to ``out_dir/data``: by the main process only under
+    ``accelerate launch``)."""
     H, W = cfg.size
     if cfg.data:
         ds = read_rgbd_set(cfg.data)
@@ -77,7 +74,7 @@ def training_set(cfg: RGBDDataConfig, out_dir: Path, reuse: tuple[Path, ...] = (
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     workers = min(16, cpus) if cfg.n_images >= 64 else 1
     ds = render_rgbd_set(cfg.n_images, H, W, seed=cfg.seed, kinds=kinds, pano=cfg.pano, workers=workers)
-    if _is_main():
+    if cache:
         write_rgbd_set(Path(out_dir) / "data", ds, extra={"render": key})
     return _quantised(ds)
 
@@ -136,12 +133,14 @@ class _Packed:
 @torch.no_grad()
 def _encode_all(vae: nn.Module, data: _Packed, device: torch.device, bs: int = 64) -> tuple[Tensor, Tensor]:
     """Posterior mean and std of every image -> two [N, 4, h, w] on the CPU."""
+    from latent3d.nets.rgbd_vae import encode_latent_stats
+
     vae = vae.to(device).eval()
     means, stds = [], []
     for s in range(0, len(data), bs):
-        post = vae.encode(data.x(slice(s, s + bs)).to(device)).latent_dist
-        means.append(post.mean.float().cpu())
-        stds.append(post.std.float().cpu())
+        mean, std = encode_latent_stats(vae, data.x(slice(s, s + bs)).to(device))
+        means.append(mean.float().cpu())
+        stds.append(std.float().cpu())
     return torch.cat(means), torch.cat(stds)
 
 
@@ -169,8 +168,8 @@ def train_rgbd_vae(
     the paper on top of L1; without it the reconstruction term is the multi-scale L1 of :func:`pyramid_l1`."""
     from latent3d.nets.rgbd_vae import RGBDAutoencoderWithLoss, make_rgb_vae, rgbd_to_vae_input, widen_vae
     from latent3d.nets.rgbd_vae import vae_output_to_rgbd
-    from latent3d.runtime import resolve_device
-    from latent3d.train.trainer import TrainConfig, preflight, train
+    from latent3d.runtime import resolve_device, seeded
+    from latent3d.train.trainer import TrainConfig, preflight, process_state, train
 
     out_dir = Path(out_dir)
     tcfg = TrainConfig(out_dir=out_dir, steps=cfg.steps, lr=cfg.lr, betas=cfg.betas, grad_clip=None,
@@ -178,23 +177,23 @@ def train_rgbd_vae(
                        desc="train rgbd-vae", extra={"rgbd_vae": asdict(cfg)})  # fmt: skip
     preflight(tcfg)  # before any data is rendered or written
     t0 = time.time()
-    torch.manual_seed(cfg.seed)
-    data = training_set(cfg, out_dir)
-    data_s = time.time() - t0
-    packed = _Packed(data, cfg.variant)
-    n_data = len(data)
-    del data
     H, W = cfg.size
-    if cfg.rgb_vae:
-        rgb_vae = _load_vae(cfg.rgb_vae)
-    else:
-        rgb_vae = make_rgb_vae(cfg.block_out_channels, cfg.latent_channels, sample_size=H)
-    vae = widen_vae(rgb_vae, cfg.variant)
-    ds = 2 ** (len(vae.config.block_out_channels) - 1)
-    if H % ds or W % ds:
-        raise UserError(f"image size {H}x{W} is not divisible by the autoencoder's downsampling {ds}")
-    lat = (vae.config.latent_channels, H // ds, W // ds)
-    model = RGBDAutoencoderWithLoss(vae, cfg.loss, perceptual)
+    with seeded(cfg.seed):  # diffusers builds from the global RNG: seed it, restore the caller's
+        data = training_set(cfg, out_dir, cache=process_state(device).is_main_process)
+        data_s = time.time() - t0
+        packed = _Packed(data, cfg.variant)
+        n_data = len(data)
+        del data
+        if cfg.rgb_vae:
+            rgb_vae = _load_vae(cfg.rgb_vae)
+        else:
+            rgb_vae = make_rgb_vae(cfg.block_out_channels, cfg.latent_channels, sample_size=H)
+        vae = widen_vae(rgb_vae, cfg.variant)
+        ds = 2 ** (len(vae.config.block_out_channels) - 1)
+        if H % ds or W % ds:
+            raise UserError(f"image size {H}x{W} is not divisible by the autoencoder's downsampling {ds}")
+        lat = (vae.config.latent_channels, H // ds, W // ds)
+        model = RGBDAutoencoderWithLoss(vae, cfg.loss, perceptual)  # its discriminator draws from the RNG too
 
     def batch_fn(step: int, g: torch.Generator):
         i = torch.randint(0, len(packed), (cfg.batch_size,), generator=g)
@@ -250,7 +249,7 @@ each in [-1, 1]; downsampling {ds}: {H}x{W} images -> {lat[1]}x{lat[2]}x{lat[0]}
 - Final losses (mean of the last logged windows): {json.dumps({k: round(v, 5) for k, v in final.items()})}
 - Held-out reconstruction: {json.dumps(evaluation) if evaluation else 'n/a (real data)'}
 """
-    if not _is_main():  # under `accelerate launch` only the main process writes the export
+    if not process_state(device).is_main_process:  # under `accelerate launch` only the main process exports
         return out_dir / "model"
     with atomic_dir(out_dir / "model") as tmp:
         vae.save_pretrained(tmp)
@@ -262,47 +261,31 @@ each in [-1, 1]; downsampling {ds}: {H}x{W} images -> {lat[1]}x{lat[2]}x{lat[0]}
 
 # ------------------------------------------------------------------------------------------------ stage 2
 def build_ldm_components(cfg: RGBDLDMConfig, vocabulary: list[str], latent_channels: int, latent_hw: tuple[int, int]):
-    """Fresh (unet, text_encoder, tokenizer, scheduler) for LDM3D stage 2 (SD's DDIM schedule settings)."""
-    from diffusers import DDIMScheduler, UNet2DConditionModel
-
+    """Fresh (unet, text_encoder, tokenizer, scheduler) for LDM3D stage 2: a :func:`~latent3d.priors.bundle.
+    build_text_unet` on ``latent_channels`` x ``latent_hw`` latents with SD's DDIM schedule settings (scaled-linear
+    betas 0.00085..0.012, ``steps_offset=1``, eps-prediction; Rombach et al. 2022)."""
     from latent3d.nets.rgbd_vae import norm_groups
-    from latent3d.priors.vocab import build_word_text_encoder, build_word_tokenizer
+    from latent3d.priors.bundle import build_text_unet
 
-    tok = build_word_tokenizer(vocabulary, cfg.max_tokens)
-    down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention_levels)
-    up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention_levels))
-    unet = UNet2DConditionModel(
-        sample_size=latent_hw[0], in_channels=latent_channels, out_channels=latent_channels,
-        block_out_channels=cfg.block_out_channels, layers_per_block=1, down_block_types=down, up_block_types=up,
-        cross_attention_dim=cfg.text_dim, attention_head_dim=32, norm_num_groups=norm_groups(cfg.block_out_channels),
+    sched = dict(beta_start=0.00085, beta_end=0.012, beta_schedule=cfg.beta_schedule, clip_sample=False,
+                 set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon")  # fmt: skip
+    return build_text_unet(
+        vocabulary, max_tokens=cfg.max_tokens, text_dim=cfg.text_dim, text_layers=cfg.text_layers,
+        sample_size=latent_hw[0], channels=latent_channels, block_out_channels=cfg.block_out_channels,
+        cross_attention=tuple(cfg.attention_levels), attention_head_dim=32,
+        norm_num_groups=norm_groups(cfg.block_out_channels), scheduler=sched,
     )  # fmt: skip
-    text = build_word_text_encoder(tok, cfg.text_dim, cfg.text_layers, cfg.max_tokens)
-    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule=cfg.beta_schedule, clip_sample=False,
-                          set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon")  # fmt: skip
-    return unet, text, tok, sched
 
 
 def export_ldm3d(folder: Path, vae, unet, text_encoder, tokenizer, scheduler, defaults: dict, card: str) -> Path:
     """Write a diffusers folder in Intel/ldm3d's layout (``StableDiffusionLDM3DPipeline``; float16 safetensors;
-    no safety checker / feature extractor), atomically."""
-    import diffusers
+    no safety checker / feature extractor), atomically (:func:`~latent3d.priors.bundle.export_bundle`)."""
+    from latent3d.priors.bundle import export_bundle
 
-    with atomic_dir(folder) as tmp:
-        for name, m in (("vae", vae), ("unet", unet), ("text_encoder", text_encoder)):
-            m.half().save_pretrained(tmp / name)
-            m.float()
-        tokenizer.save_pretrained(tmp / "tokenizer")
-        scheduler.save_pretrained(tmp / "scheduler")
-        index = {
-            "_class_name": "StableDiffusionLDM3DPipeline", "_diffusers_version": diffusers.__version__,
-            "feature_extractor": [None, None], "requires_safety_checker": False, "safety_checker": [None, None],
-            "scheduler": ["diffusers", "DDIMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
-            "tokenizer": ["transformers", "PreTrainedTokenizerFast"], "unet": ["diffusers", "UNet2DConditionModel"],
-            "vae": ["diffusers", "AutoencoderKL"], "_latent3d_defaults": defaults,
-        }  # fmt: skip
-        (tmp / "model_index.json").write_text(json.dumps(index, indent=1))
-        (tmp / "MODEL_CARD.md").write_text(card)
-    return Path(folder)
+    components = {"vae": vae, "unet": unet, "text_encoder": text_encoder, "tokenizer": tokenizer,
+                  "scheduler": scheduler, "safety_checker": None, "feature_extractor": None}  # fmt: skip
+    return export_bundle(folder, components, "StableDiffusionLDM3DPipeline", defaults, card,
+                         extra={"requires_safety_checker": False})  # fmt: skip
 
 
 def train_rgbd(
@@ -311,11 +294,12 @@ def train_rgbd(
 ) -> Path:  # fmt: skip
     """LDM3D stage 2: eps-prediction on the frozen RGBD autoencoder's latents; export ``out_dir/model``
     (Intel/ldm3d layout, EMA weights, model card)."""
+    from latent3d.diffusion.ddpm import ddpm_loss
     from latent3d.diffusion.schedules import alphas_cumprod
     from latent3d.nets.rgbd_vae import variant_of
     from latent3d.priors.vocab import words_of
-    from latent3d.runtime import resolve_device
-    from latent3d.train.trainer import TrainConfig, preflight, train
+    from latent3d.runtime import resolve_device, seeded
+    from latent3d.train.trainer import TrainConfig, preflight, process_state, train
 
     if not cfg.vae:
         raise UserError("train rgbd needs the stage-1 autoencoder: run `latent3d train rgbd-vae --out RUN` first, "
@@ -333,14 +317,15 @@ def train_rgbd(
     if H % ds or W % ds:
         raise UserError(f"image size {H}x{W} is not divisible by the autoencoder's downsampling {ds}")
     t0 = time.time()
-    torch.manual_seed(cfg.seed)
-    data = training_set(cfg, out_dir, reuse=(vae_dir.parent / "data",))
-    data_s = time.time() - t0
-    mean, std = _encode_all(vae, _Packed(data, variant), resolve_device(device))
-    vae = vae.cpu()
-    scale = float(vae.config.scaling_factor)
-    lat = tuple(mean.shape[1:])
-    unet, text, tok, sched = build_ldm_components(cfg, words_of(data.captions), lat[0], lat[1:])
+    with seeded(cfg.seed):  # diffusers builds from the global RNG: seed it, restore the caller's
+        main = process_state(device).is_main_process
+        data = training_set(cfg, out_dir, reuse=(vae_dir.parent / "data",), cache=main)
+        data_s = time.time() - t0
+        mean, std = _encode_all(vae, _Packed(data, variant), resolve_device(device))
+        vae = vae.cpu()
+        scale = float(vae.config.scaling_factor)
+        lat = tuple(mean.shape[1:])
+        unet, text, tok, sched = build_ldm_components(cfg, words_of(data.captions), lat[0], lat[1:])
     ids = tok(data.captions, padding="max_length", max_length=cfg.max_tokens, truncation=True,
               return_tensors="pt").input_ids  # fmt: skip
     empty = tok([""], padding="max_length", max_length=cfg.max_tokens, return_tensors="pt").input_ids
@@ -359,9 +344,7 @@ def train_rgbd(
 
     def loss_fn(m, batch, g):
         z0, input_ids, t, eps = (b.to(next(iter(m.parameters())).device) for b in batch)
-        a = abar.to(z0.device)[t].view(-1, 1, 1, 1)
-        z_t = a.sqrt() * z0 + (1 - a).sqrt() * eps  # DDPM eq. 4
-        return (m(z_t, t, input_ids) - eps).pow(2).mean()  # LDM eq. 2 / DDPM eq. 14
+        return ddpm_loss(m, z0, t, eps, abar, input_ids, prediction_type="epsilon")  # LDM eq. 2 / DDPM eq. 14
 
     res = train(model, batch_fn, loss_fn, tcfg)
     if res.ema is not None:
@@ -377,7 +360,7 @@ def train_rgbd(
     vae_cmd = next((ln.split("`")[1] for ln in vae_card.splitlines() if ln.startswith("- Command: `")), "n/a")
     card = f"""# LDM3D{'-pano' if cfg.pano else ''} (latent3d, {variant})
 
-Text -> RGB + depth latent diffusion (LDM3D, Stein et al. 2023, arXiv 2305.10853), diffusers
+Text -> RGB + depth latent diffusion (LDM3D, Stan et al. 2023, arXiv 2305.10853), diffusers
 `StableDiffusionLDM3DPipeline` layout (like Intel/ldm3d{'-pano' if cfg.pano else ''}{'-4c' if variant == '4c' else ''}),
 float16 weights. {H}x{W} {'equirectangular panoramas' if cfg.pano else 'images'}; depth output is normalised [0, 1] inverse
 depth (bright = near). Recommended: {defaults['num_inference_steps']} DDIM steps, guidance {defaults['guidance_scale']}.
@@ -393,6 +376,6 @@ depth (bright = near). Recommended: {defaults['num_inference_steps']} DDIM steps
   {cfg.lr} (warm-up {cfg.warmup_steps}), batch {cfg.batch_size}, {cfg.steps} steps, EMA {cfg.ema_decay} (exported).
 - Wall time: {res.wall_s / 60:.1f} min training. Final training loss (last logged windows): {final.get('loss', math.nan):.4f}.
 """
-    if not _is_main():
+    if not process_state(device).is_main_process:
         return out_dir / "model"
     return export_ldm3d(out_dir / "model", vae, unet, text, tok, sched, defaults, card)

@@ -1,0 +1,64 @@
+"""DDPM training objective (Ho et al. 2020) with the eps, v (Salimans & Ho 2022) or x0 target.
+
+VP view ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` (Ho et al. 2020, eq. 4); the network is trained with the
+"simple" unweighted MSE to its target (eq. 14): ``eps`` (DDPM), ``v = sqrt(abar) eps - sqrt(1 - abar) x0``
+(Salimans & Ho 2022, Sec. 4 / Appendix D) or ``x0`` itself (``"sample"``). The names of the targets are diffusers'
+``prediction_type`` values, so a model trained here samples with a diffusers scheduler of that prediction type.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import Tensor
+
+from .schedules import PredictionType, expand_like
+
+__all__ = ["ddpm_loss", "ddpm_target", "q_sample"]
+
+
+def q_sample(
+    x0: Tensor,  # [B, ...] clean data
+    noise: Tensor,  # [B, ...] standard normal
+    alpha_bar_t: Tensor,  # [B, 1, ..., 1] (or broadcastable to x0)
+) -> Tensor:  # [B, ...] x_t
+    """The forward process in closed form, ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` (Ho et al. 2020, eq. 4;
+    diffusers ``DDPMScheduler.add_noise``)."""
+    return alpha_bar_t.sqrt() * x0 + (1 - alpha_bar_t).sqrt() * noise
+
+
+def ddpm_target(
+    x0: Tensor,  # [B, ...] clean data
+    noise: Tensor,  # [B, ...] the eps of q_sample
+    alpha_bar_t: Tensor,  # [B, 1, ..., 1] (or broadcastable to x0)
+    prediction_type: PredictionType,
+) -> Tensor:  # [B, ...]
+    """What the network learns to output: ``eps`` (Ho et al. 2020, eq. 14), ``v = sqrt(abar) eps - sqrt(1 - abar) x0``
+    (Salimans & Ho 2022, Sec. 4; diffusers ``DDPMScheduler.get_velocity``) or ``x0`` (``"sample"``)."""
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "v_prediction":
+        return alpha_bar_t.sqrt() * noise - (1 - alpha_bar_t).sqrt() * x0
+    if prediction_type == "sample":
+        return x0
+    raise ValueError(f"prediction_type must be 'epsilon', 'v_prediction' or 'sample', got {prediction_type!r}")
+
+
+def ddpm_loss(
+    net: Callable[..., Tensor],
+    x0: Tensor,  # [B, ...] clean data (images or latents)
+    t: Tensor,  # [B] integer timesteps in [0, T)
+    noise: Tensor,  # [B, ...] standard normal
+    alpha_bar: Tensor,  # [T] cumulative product of (1 - beta), e.g. schedules.alphas_cumprod(...)
+    *cond: Tensor,  # passed on to net after (x_t, t), e.g. input_ids [B, L]
+    prediction_type: PredictionType = "epsilon",
+) -> Tensor:  # []
+    """The simple DDPM loss ``mean ||net(x_t, t, *cond) - target||^2`` with ``x_t`` of :func:`q_sample` (Ho et al.
+    2020, eq. 4 and 14) and the target of :func:`ddpm_target` (eps, v of Salimans & Ho 2022 Sec. 4, or x0).
+
+    ``alpha_bar`` is moved to ``x0``'s device and indexed by ``t``; the random draws (``t``, ``noise``) are the
+    caller's, so a training loop keeps its own generator and its stream of random numbers."""
+    a = expand_like(alpha_bar.to(x0.device)[t], x0)  # [B, 1, ..., 1]
+    x_t = q_sample(x0, noise, a)
+    target = ddpm_target(x0, noise, a, prediction_type)
+    return (net(x_t, t, *cond) - target).pow(2).mean()
