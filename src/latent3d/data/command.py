@@ -2,6 +2,9 @@
 
 ``latent3d data rgbd-pairs``: captioned images -> LDM3D's RGBD training pairs, depth by a monocular depth model
 (LDM3D, arXiv 2305.10853, Sec. 3.1: DPT-Large); see :mod:`latent3d.data.rgbd_builder`.
+
+``latent3d data objects``: procedural multi-view object datasets (posed views + masks per object, in the SRN/pixelNeRF
+or transforms.json layout), 3DVADER's training data (arXiv 2307.05445); see :mod:`latent3d.data.multiview`.
 """
 
 from __future__ import annotations
@@ -46,3 +49,47 @@ def rgbd_pairs(
     seed_everything(seed)  # a depth model that samples (dropout, diffusion-based estimators) is reproducible
     folder = build_rgbd_pairs(src, out, depth_model, captions, size=hw, batch_size=batch_size, device=device)
     typer.echo(f"wrote {folder}")
+
+
+def parse_floats(opt: str, value: str, n: tuple[int, ...]) -> tuple[float, ...]:
+    """``"2.5"`` / ``"-10,60"`` -> floats; a count not in ``n`` or a non-finite number is one UserError line."""
+    import math
+
+    try:
+        vals = tuple(float(p) for p in value.split(","))
+    except ValueError:
+        vals = ()
+    if len(vals) not in n or not all(math.isfinite(v) for v in vals):
+        shape = " or ".join({1: "X", 2: "LO,HI"}[k] for k in n)
+        raise UserError(f"--{opt} {value!r}: give {shape} (finite numbers)")
+    return vals
+
+
+def objects(
+    out: OutOpt = Path("data/objects"),
+    categories: Annotated[str, typer.Option(help="Comma-separated names of latent3d's procedural objects (chair, table, car, ...; an unknown name lists them all).")] = "chair,table",
+    n_objects: Annotated[int, typer.Option("--n-objects", help="Objects in all, round-robin over the categories (ids chair_0000, table_0000, chair_0001, ...).")] = 16,
+    views: Annotated[int, typer.Option(help="Views per object (azimuth stratified, elevation uniform).")] = 24,
+    size: Annotated[int, typer.Option(help="Image height = width in pixels.")] = 64,
+    fmt: Annotated[str, typer.Option("--format", help="srn (rgb/ pose/ intrinsics.txt, as ShapeNet-SRN / pixelNeRF; plus mask/ and caption.txt) or transforms (transforms.json).")] = "srn",
+    radius: Annotated[str, typer.Option(help="Camera distance from the object centre: R, or LO,HI drawn uniformly per view (objects fit in the unit sphere).")] = "3.0",
+    elevation: Annotated[str, typer.Option(help="Camera elevation range LO,HI in degrees above the ground plane.")] = "-10,60",
+    fov: Annotated[float, typer.Option(help="Vertical field of view in radians.")] = 0.7,
+    variation: Annotated[float, typer.Option(help="Shape variation within a category (0 = one fixed shape per category).")] = 1.0,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Render a multi-view object dataset (posed views + exact masks + captions) for 3DVADER-style training."""
+    cats = [c.strip() for c in categories.split(",") if c.strip()]
+    r = parse_floats("radius", radius, (1, 2))
+    el = parse_floats("elevation", elevation, (2,))
+    rad = r[0] if len(r) == 1 else (r[0], r[1])
+
+    from latent3d.data.multiview import check_object_settings, write_multiview_dataset
+    from latent3d.runtime import resolve_device
+
+    check_object_settings(cats, n_objects, views, size, fmt, rad, (el[0], el[1]), fov, variation)
+    resolve_device(device)  # checked for a clear error; the procedural ray caster itself runs on the CPU
+    folder = write_multiview_dataset(out, cats, n_objects, views, size, fmt, seed, radius=rad,  # type: ignore[arg-type]
+                                  elevation_range_deg=(el[0], el[1]), fov_y=fov, variation=variation)
+    typer.echo(f"wrote {folder} ({n_objects} objects x {views} views, {fmt})")

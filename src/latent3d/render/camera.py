@@ -208,6 +208,21 @@ def pixel_rays(
     return origins, d_world
 
 
+def rays_at_pixels(
+    viewmats: Tensor,  # [C, 4, 4] world-to-camera (differentiable: pose refinement optimises it)
+    Ks: Tensor,  # [C, 3, 3]
+    pixels: Tensor,  # [C, R, 2] continuous (column, row); a pixel's centre is (j + 0.5, i + 0.5)
+) -> tuple[Tensor, Tensor]:  # origins [C, R, 3], unit directions [C, R, 3] in world space
+    """Rays through arbitrary image points (a random patch, a held-out view), the sparse twin of
+    :func:`pixel_rays`: ``d = R^T K^-1 (u, v, 1)``, origin the camera centre ``-R^T t``."""
+    uv1 = torch.cat([pixels, torch.ones_like(pixels[..., :1])], dim=-1)  # [C, R, 3]
+    d_cam = torch.linalg.solve(Ks, uv1.transpose(1, 2)).transpose(1, 2)  # K^-1 (u, v, 1)
+    rot_t = viewmats[:, :3, :3].transpose(1, 2)  # camera-to-world rotation
+    d_world = torch.nn.functional.normalize(d_cam @ rot_t.transpose(1, 2), dim=-1)
+    centre = -(rot_t @ viewmats[:, :3, 3:4])[..., 0]  # [C, 3]
+    return centre[:, None].expand_as(d_world), d_world
+
+
 def project_points(
     points: Tensor,  # [N, 3] world
     viewmats: Tensor,  # [C, 4, 4]

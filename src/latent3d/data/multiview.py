@@ -1,0 +1,417 @@
+"""Multi-view object datasets (many objects, posed views + foreground masks each): the training data of 3DVADER
+(AutoDecoding Latent 3D Diffusion Models, arXiv 2307.05445, Sec. 3 / supplement B: posed views and masks per object).
+
+Layouts, detected per object folder (``DIR/<object_id>/``):
+
+**SRN / pixelNeRF** (ShapeNet-SRN cars and chairs, SSDNeRF's ABO tables)::
+
+    DIR/<id>/rgb/NNNNNN.png     RGB (or RGBA), white background
+    DIR/<id>/pose/NNNNNN.txt    16 numbers, row-major 4x4 camera-to-world, OpenCV camera axes (x right, y down, z fwd)
+    DIR/<id>/intrinsics.txt     "f cx cy 0" / grid barycentre "x y z" / scale / "H W" (SRN's parse_intrinsics)
+    DIR/<id>/mask/NNNNNN.png    latent3d extension, optional: 8-bit, > 127 = foreground
+    DIR/<id>/caption.txt        latent3d extension, optional: one caption for the object ("a red chair")
+
+The intrinsics are for an H x W image; a png of another size scales f, cx, cy by png_width / W and png_height / H
+(the principal point of SRN data is the image centre, i.e. pixel centres at +0.5, latent3d's convention). SRN's
+optional fifth line (``world2cam`` flag) is honoured: ``1`` means the pose files hold world-to-camera matrices.
+Without mask files the mask is the image alpha when the png has one (> 0.5), else "not white": a pixel is
+background when all three 8-bit channels are >= :data:`WHITE_LEVEL` (250 of 255: tolerates a few levels of
+compression noise and the faintest anti-aliased fringe).
+
+**transforms.json** (latent3d's own layout, :mod:`latent3d.data.dataset`): ``DIR/<id>/transforms.json``; the
+object's caption is the frames' (first) caption.
+
+Every problem of a folder is one :class:`~latent3d.errors.UserError` line naming the file; symbolic links that lead
+out of the dataset folder are refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from latent3d.errors import UserError
+
+WHITE_LEVEL = 250  # 8-bit: a pixel with every channel >= this is white background (SRN data has no masks)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+_EXPECTED = ("expected an SRN/pixelNeRF object folder (rgb/NNNNNN.png, pose/NNNNNN.txt, intrinsics.txt) or a "
+             "folder with a transforms.json")
+
+
+@dataclass
+class ObjectViews:
+    """Posed views of one object (OpenCV cameras, see :mod:`latent3d.render.camera`)."""
+
+    object_id: str
+    images: Tensor  # [V, H, W, 3] float32 in [0, 1]
+    masks: Tensor  # [V, H, W] bool foreground
+    viewmats: Tensor  # [V, 4, 4] float32 world-to-camera (OpenCV)
+    Ks: Tensor  # [V, 3, 3] float32 pixels, pixel centres at +0.5
+    view_names: list[str]  # image file names, sorted ("000005.png"); the views are in this order
+    caption: str | None = None
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+# ----------------------------------------------------------------------------------------------------- rendering
+def render_object_views(
+    name: str,
+    color: str | tuple[float, float, float] | None,
+    variation: float,
+    seed: int,
+    n_views: int,
+    size: int,
+    radius: float | tuple[float, float] = 3.0,
+    elevation_range_deg: tuple[float, float] = (-10.0, 60.0),
+    fov_y: float = 0.7,
+    ss: int = 2,
+    object_id: str | None = None,
+) -> ObjectViews:
+    """Views of ``make_object(name, color, seed=seed, variation=variation)`` by latent3d's ray caster: cameras on a
+    sphere around the origin looking at it (azimuth stratified, elevation and radius uniform, all drawn from
+    ``seed``), white background, exact masks (the rays that hit the object), ``ss``-fold supersampled colours.
+    ``color="random"`` picks a palette colour by ``seed``. The caption is "a red chair"."""
+    from latent3d.data.captions import object_phrase
+    from latent3d.data.generate import object_views
+    from latent3d.data.objects import make_object
+
+    obj = make_object(name, color, seed=seed, variation=variation)
+    r, _ = object_views(obj, n_views, size, size, seed=seed, radius=radius, elevation_range_deg=elevation_range_deg,
+                        fov_y=fov_y, ss=ss)
+    return ObjectViews(object_id or name, r.rgb.float().clamp(0, 1), r.mask.clone(), r.viewmats.float(),
+                       r.Ks.float(), [f"{i:06d}.png" for i in range(n_views)], object_phrase(name, obj.color_name))
+
+
+# ------------------------------------------------------------------------------------------------------ writing
+def _check_id(object_id: str) -> None:
+    if not object_id or object_id.startswith(".") or "/" in object_id or "\\" in object_id or "\x00" in object_id:
+        raise ValueError(f"object id {object_id!r} is not a plain folder name")
+
+
+def write_srn_object(root: str | os.PathLike, ov: ObjectViews) -> Path:
+    """Write ``ov`` to ``root/<object_id>/`` in the SRN layout plus latent3d's ``mask/`` and ``caption.txt``;
+    the folder is built aside and renamed into place (atomic). Returns the object folder."""
+    from latent3d.io.atomic import atomic_dir, write_text
+    from latent3d.io.image import save_image
+    from latent3d.render.camera import rigid_inverse
+
+    _check_id(ov.object_id)
+    V, H, W = ov.images.shape[:3]
+    K = ov.Ks[0].double()
+    if not bool((ov.Ks == ov.Ks[:1]).all()) or float(K[0, 0]) != float(K[1, 1]):
+        raise ValueError("the SRN layout holds one intrinsics with square pixels per object; these views differ")
+    stems = [Path(n).stem for n in ov.view_names]
+    if len(set(stems)) != V or len(stems) != V:
+        raise ValueError(f"need {V} distinct view names, got {ov.view_names}")
+    c2w = rigid_inverse(ov.viewmats.detach().cpu().double())
+    folder = Path(root) / ov.object_id
+    with atomic_dir(folder) as tmp:
+        for i, stem in enumerate(stems):
+            save_image(tmp / "rgb" / f"{stem}.png", ov.images[i].detach().cpu())
+            save_image(tmp / "mask" / f"{stem}.png", ov.masks[i].detach().cpu().bool())
+            rows = [" ".join(repr(float(v)) for v in row) for row in c2w[i].tolist()]
+            write_text(tmp / "pose" / f"{stem}.txt", "\n".join(rows) + "\n")
+        f, cx, cy = (repr(float(v)) for v in (K[0, 0], K[0, 2], K[1, 2]))
+        write_text(tmp / "intrinsics.txt", f"{f} {cx} {cy} 0.\n0. 0. 0.\n1.\n{H} {W}\n")
+        if ov.caption is not None:
+            write_text(tmp / "caption.txt", ov.caption + "\n")
+    return folder
+
+
+def write_transforms_object(root: str | os.PathLike, ov: ObjectViews) -> Path:
+    """Write ``ov`` to ``root/<object_id>/`` in latent3d's transforms.json layout (atomic); returns the folder."""
+    from latent3d.data.dataset import write_transforms_dataset
+    from latent3d.io.atomic import atomic_dir
+
+    _check_id(ov.object_id)
+    caps = None if ov.caption is None else [ov.caption] * len(ov)
+    folder = Path(root) / ov.object_id
+    with atomic_dir(folder) as tmp:
+        write_transforms_dataset(tmp, ov.images, ov.viewmats, ov.Ks, masks=ov.masks, captions=caps,
+                                 meta={"object_id": ov.object_id})
+    return folder
+
+
+def _derived_seed(seed: int, object_id: str) -> int:
+    """A per-object seed (0..2**63-1) from the run's seed and the object's id: an object is the same in every run
+    with this seed, whatever the other objects are."""
+    digest = hashlib.sha256(f"latent3d-objects/{seed}/{object_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def check_object_settings(categories: Sequence[str], n_objects: int, views: int, size: int, fmt: str,
+                          radius: float | tuple[float, float], elevation_range_deg: tuple[float, float],
+                          fov_y: float, variation: float) -> None:
+    """One :class:`UserError` line (named after the CLI option) for the first bad setting."""
+    from latent3d.data.objects import OBJECT_NAMES
+
+    if not categories:
+        raise UserError(f"--categories is empty; give comma-separated names from: {', '.join(OBJECT_NAMES)}")
+    for c in categories:
+        if c not in OBJECT_NAMES:
+            raise UserError(f"--categories: unknown object {c!r}; choose from: {', '.join(OBJECT_NAMES)}")
+    for opt, v, hi in (("n-objects", n_objects, 10**6), ("views", views, 10**5), ("size", size, 4096)):
+        if not 1 <= v <= hi:
+            raise UserError(f"--{opt} must be a whole number in 1..{hi}, got {v}")
+    if fmt not in ("srn", "transforms"):
+        raise UserError(f"--format {fmt!r}: choose srn or transforms")
+    lo, hi = (radius, radius) if isinstance(radius, (int, float)) else radius
+    if not (math.isfinite(lo) and math.isfinite(hi) and 1.0 < lo <= hi):
+        raise UserError(f"--radius {radius}: give R or LO,HI with 1 < LO <= HI (objects fit in the unit sphere)")
+    e0, e1 = elevation_range_deg
+    if not (math.isfinite(e0) and math.isfinite(e1) and -90.0 <= e0 <= e1 <= 90.0):
+        raise UserError(f"--elevation {e0:g},{e1:g}: give LO,HI degrees with -90 <= LO <= HI <= 90")
+    if not (math.isfinite(fov_y) and 0.0 < fov_y < math.pi):
+        raise UserError(f"--fov {fov_y}: give the vertical field of view in radians, in (0, pi)")
+    if not (math.isfinite(variation) and variation >= 0.0):
+        raise UserError(f"--variation {variation}: give a finite number >= 0 (0 = one fixed shape per category)")
+
+
+def write_multiview_dataset(
+    out: str | os.PathLike,
+    categories: Sequence[str],
+    n_objects: int,
+    views: int,
+    size: int,
+    fmt: Literal["srn", "transforms"],
+    seed: int,
+    radius: float | tuple[float, float] = 3.0,
+    elevation_range_deg: tuple[float, float] = (-10.0, 60.0),
+    fov_y: float = 0.7,
+    variation: float = 1.0,
+    ss: int = 2,
+    progress: bool = True,
+) -> Path:
+    """Render ``n_objects`` procedural objects (round-robin over ``categories``, ids ``chair_0003``, each with a
+    random palette colour and shape variation from its own seed, see :func:`_derived_seed`) and write them to
+    ``out/<id>/`` in ``fmt``, then the index ``out/objects.json`` (written last). ``out`` must be new or empty."""
+    from tqdm.auto import tqdm
+
+    from latent3d.io.atomic import write_text
+    from latent3d.runtime import num_threads
+
+    check_object_settings(categories, n_objects, views, size, fmt, radius, elevation_range_deg, fov_y, variation)
+    root = Path(out)
+    if root.is_dir() and any(not p.name.startswith(".") for p in root.iterdir()):
+        raise UserError(f"{root} is not empty: write a new object dataset into a new or empty folder")
+    write = write_srn_object if fmt == "srn" else write_transforms_object
+    entries = []
+    with num_threads(1):  # the ray caster is many small element-wise ops: one thread is fastest
+        for i in tqdm(range(n_objects), desc="objects", unit="obj", disable=not progress):
+            cat = categories[i % len(categories)]
+            oid = f"{cat}_{i // len(categories):04d}"
+            s = _derived_seed(seed, oid)
+            ov = render_object_views(cat, "random", variation, s, views, size, radius, elevation_range_deg, fov_y,
+                                     ss=ss, object_id=oid)
+            write(root, ov)
+            entries.append({"id": oid, "category": cat, "seed": s, "caption": ov.caption, "views": views})
+    settings = {"categories": list(categories), "n_objects": n_objects, "views": views, "size": size,
+                "radius": radius, "elevation_range_deg": list(elevation_range_deg), "fov_y": fov_y,
+                "variation": variation, "ss": ss, "seed": seed}
+    doc = {"latent3d": {"format": 1, "kind": "multi-view objects", "layout": fmt, "settings": settings},
+           "objects": entries}
+    write_text(root / "objects.json", json.dumps(doc, indent=1))
+    return root
+
+
+# ------------------------------------------------------------------------------------------------------ reading
+def _refuse_links_out(folder: Path, root: Path) -> None:
+    """Every symbolic link in ``folder`` (and ``folder`` itself) must lead to a place inside ``root``."""
+    from latent3d.io.manifest import resolve_inside
+
+    real_root = os.path.realpath(root)
+    links = [str(folder)] if os.path.islink(folder) else []
+    for dirpath, dirnames, filenames in os.walk(folder):  # does not follow links into folders
+        links += [os.path.join(dirpath, n) for n in dirnames + filenames if os.path.islink(os.path.join(dirpath, n))]
+    for link in links:
+        rel = os.path.relpath(os.path.realpath(link), real_root)
+        resolve_inside(Path(real_root), rel, "linked file", Path(link))
+
+
+def _numbers(line: str, n: int, path: Path, what: str) -> list[float]:
+    try:
+        vals = [float(t) for t in line.split()]
+    except ValueError:
+        vals = []
+    if len(vals) != n or not all(math.isfinite(v) and abs(v) < 1e30 for v in vals):
+        raise UserError(f"{path}: {what} must be {n} finite numbers, got {line.strip()[:80]!r}; SRN's intrinsics.txt "
+                        "is 'f cx cy 0' / 'x y z' / 'scale' / 'H W'")
+    return vals
+
+
+def _read_text(path: Path, what: str) -> str:
+    if not path.is_file():
+        raise UserError(f"{path}: {what} not found; {_EXPECTED}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not a readable {what} ({type(e).__name__}: {e})".replace("\n", " ")) from None
+
+
+def _read_intrinsics(path: Path) -> tuple[float, float, float, int, int, bool]:  # f, cx, cy, H, W, world2cam
+    lines = [ln for ln in _read_text(path, "intrinsics file").splitlines() if ln.strip()]
+    if len(lines) not in (4, 5):
+        raise UserError(f"{path}: {len(lines)} lines, expected 4 ('f cx cy 0' / barycentre 'x y z' / scale / 'H W', "
+                        "and optionally SRN's world2cam flag)")
+    f, cx, cy, _ = _numbers(lines[0], 4, path, "line 1 (f cx cy 0)")
+    _numbers(lines[1], 3, path, "line 2 (grid barycentre x y z)")
+    _numbers(lines[2], 1, path, "line 3 (scale)")
+    h, w = _numbers(lines[3], 2, path, "line 4 (H W)")
+    if f <= 0 or h < 1 or w < 1 or h != int(h) or w != int(w):
+        raise UserError(f"{path}: f, H and W must be positive (H, W whole pixels), got f={f:g} H={h:g} W={w:g}")
+    w2c = False
+    if len(lines) == 5:
+        if lines[4].strip() not in ("0", "1"):
+            raise UserError(f"{path}: line 5 (SRN's world2cam flag) must be 0 or 1, got {lines[4].strip()[:40]!r}")
+        w2c = lines[4].strip() == "1"
+    return f, cx, cy, int(h), int(w), w2c
+
+
+def _read_pose(path: Path, world2cam: bool) -> np.ndarray:  # -> [4, 4] float64 world-to-camera
+    text = _read_text(path, "pose file")
+    try:
+        vals = [float(t) for t in text.split()]
+    except ValueError:
+        vals = []
+    if len(vals) != 16 or not all(math.isfinite(v) and abs(v) < 1e30 for v in vals):
+        raise UserError(f"{path}: a pose file holds 16 finite numbers (row-major 4x4 camera-to-world), got "
+                        f"{text.strip()[:80]!r}")
+    m = np.asarray(vals, dtype=np.float64).reshape(4, 4)
+    if np.abs(m[3] - [0, 0, 0, 1]).max() > 1e-6 or abs(np.linalg.det(m[:3, :3])) < 1e-6:
+        raise UserError(f"{path}: the pose is not an invertible camera transform (bottom row must be 0 0 0 1 and "
+                        "the 3x3 part non-singular)")
+    return m if world2cam else np.linalg.inv(m)
+
+
+def _read_rgb(path: Path) -> tuple[np.ndarray, np.ndarray | None]:  # -> [H, W, 3] uint8 on white, mask [H, W] | None
+    from latent3d.io.image import read_pil_array
+
+    rgba, mode = read_pil_array(path, "RGBA", "image")
+    has_alpha = mode in ("RGBA", "LA", "PA") or (mode == "P" and bool((rgba[..., 3] < 255).any()))
+    if not has_alpha:
+        return rgba[..., :3], None
+    a = rgba[..., 3:4].astype(np.float32) / 255.0
+    rgb = rgba[..., :3].astype(np.float32) * a + 255.0 * (1.0 - a)
+    return rgb.round().astype(np.uint8), a[..., 0] > 0.5
+
+
+def white_mask(rgb8: np.ndarray) -> np.ndarray:  # [..., 3] uint8 -> [...] bool foreground
+    """Foreground = not white: some channel below :data:`WHITE_LEVEL` (SRN's white-background convention)."""
+    return (rgb8 < WHITE_LEVEL).any(axis=-1)
+
+
+def _read_caption(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    text = " ".join(_read_text(path, "caption file").split())
+    return text or None
+
+
+def _read_srn(folder: Path) -> ObjectViews:
+    from latent3d.io.image import read_pil_array
+
+    rgb_dir, pose_dir = folder / "rgb", folder / "pose"
+    if not rgb_dir.is_dir():
+        raise UserError(f"{rgb_dir}: no such folder; {_EXPECTED}")
+    names = sorted(p.name for p in rgb_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.name[0] != ".")
+    if not names:
+        raise UserError(f"{rgb_dir}: no images (.png/.jpg) inside; {_EXPECTED}")
+    f, cx, cy, H, W, w2c = _read_intrinsics(folder / "intrinsics.txt")
+    if not pose_dir.is_dir():
+        raise UserError(f"{pose_dir}: no such folder; every rgb/NNNNNN.png needs a pose/NNNNNN.txt")
+    for n in names:
+        if not (pose_dir / f"{Path(n).stem}.txt").is_file():
+            raise UserError(f"{pose_dir / (Path(n).stem + '.txt')}: missing; every rgb/NNNNNN.png needs a "
+                            "pose/NNNNNN.txt of the same number")
+    n_poses = sum(1 for p in pose_dir.iterdir() if p.suffix == ".txt" and p.name[0] != ".")
+    if n_poses != len(names):
+        raise UserError(f"{pose_dir}: {n_poses} pose files for {len(names)} images in rgb/; each image needs exactly "
+                        "one pose of the same number")
+    imgs, masks, poses = [], [], []
+    for n in names:
+        rgb, alpha = _read_rgb(rgb_dir / n)
+        if imgs and rgb.shape != imgs[0].shape:
+            raise UserError(f"{rgb_dir / n}: {rgb.shape[1]}x{rgb.shape[0]} pixels, the first image "
+                            f"{imgs[0].shape[1]}x{imgs[0].shape[0]}; all views of an object need one size")
+        mpath = folder / "mask" / f"{Path(n).stem}.png"
+        if mpath.exists():
+            mask = read_pil_array(mpath, "L", "mask image")[0] > 127
+            if mask.shape != rgb.shape[:2]:
+                raise UserError(f"{mpath}: {mask.shape[1]}x{mask.shape[0]} pixels, its image "
+                                f"{rgb.shape[1]}x{rgb.shape[0]}")
+        else:
+            mask = alpha if alpha is not None else white_mask(rgb)
+        imgs.append(rgb)
+        masks.append(mask)
+        poses.append(_read_pose(pose_dir / f"{Path(n).stem}.txt", w2c))
+    h, w = imgs[0].shape[:2]
+    sx, sy = w / W, h / H  # intrinsics are for an H x W image
+    K = torch.tensor([[f * sx, 0.0, cx * sx], [0.0, f * sy, cy * sy], [0.0, 0.0, 1.0]], dtype=torch.float32)
+    return ObjectViews(
+        object_id=folder.name,
+        images=torch.from_numpy(np.stack(imgs)).float() / 255.0,
+        masks=torch.from_numpy(np.stack(masks)),
+        viewmats=torch.from_numpy(np.stack(poses)).float(),
+        Ks=K.expand(len(names), 3, 3).clone(),
+        view_names=names,
+        caption=_read_caption(folder / "caption.txt"),
+    )
+
+
+def _read_transforms(folder: Path) -> ObjectViews:
+    from latent3d.data.dataset import read_transforms_dataset
+
+    ds = read_transforms_dataset(folder)
+    order = sorted(range(len(ds)), key=lambda i: ds.image_paths[i].relative_to(folder).as_posix())
+    idx = torch.tensor(order)
+    images = ds.images[idx]
+    masks = ds.masks[idx] if ds.masks is not None else torch.from_numpy(
+        white_mask((images * 255.0).round().to(torch.uint8).numpy()))
+    caption = next((c for c in ds.captions if c), None) if ds.captions is not None else None
+    return ObjectViews(folder.name, images, masks, ds.viewmats[idx], ds.Ks[idx],
+                       [ds.image_paths[i].name for i in order], caption)
+
+
+def read_object_folder(folder: str | os.PathLike, root: str | os.PathLike | None = None) -> ObjectViews:
+    """One object folder, SRN/pixelNeRF or transforms.json (detected; see the module docstring). Symbolic links
+    that lead out of ``root`` (default: the folder itself) are refused."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such folder; {_EXPECTED}")
+    _refuse_links_out(folder, Path(root) if root is not None else folder)
+    if (folder / "transforms.json").is_file():
+        return _read_transforms(folder)
+    if any((folder / n).exists() for n in ("rgb", "pose", "intrinsics.txt")):
+        return _read_srn(folder)
+    raise UserError(f"{folder}: neither an SRN nor a transforms.json object folder; {_EXPECTED}")
+
+
+def list_object_folders(root: str | os.PathLike) -> list[Path]:
+    """The object folders of a dataset (every non-hidden sub-folder of ``root``), sorted by id; for readers that
+    load objects one at a time (:func:`read_object_folder` with ``root=root``)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root}: no such folder; pass a folder of object folders (DIR/<object_id>/...)")
+    if (root / "transforms.json").is_file() or (root / "rgb").is_dir():
+        raise UserError(f"{root} is a single object folder; pass the folder that holds the object folders")
+    folders = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+    if not folders:
+        raise UserError(f"{root}: no object folders inside; a dataset is DIR/<object_id>/ folders, each an SRN "
+                        "object folder (rgb/, pose/, intrinsics.txt) or one with a transforms.json")
+    return folders
+
+
+def read_multiview_dataset(root: str | os.PathLike) -> list[ObjectViews]:
+    """Every object folder of ``root``, sorted by id (all views in memory; see :func:`list_object_folders`)."""
+    return [read_object_folder(p, root=root) for p in list_object_folders(root)]

@@ -1,0 +1,194 @@
+"""Training 3DVADER's autodecoder from posed views and masks alone (Ntavelis et al. 2023, Sec. 3.1, supplement B).
+
+One step: a few objects, several views of each (multi-frame batches), a pixel patch per view; G1 gives each object's
+8^3 latent volume, G2 its radiance grid, which is ray-marched (:func:`latent3d.render.volume.render_volume`, white
+background) at the patch pixels. Losses: pyramidal L1 between rendered and true patches at scales 1, 1/2, 1/4, plus
+10 x L1 between rendered occupancy and the mask (the paper's foreground loss). Embeddings, decoder (and, with
+``refine_cameras``, per-view pose corrections) train jointly with Adam on the shared trainer. At the end the run
+folder holds ``model/`` (decoder, config.json), ``latents.safetensors`` (every object's latent volume: stage 2's
+data), ``heldout/<object>/<view>.png`` and ``eval.json`` (held-out PSNR / SSIM / mask IoU).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from latent3d.nets.losses import pyramid_l1
+from latent3d.render.camera import rays_at_pixels
+from latent3d.render.volume import render_volume
+from latent3d.runtime import seeded
+from latent3d.systems.autodecoder.cameras import CameraRefiner
+from latent3d.systems.autodecoder.config import AutodecoderConfig
+from latent3d.systems.autodecoder.decoder import Autodecoder
+from latent3d.systems.autodecoder.views import PatchBatch, ViewSet, sample_patches, split_views
+
+WHITE = (1.0, 1.0, 1.0)  # SRN / latent3d object views have white backgrounds
+
+
+class AutodecoderModel(nn.Module):
+    """What the trainer optimises: the autodecoder and, optionally, one pose correction per training view.
+    ``forward(ids [O], views [O V], viewmats [O V, 4, 4], Ks [O V, 3, 3], pixels [O V, R, 2]) -> (rgb [O V, R, 3],
+    occupancy [O V, R])``."""
+
+    def __init__(self, num_objects: int, num_views: int, cfg: AutodecoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.decoder = Autodecoder(num_objects, cfg)
+        self.refiner = CameraRefiner(num_views) if cfg.refine_cameras else None
+
+    def forward(self, ids: Tensor, views: Tensor, viewmats: Tensor, Ks: Tensor, pixels: Tensor) -> tuple[Tensor, Tensor]:
+        if self.refiner is not None:
+            viewmats = self.refiner(viewmats, views)
+        return render_objects(self.decoder, self.decoder.latent(ids), viewmats, Ks, pixels, self.cfg)
+
+
+def render_objects(decoder: Autodecoder, latents: Tensor, viewmats: Tensor, Ks: Tensor, pixels: Tensor,
+                   cfg: AutodecoderConfig) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Render ``latents [O, C, 8, 8, 8]`` at ``pixels [O V, R, 2]`` of the views ``viewmats [O V, 4, 4]``, ``Ks``
+    (V views per object, in object order) -> rgb [O V, R, 3], occupancy [O V, R]."""
+    O, M, R = len(latents), len(viewmats), pixels.shape[1]
+    density, rgb = decoder.decode(latents)
+    origins, dirs = rays_at_pixels(viewmats, Ks, pixels)  # [O V, R, 3]
+    box = cfg.box
+    out = render_volume(density, rgb, (-box, -box, -box), (box, box, box), origins.reshape(O, -1, 3),
+                        dirs.reshape(O, -1, 3), n_samples=cfg.samples,
+                        background=torch.tensor(WHITE, dtype=rgb.dtype, device=rgb.device))  # fmt: skip
+    return out.rgb.reshape(M, R, 3), out.occupancy.reshape(M, R)
+
+
+def autodecoder_loss(rgb: Tensor, occupancy: Tensor, batch: PatchBatch, cfg: AutodecoderConfig) -> dict[str, Tensor]:
+    """Pyramidal L1 reconstruction (supp. B: scales 1, 1/2, 1/4) + ``fg_weight`` x L1(occupancy, mask)."""
+    M, P = batch.rgb.shape[:2]
+    pred = rgb.reshape(M, P, P, 3).permute(0, 3, 1, 2)
+    rec = pyramid_l1(pred, batch.rgb.permute(0, 3, 1, 2).to(pred), levels=cfg.pyramid)
+    fg = (occupancy - batch.mask.reshape(M, -1).to(occupancy)).abs().mean()
+    return {"loss": rec + cfg.fg_weight * fg, "rec": rec.detach(), "fg": fg.detach()}
+
+
+@torch.no_grad()
+def render_full_views(decoder: Autodecoder, latent: Tensor, viewmats: Tensor, Ks: Tensor, height: int, width: int,
+                      cfg: AutodecoderConfig, chunk: int = 8192) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Whole images of one object: ``latent [1, C, 8, 8, 8]``, V views -> rgb [V, H, W, 3], occupancy [V, H, W]."""
+    jj, ii = torch.meshgrid(torch.arange(width) + 0.5, torch.arange(height) + 0.5, indexing="xy")
+    pix = torch.stack([jj, ii], dim=-1).reshape(1, -1, 2).to(latent)
+    rgbs, occs = [], []
+    for v in range(len(viewmats)):
+        parts = [render_objects(decoder, latent, viewmats[v:v + 1], Ks[v:v + 1], pix[:, s:s + chunk], cfg)
+                 for s in range(0, pix.shape[1], chunk)]  # fmt: skip
+        rgbs.append(torch.cat([p[0] for p in parts], dim=1).reshape(height, width, 3))
+        occs.append(torch.cat([p[1] for p in parts], dim=1).reshape(height, width))
+    return torch.stack(rgbs), torch.stack(occs)
+
+
+def evaluate_heldout(decoder: Autodecoder, held: ViewSet, object_ids: list[str], cfg: AutodecoderConfig,
+                     out_dir: Path | None) -> dict:  # fmt: skip
+    """Render every held-out view from its object's latent, write ``heldout/<object>/<view>`` when ``out_dir`` is
+    given, and score them: PSNR, SSIM (on RGB) and mask IoU (occupancy > 0.5) per object and their mean."""
+    from latent3d.io.image import save_image
+    from latent3d.metrics.image import mask_iou, psnr, ssim
+
+    dev = next(decoder.parameters()).device
+    per: dict[str, dict] = {}
+    for k, vidx in enumerate(held.per_object):
+        if len(vidx) == 0:
+            continue
+        lat = decoder.latent(torch.tensor([k], device=dev))
+        H, W = held.images.shape[1:3]
+        rgb, occ = render_full_views(decoder, lat, held.viewmats[vidx].to(dev), held.Ks[vidx].to(dev), H, W, cfg)
+        rgb, occ = rgb.cpu().clamp(0, 1), occ.cpu()
+        true = held.images[vidx].float() / 255.0
+        for j, v in enumerate(vidx.tolist()):
+            if out_dir is not None:
+                save_image(out_dir / "heldout" / object_ids[k] / held.names[v], rgb[j].numpy())
+        per[object_ids[k]] = {"psnr": psnr(rgb, true), "ssim": ssim(rgb, true),
+                              "mask_iou": mask_iou(occ > 0.5, held.masks[vidx]), "views": len(vidx)}  # fmt: skip
+    keys = ("psnr", "ssim", "mask_iou")
+    mean = {k: sum(p[k] for p in per.values()) / len(per) for k in keys} if per else {}
+    return {"mean": mean, "per_object": per}
+
+
+def train_autodecoder(data: str | Path, out_dir: str | Path, cfg: AutodecoderConfig, device: str = "auto",
+                      resume: bool = False, progress: bool = True, checkpoint_every: int = 500,
+                      command: str | None = None) -> dict:  # fmt: skip
+    """Read the posed views in ``data`` (SRN / pixelNeRF or transforms.json object folders), train, evaluate the
+    held-out views and export the run (see the module docstring); returns ``eval.json``'s content."""
+    from latent3d.data.multiview import read_multiview_dataset
+    from latent3d.train.trainer import TrainConfig, preflight, process_state, train
+
+    out_dir = Path(out_dir)
+    tcfg = TrainConfig(out_dir=out_dir, steps=cfg.steps, lr=cfg.lr, betas=(0.5, 0.999), ckpt_every=checkpoint_every,
+                       seed=cfg.seed, device=device, resume=resume, progress=progress, desc="train autodecoder",
+                       extra={"autodecoder": asdict(cfg), "data": str(Path(data).resolve())})  # fmt: skip
+    preflight(tcfg)  # before the data is read
+    objects = read_multiview_dataset(data)
+    object_ids = [ov.object_id for ov in objects]
+    train_views, held = split_views(objects, cfg.holdout)
+    del objects
+    with seeded(cfg.seed):  # the networks' initialisation, without touching the caller's RNG
+        model = AutodecoderModel(len(object_ids), len(train_views), cfg)
+
+    def batch_fn(step: int, g: torch.Generator) -> PatchBatch:
+        return sample_patches(train_views, cfg.objects_per_step, cfg.views_per_object, cfg.patch, g)
+
+    def loss_fn(m: nn.Module, b: PatchBatch, g: torch.Generator) -> dict[str, Tensor]:
+        dev = next(iter(m.parameters())).device
+        rgb, occ = m(b.ids.to(dev), b.views.to(dev), b.viewmats.to(dev), b.Ks.to(dev), b.pixels.to(dev))
+        return autodecoder_loss(rgb, occ, b, cfg)
+
+    res = train(model, batch_fn, loss_fn, tcfg)
+    decoder = model.decoder.eval()
+    main = process_state(device).is_main_process  # under `accelerate launch` only the main process writes
+    t0 = time.time()
+    report = evaluate_heldout(decoder, held, object_ids, cfg, out_dir if main else None)
+    report.update(train_s=round(res.wall_s, 1), eval_s=round(time.time() - t0, 1), steps=res.step,
+                  num_objects=len(object_ids), train_views=len(train_views), heldout_views=len(held))  # fmt: skip
+    if main:
+        export_run(out_dir, decoder, object_ids, cfg, data, report, command)
+    return report
+
+
+def export_run(out_dir: Path, decoder: Autodecoder, object_ids: list[str], cfg: AutodecoderConfig, data, report: dict,
+               command: str | None) -> None:  # fmt: skip
+    """``model/`` (decoder safetensors + config.json), ``latents.safetensors`` (latents [N, C, 8, 8, 8] float32,
+    ids [N]; the object ids in its metadata) and ``eval.json``, each written atomically."""
+    from safetensors.torch import save_file
+
+    from latent3d.io.atomic import atomic_dir, atomic_path, write_text
+
+    dev = next(decoder.parameters()).device
+    with torch.no_grad():
+        lat = torch.cat([decoder.latent(torch.arange(s, min(s + 16, len(object_ids)), device=dev)).cpu()
+                         for s in range(0, len(object_ids), 16)])  # fmt: skip
+    meta = {"autodecoder": asdict(cfg), "num_objects": len(object_ids), "grid_size": decoder.grid_size,
+            "latent_shape": list(lat.shape[1:]), "box": cfg.box, "data": str(data), "command": command}  # fmt: skip
+    with atomic_dir(out_dir / "model") as tmp:
+        save_file({k: v.contiguous() for k, v in decoder.cpu().state_dict().items()}, str(tmp / "model.safetensors"))
+        (tmp / "config.json").write_text(json.dumps(meta, indent=1))
+    with atomic_path(out_dir / "latents.safetensors") as tmp:
+        save_file({"latents": lat.contiguous(), "ids": torch.arange(len(object_ids))}, str(tmp),
+                  metadata={"object_ids": json.dumps(object_ids), "latent_shape": json.dumps(list(lat.shape[1:]))})
+    write_text(out_dir / "eval.json", json.dumps(report, indent=1))
+
+
+def load_autodecoder(run_dir: str | Path) -> tuple[Autodecoder, dict]:
+    """The decoder of a finished ``latent3d train autodecoder`` run and its config.json."""
+    from safetensors.torch import load_file
+
+    from latent3d.errors import UserError
+    from latent3d.io.manifest import read_json
+
+    folder = Path(run_dir) / "model"
+    meta = read_json(folder / "config.json", "pass the --out folder of `latent3d train autodecoder`")
+    try:
+        cfg = AutodecoderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["autodecoder"].items()})
+        decoder = Autodecoder(int(meta["num_objects"]), cfg)
+        decoder.load_state_dict(load_file(str(folder / "model.safetensors")))
+    except (KeyError, TypeError, ValueError, RuntimeError, OSError) as e:
+        raise UserError(f"{folder} is not an autodecoder run ({str(e).splitlines()[0][:160]})") from None
+    return decoder.eval(), meta
