@@ -86,6 +86,7 @@ def test_a_tiny_fit_lowers_the_heldout_error_and_writes_the_run(tmp_path):
     run = tmp_path / "r1"
     report = json.loads((run / "eval.json").read_text())
     assert set(report["per_object"]) == {"cube_0000", "sphere_0001", "cone_0002"} and report["heldout_views"] == 6
+    assert report["embedding_bytes"] == 3 * 32 * 4  # a dense table: objects x dim float32
     assert sorted(p.name for p in (run / "heldout" / "cube_0000").iterdir()) == ["000002.png", "000005.png"]
     lat = load_file(str(run / "latents.safetensors"))
     assert lat["latents"].shape == (3, 8, 8, 8, 8) and torch.isfinite(lat["latents"]).all()
@@ -138,3 +139,41 @@ def test_camera_refinement_recovers_a_perturbed_pose():
     # Measured: rotation 3.0 -> 0.21 degrees and translation 0.087 -> 0.008 (native and default kernels alike).
     # Bounds: both errors below a third of the start; a wrong-signed or detached correction leaves them unchanged.
     assert rot1 < rot0 / 3 and tr1 < tr0 / 3, (math.degrees(rot0), math.degrees(rot1), tr0, tr1)
+
+
+def test_train_autodecoder_refuses_bad_folders_in_one_line(tmp_path, capsys):
+    from latent3d.cli import main
+
+    data = _dataset(tmp_path, n_views=3, size=8)
+    (data / "cone_0002" / "pose" / "000001.txt").unlink()
+    (tmp_path / "empty").mkdir()
+    for argv, needle in [(["--data", str(data)], "000001"), (["--data", str(tmp_path / "empty")], "empty"),
+                         (["--data", str(tmp_path / "none")], "not a folder"),
+                         (["--data", str(data), "--embedding", "sparse"], "--embedding"),
+                         (["--data", str(data), "--holdout", "1"], "--holdout"),
+                         (["--data", str(data), "--widths", "32,x"], "--widths"),
+                         (["--data", str(data), "--attention", "12"], "--attention")]:  # fmt: skip
+        capsys.readouterr()
+        assert main(["train", "autodecoder", *argv, "--out", str(tmp_path / "run"), "--device", "cpu"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err, err
+        assert not (tmp_path / "run" / "model").exists()
+
+
+def test_the_loss_adds_the_perceptual_term_only_with_vgg_weights(tmp_path):
+    from safetensors.torch import save_file
+
+    from latent3d.nets.vgg import VGG19Features, load_vgg19, perceptual_loss
+    from latent3d.systems.autodecoder.train import autodecoder_loss
+
+    train, _ = split_views(read_multiview_dataset(_dataset(tmp_path, n_views=2, size=16)), holdout=0)
+    b = sample_patches(train, objects=2, views=2, patch=12, g=torch.Generator().manual_seed(0))
+    rgb, occ = torch.rand(4, 144, 3), torch.rand(4, 144)
+    save_file({k: v.contiguous() for k, v in VGG19Features().state_dict().items()}, str(tmp_path / "vgg.safetensors"))
+    vgg = load_vgg19(tmp_path / "vgg.safetensors")
+    cfg = AutodecoderConfig()
+    plain, with_vgg = autodecoder_loss(rgb, occ, b, cfg), autodecoder_loss(rgb, occ, b, cfg, vgg)
+    pred = rgb.reshape(4, 12, 12, 3).permute(0, 3, 1, 2)
+    expected = perceptual_loss(vgg, pred, b.rgb.permute(0, 3, 1, 2))
+    assert "perceptual" not in plain and float(with_vgg["perceptual"]) > 0
+    torch.testing.assert_close(with_vgg["loss"] - plain["loss"], expected, rtol=1e-5, atol=1e-6)

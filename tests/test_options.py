@@ -13,6 +13,7 @@ from latent3d.data.command import parse_hw
 from latent3d.errors import UserError
 from latent3d.options import defaults, field_doc, invocation
 from latent3d.priors.object_prior.config import ObjectPriorConfig
+from latent3d.systems.autodecoder.config import AutodecoderConfig
 from latent3d.systems.depthfusion.config import WorldConfig
 from latent3d.systems.ldm3d.config import RGBDLDMConfig, RGBDVAEConfig
 from latent3d.systems.lucid_dreamer.config import DreamConfig
@@ -27,6 +28,9 @@ BOUND = {
                                         "n_images": "n_images", "height": "height"}),
     ("dream",): (DreamConfig, {"method": "method", "iters": "iters", "views": "views", "guidance": "guidance_scale",
                                "init": "init"}),
+    ("train", "autodecoder"): (AutodecoderConfig, {n: n for n in (
+        "holdout", "steps", "lr", "embedding", "embedding_dim", "latent_channels", "blocks", "shuffle", "norm", "samples",
+        "patch", "objects_per_step", "views_per_object", "refine_cameras", "vgg")}),
     ("immersive",): (WorldConfig, {"ipd": "ipd", "strength": "strength", "resolution": "sphere_lon", "radius": "radius",
                                    "depth_mode": "depth_mode", "stereo_width": "stereo_width",
                                    "tour_seconds": "tour_seconds"}),
@@ -97,3 +101,11 @@ def test_parse_hw(text, hw):
 def test_parse_hw_refuses_nonsense(text):
     with pytest.raises(UserError, match="--size"):
         parse_hw(text)
+
+
+def test_tuple_fields_are_comma_separated_options():
+    params = {p.name: p for p in _command(("train", "autodecoder")).params}
+    plain = defaults(AutodecoderConfig)
+    assert params["widths"].default == ",".join(map(str, plain.widths))
+    assert params["attention"].default == ",".join(map(str, plain.attention))
+    assert params["widths"].help == field_doc(AutodecoderConfig, "widths")

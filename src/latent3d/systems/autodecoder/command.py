@@ -5,7 +5,7 @@ the decoder that renders them. Options take their defaults and help from
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -29,12 +29,16 @@ def train_autodecoder(
     embedding_dim: Annotated[int, field_option(Cfg, "embedding_dim")] = _A.embedding_dim,
     latent_channels: Annotated[int, field_option(Cfg, "latent_channels")] = _A.latent_channels,
     blocks: Annotated[int, field_option(Cfg, "blocks")] = _A.blocks,
+    widths: Annotated[str, field_option(Cfg, "widths")] = ",".join(map(str, _A.widths)),
+    shuffle: Annotated[int, field_option(Cfg, "shuffle")] = _A.shuffle,
+    attention: Annotated[str, field_option(Cfg, "attention")] = ",".join(map(str, _A.attention)),
     norm: Annotated[str, field_option(Cfg, "norm")] = _A.norm,
     samples: Annotated[int, field_option(Cfg, "samples")] = _A.samples,
     patch: Annotated[int, field_option(Cfg, "patch")] = _A.patch,
     objects_per_step: Annotated[int, field_option(Cfg, "objects_per_step")] = _A.objects_per_step,
     views_per_object: Annotated[int, field_option(Cfg, "views_per_object")] = _A.views_per_object,
     refine_cameras: Annotated[bool, field_option(Cfg, "refine_cameras")] = _A.refine_cameras,
+    vgg: Annotated[Optional[Path], field_option(Cfg, "vgg")] = _A.vgg,
     resume: ResumeOpt = False,
     checkpoint_every: CheckpointEveryOpt = CHECKPOINT_EVERY,
     seed: SeedOpt = 0,
@@ -44,7 +48,7 @@ def train_autodecoder(
     OUT/latents.safetensors, OUT/heldout/ and OUT/eval.json."""
     from latent3d.systems.autodecoder.train import train_autodecoder as train
 
-    check_positive(steps=steps, embedding_dim=embedding_dim, latent_channels=latent_channels, blocks=blocks,
+    check_positive(steps=steps, embedding_dim=embedding_dim, latent_channels=latent_channels, blocks=blocks, shuffle=shuffle,
                    samples=samples, patch=patch, objects_per_step=objects_per_step, views_per_object=views_per_object,
                    checkpoint_every=checkpoint_every)  # fmt: skip
     if embedding not in ("dense", "hash"):
@@ -53,14 +57,31 @@ def train_autodecoder(
         raise UserError(f"--norm must be batch or group, got {norm!r}")
     if holdout < 0 or holdout == 1:
         raise UserError(f"--holdout must be 0 (none) or >= 2 (every K-th view), got {holdout}")
+    if vgg is not None and not vgg.is_file():
+        raise UserError(f"--vgg {vgg} is not a file: pass VGG-19 weights as safetensors in torchvision's layout")
+    widths_t, attention_t = _ints("--widths", widths), _ints("--attention", attention)
+    if any(r not in (8, 16, 32, 64) for r in attention_t):
+        raise UserError(f"--attention takes resolutions among 8, 16, 32, 64, got {attention!r}")
     if not data.is_dir():
         raise UserError(f"--data {data} is not a folder: make one with `latent3d data objects --out {data}`")
     cfg = AutodecoderConfig(holdout=holdout, steps=steps, lr=lr, embedding=embedding, embedding_dim=embedding_dim,  # type: ignore[arg-type]
-                            latent_channels=latent_channels, blocks=blocks, norm=norm, samples=samples, patch=patch,  # type: ignore[arg-type]
+                            latent_channels=latent_channels, blocks=blocks, widths=widths_t, shuffle=shuffle,
+                            attention=attention_t, norm=norm, samples=samples, patch=patch,  # type: ignore[arg-type]
                             objects_per_step=objects_per_step, views_per_object=views_per_object,
-                            refine_cameras=refine_cameras, seed=seed)  # fmt: skip
+                            refine_cameras=refine_cameras, vgg=str(vgg) if vgg else None, seed=seed)  # fmt: skip
     report = train(data, out, cfg, device=device, resume=resume, checkpoint_every=checkpoint_every,
                    command=invocation(ctx))  # fmt: skip
     m = report["mean"]
     held = f"; held-out PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.3f}, mask IoU {m['mask_iou']:.3f}" if m else ""
     typer.echo(f"wrote {out}: model/, latents.safetensors, eval.json{held}")
+
+
+def _ints(option: str, text: str) -> tuple[int, ...]:
+    """``"32,16"`` -> (32, 16); ``""`` -> (); anything else is one line naming the option."""
+    try:
+        values = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        values = (0,)
+    if any(v < 1 for v in values):
+        raise UserError(f"{option} takes comma-separated whole numbers >= 1, got {text!r}")
+    return values

@@ -25,13 +25,14 @@ class AutodecoderConfig:
     latent_channels: int = 64
     """Channels C of the 8^3 x C latent volume, the diffusion latent of stage 2 (paper: 256)."""
     widths: tuple[int, ...] = (32,)
-    """Channels of G2's volumes above 8^3: one entry per doubling (16^3, 32^3, ...; paper: 128, 64, 32)."""
+    """Channels of G2's volumes above 8^3, comma-separated: one entry per doubling (16^3, 32^3, ...; paper: 128, 64,
+    32); empty: the head works on the 8^3 latent."""
     shuffle: int = 2
     """The head's voxel shuffle factor: the radiance grid is shuffle x the last volume's size (32^3 by default)."""
     blocks: int = 1
     """Residual up-blocks per resolution (paper: 1-4)."""
     attention: tuple[int, ...] = (8,)
-    """Resolutions with 3D self-attention (paper: 8 and 16)."""
+    """Resolutions with 3D self-attention, comma-separated (paper: 8,16); empty: none."""
     norm: Literal["batch", "group"] = "group"
     """Normalisation in the decoder: batch (paper) or group (steadier with a few objects per step)."""
     samples: int = 64
@@ -50,7 +51,8 @@ class AutodecoderConfig:
     pyramid: int = 3
     """Scales of the pyramidal reconstruction loss: 1, 1/2, 1/4 (3) ... (1 = plain L1)."""
     vgg: str | None = None
-    """Local VGG-19 weights (safetensors, torchvision names) for the perceptual term; default: L1 only."""
+    """Local VGG-19 weights (safetensors, torchvision's key names) for the pyramidal perceptual term (weight 10 per
+    layer, 5 layers, as UVA); default: the pyramidal L1 term only."""
     refine_cameras: bool = False
     """Learn a pose correction per training view (se(3), initialised at zero)."""
     steps: int = 2000

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from latent3d.nets.embeddings import embedding_nbytes
 from latent3d.nets.losses import pyramid_l1
 from latent3d.render.camera import rays_at_pixels
 from latent3d.render.volume import render_volume
@@ -62,13 +63,23 @@ def render_objects(decoder: Autodecoder, latents: Tensor, viewmats: Tensor, Ks: 
     return out.rgb.reshape(M, R, 3), out.occupancy.reshape(M, R)
 
 
-def autodecoder_loss(rgb: Tensor, occupancy: Tensor, batch: PatchBatch, cfg: AutodecoderConfig) -> dict[str, Tensor]:
-    """Pyramidal L1 reconstruction (supp. B: scales 1, 1/2, 1/4) + ``fg_weight`` x L1(occupancy, mask)."""
+def autodecoder_loss(rgb: Tensor, occupancy: Tensor, batch: PatchBatch, cfg: AutodecoderConfig,
+                     vgg: nn.Module | None = None) -> dict[str, Tensor]:  # fmt: skip
+    """Pyramidal L1 reconstruction (supp. B: scales 1, 1/2, 1/4), plus the pyramidal VGG-19 perceptual term when
+    ``vgg`` is given, + ``fg_weight`` x L1(occupancy, mask)."""
     M, P = batch.rgb.shape[:2]
     pred = rgb.reshape(M, P, P, 3).permute(0, 3, 1, 2)
-    rec = pyramid_l1(pred, batch.rgb.permute(0, 3, 1, 2).to(pred), levels=cfg.pyramid)
+    target = batch.rgb.permute(0, 3, 1, 2).to(pred)
+    rec = pyramid_l1(pred, target, levels=cfg.pyramid)
+    out = {}
+    if vgg is not None:
+        from latent3d.nets.vgg import perceptual_loss
+
+        out["perceptual"] = perceptual_loss(vgg, pred, target, scales=cfg.pyramid)
+        rec = rec + out["perceptual"]
     fg = (occupancy - batch.mask.reshape(M, -1).to(occupancy)).abs().mean()
-    return {"loss": rec + cfg.fg_weight * fg, "rec": rec.detach(), "fg": fg.detach()}
+    return {"loss": rec + cfg.fg_weight * fg, "rec": rec.detach(), "fg": fg.detach(),
+            **{k: v.detach() for k, v in out.items()}}  # fmt: skip
 
 
 @torch.no_grad()
@@ -136,10 +147,16 @@ def train_autodecoder(data: str | Path, out_dir: str | Path, cfg: AutodecoderCon
     def batch_fn(step: int, g: torch.Generator) -> PatchBatch:
         return sample_patches(train_views, cfg.objects_per_step, cfg.views_per_object, cfg.patch, g)
 
+    vgg = None
+    if cfg.vgg:
+        from latent3d.nets.vgg import load_vgg19
+
+        vgg = load_vgg19(cfg.vgg)  # frozen, not part of the trained model or its checkpoints
+
     def loss_fn(m: nn.Module, b: PatchBatch, g: torch.Generator) -> dict[str, Tensor]:
         dev = next(iter(m.parameters())).device
         rgb, occ = m(b.ids.to(dev), b.views.to(dev), b.viewmats.to(dev), b.Ks.to(dev), b.pixels.to(dev))
-        return autodecoder_loss(rgb, occ, b, cfg)
+        return autodecoder_loss(rgb, occ, b, cfg, vgg.to(dev) if vgg is not None else None)
 
     res = train(model, batch_fn, loss_fn, tcfg)
     decoder = model.decoder.eval()
@@ -147,7 +164,8 @@ def train_autodecoder(data: str | Path, out_dir: str | Path, cfg: AutodecoderCon
     t0 = time.time()
     report = evaluate_heldout(decoder, held, object_ids, cfg, out_dir if main else None)
     report.update(train_s=round(res.wall_s, 1), eval_s=round(time.time() - t0, 1), steps=res.step,
-                  num_objects=len(object_ids), train_views=len(train_views), heldout_views=len(held))  # fmt: skip
+                  num_objects=len(object_ids), train_views=len(train_views), heldout_views=len(held),
+                  embedding_bytes=embedding_nbytes(decoder.embedding))  # fmt: skip
     if main:
         export_run(out_dir, decoder, object_ids, cfg, data, report, command)
     return report
