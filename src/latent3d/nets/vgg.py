@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 # torchvision's VGG-19 "E" configuration: channels per 3x3 conv, "M" for a 2x2 max-pool
@@ -74,13 +73,11 @@ def perceptual_loss(vgg: VGG19Features, pred: Tensor, target: Tensor, scales: in
     """Pyramidal perceptual loss (3DVADER supp. B): at scales 1, 1/2, ... (``scales`` of them, 2x2 average
     pooling), ``weight`` x the mean L1 distance of each VGG-19 layer's activations, summed over layers, averaged
     over scales. ``pred``, ``target``: [B, 3, H, W] in [0, 1]."""
-    total = pred.new_zeros(())
-    for k in range(scales):
-        if k:
-            if min(pred.shape[-2:]) < 2:
-                return total / k
-            pred, target = F.avg_pool2d(pred, 2), F.avg_pool2d(target, 2)
+    from latent3d.nets.losses import pyramid_mean
+
+    def term(a: Tensor, b: Tensor) -> Tensor:
         with torch.no_grad():
-            ref = vgg(target)
-        total = total + weight * sum((a - b).abs().mean() for a, b in zip(vgg(pred), ref))
-    return total / scales
+            ref = vgg(b)
+        return weight * sum((fa - fb).abs().mean() for fa, fb in zip(vgg(a), ref))
+
+    return pyramid_mean(term, pred, target, scales)
