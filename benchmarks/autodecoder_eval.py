@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"| {r['variant']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['mask_iou']:.3f} | {r['steps_per_s']} | "
               f"{r['embedding_kb']} | {r['peak_rss_mb']} |")
-    print(f"threads {torch.get_num_threads()}, {a.objects} objects x {a.views} views at {a.size}^2, {a.steps} steps")
+    n = rows and rep["num_objects"]
+    print(f"threads {torch.get_num_threads()}, {n} objects from {data} ({a.steps} steps per variant)")
     print("\n| objects | dense embedding MB | hash embedding MB (make_embedding defaults) |\n|---|---|---|")
     dim = AutodecoderConfig().embedding_dim
     for n in (24, 1_000, 100_000, 1_000_000):  # a dense table is n x dim float32: computed, not allocated
