@@ -14,8 +14,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from latent3d.data.multiview_config import MultiviewConfig as _MV
 from latent3d.errors import UserError
-from latent3d.options import DeviceOpt, OutOpt, SeedOpt, check_positive
+from latent3d.options import DeviceOpt, OutOpt, SeedOpt, check_positive, defaults, field_option
+
+_M = defaults(_MV)
 
 
 def parse_hw(size: str) -> tuple[int, int] | None:
@@ -67,15 +70,15 @@ def parse_floats(opt: str, value: str, n: tuple[int, ...]) -> tuple[float, ...]:
 
 def objects(
     out: OutOpt = Path("data/objects"),
-    categories: Annotated[str, typer.Option(help="Comma-separated names of latent3d's procedural objects (chair, table, car, ...; an unknown name lists them all).")] = "chair,table",
-    n_objects: Annotated[int, typer.Option("--n-objects", help="Objects in all, round-robin over the categories (ids chair_0000, table_0000, chair_0001, ...).")] = 16,
-    views: Annotated[int, typer.Option(help="Views per object (azimuth stratified, elevation uniform).")] = 24,
-    size: Annotated[int, typer.Option(help="Image height = width in pixels.")] = 64,
+    categories: Annotated[str, field_option(_MV, "categories", help="Comma-separated names of latent3d's procedural objects (chair, table, car, ...; an unknown name lists them all).")] = ",".join(_M.categories),
+    n_objects: Annotated[int, field_option(_MV, "n_objects", "--n-objects")] = _M.n_objects,
+    views: Annotated[int, field_option(_MV, "views")] = _M.views,
+    size: Annotated[int, field_option(_MV, "size")] = _M.size,
     fmt: Annotated[str, typer.Option("--format", help="srn (rgb/ pose/ intrinsics.txt, as ShapeNet-SRN / pixelNeRF; plus mask/ and caption.txt) or transforms (transforms.json).")] = "srn",
-    radius: Annotated[str, typer.Option(help="Camera distance from the object centre: R, or LO,HI drawn uniformly per view (objects fit in the unit sphere).")] = "3.0",
-    elevation: Annotated[str, typer.Option(help="Camera elevation range LO,HI in degrees above the ground plane.")] = "-10,60",
-    fov: Annotated[float, typer.Option(help="Vertical field of view in radians.")] = 0.7,
-    variation: Annotated[float, typer.Option(help="Shape variation within a category (0 = one fixed shape per category).")] = 1.0,
+    radius: Annotated[str, field_option(_MV, "radius")] = str(_M.radius),
+    elevation: Annotated[str, field_option(_MV, "elevation_range_deg", "--elevation")] = ",".join(f"{v:g}" for v in _M.elevation_range_deg),
+    fov: Annotated[float, field_option(_MV, "fov_y", "--fov")] = _M.fov_y,
+    variation: Annotated[float, field_option(_MV, "variation")] = _M.variation,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
 ) -> None:

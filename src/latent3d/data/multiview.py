@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from latent3d.data.multiview_config import MultiviewConfig
 from latent3d.errors import UserError
 
 WHITE_LEVEL = 250  # 8-bit: a pixel with every channel >= this is white background (SRN data has no masks)
@@ -72,9 +73,9 @@ def render_object_views(
     seed: int,
     n_views: int,
     size: int,
-    radius: float | tuple[float, float] = 3.0,
-    elevation_range_deg: tuple[float, float] = (-10.0, 60.0),
-    fov_y: float = 0.7,
+    radius: float | tuple[float, float] = MultiviewConfig.radius,
+    elevation_range_deg: tuple[float, float] = MultiviewConfig.elevation_range_deg,
+    fov_y: float = MultiviewConfig.fov_y,
     ss: int = 2,
     object_id: str | None = None,
 ) -> ObjectViews:
@@ -186,10 +187,10 @@ def write_multiview_dataset(
     size: int,
     fmt: Literal["srn", "transforms"],
     seed: int,
-    radius: float | tuple[float, float] = 3.0,
-    elevation_range_deg: tuple[float, float] = (-10.0, 60.0),
-    fov_y: float = 0.7,
-    variation: float = 1.0,
+    radius: float | tuple[float, float] = MultiviewConfig.radius,
+    elevation_range_deg: tuple[float, float] = MultiviewConfig.elevation_range_deg,
+    fov_y: float = MultiviewConfig.fov_y,
+    variation: float = MultiviewConfig.variation,
     ss: int = 2,
     progress: bool = True,
 ) -> Path:

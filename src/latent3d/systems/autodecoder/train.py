@@ -53,8 +53,14 @@ def render_objects(decoder: Autodecoder, latents: Tensor, viewmats: Tensor, Ks: 
                    cfg: AutodecoderConfig) -> tuple[Tensor, Tensor]:  # fmt: skip
     """Render ``latents [O, C, 8, 8, 8]`` at ``pixels [O V, R, 2]`` of the views ``viewmats [O V, 4, 4]``, ``Ks``
     (V views per object, in object order) -> rgb [O V, R, 3], occupancy [O V, R]."""
-    O, M, R = len(latents), len(viewmats), pixels.shape[1]
-    density, rgb = decoder.decode(latents)
+    return render_grids(*decoder.decode(latents), viewmats, Ks, pixels, cfg)
+
+
+def render_grids(density: Tensor, rgb: Tensor, viewmats: Tensor, Ks: Tensor, pixels: Tensor,
+                 cfg: AutodecoderConfig) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Ray-march decoded radiance grids ``density [O, 1, N, N, N]``, ``rgb [O, 3, N, N, N]`` in the ``[-box, box]^3``
+    cube at ``pixels [O V, R, 2]`` of the views ``viewmats``, ``Ks`` -> rgb [O V, R, 3], occupancy [O V, R]."""
+    O, M, R = len(density), len(viewmats), pixels.shape[1]
     origins, dirs = rays_at_pixels(viewmats, Ks, pixels)  # [O V, R, 3]
     box = cfg.box
     out = render_volume(density, rgb, (-box, -box, -box), (box, box, box), origins.reshape(O, -1, 3),
@@ -85,12 +91,14 @@ def autodecoder_loss(rgb: Tensor, occupancy: Tensor, batch: PatchBatch, cfg: Aut
 @torch.no_grad()
 def render_full_views(decoder: Autodecoder, latent: Tensor, viewmats: Tensor, Ks: Tensor, height: int, width: int,
                       cfg: AutodecoderConfig, chunk: int = 8192) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """Whole images of one object: ``latent [1, C, 8, 8, 8]``, V views -> rgb [V, H, W, 3], occupancy [V, H, W]."""
+    """Whole images of one object: ``latent [1, C, 8, 8, 8]``, V views -> rgb [V, H, W, 3], occupancy [V, H, W]
+    (the grid is decoded once, the rays are marched in chunks)."""
     jj, ii = torch.meshgrid(torch.arange(width) + 0.5, torch.arange(height) + 0.5, indexing="xy")
     pix = torch.stack([jj, ii], dim=-1).reshape(1, -1, 2).to(latent)
+    density, rgb = decoder.decode(latent)
     rgbs, occs = [], []
     for v in range(len(viewmats)):
-        parts = [render_objects(decoder, latent, viewmats[v:v + 1], Ks[v:v + 1], pix[:, s:s + chunk], cfg)
+        parts = [render_grids(density, rgb, viewmats[v:v + 1], Ks[v:v + 1], pix[:, s:s + chunk], cfg)
                  for s in range(0, pix.shape[1], chunk)]  # fmt: skip
         rgbs.append(torch.cat([p[0] for p in parts], dim=1).reshape(height, width, 3))
         occs.append(torch.cat([p[1] for p in parts], dim=1).reshape(height, width))
