@@ -32,6 +32,22 @@ def test_voxel_shuffle_places_each_channel_block_in_its_sub_voxel():
 
 
 @pytest.mark.numerics
+def test_icnr_head_starts_as_nearest_upsampling_and_tv_is_the_mean_step():
+    from latent3d.systems.autodecoder.decoder import icnr_
+    from latent3d.systems.autodecoder.train import total_variation
+
+    head = torch.nn.Conv3d(5, 4 * 8, 1)
+    icnr_(head, 2)
+    x = torch.randn(1, 5, 3, 3, 3)
+    up = voxel_shuffle(head(x), 2)  # [1, 4, 6, 6, 6]
+    coarse = up[:, :, ::2, ::2, ::2]
+    # every 2x2x2 block holds one value: the shuffled output is a nearest-neighbour upsampling of one 4-channel grid
+    assert torch.equal(up, coarse.repeat_interleave(2, 2).repeat_interleave(2, 3).repeat_interleave(2, 4))
+    grid = torch.zeros(1, 1, 4, 4, 4)
+    grid[:, :, 2:] = 1.0  # one unit step across x: 16 of the 48 x-neighbour pairs differ by 1, none along y or z
+    assert total_variation(grid).item() == pytest.approx(16 / 48)
+
+
 def test_axis_angle_matches_the_matrix_exponential():
     omega = torch.tensor([[0.0, 0.0, 0.0], [1e-5, -2e-5, 3e-6], [0.3, -0.2, 0.9], [-2.0, 1.0, 0.5]], dtype=torch.float64)
     for w, R in zip(omega, axis_angle_to_matrix(omega)):

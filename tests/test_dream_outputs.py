@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
+from gltf_check import gltf_validator as _gltf_validator
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
 INRIA_SH0 = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1",
              "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]  # fmt: skip
 ARGS = dict(prompt="a red snowman", method="sds", iters=2, views=1, guidance=4.0, seed=3)
@@ -71,7 +69,8 @@ def test_views_and_turntable_are_renders_of_the_saved_splats(dream_run):
 
     from latent3d.io.image import make_grid
     from latent3d.render.gaussians import GaussianModel
-    from latent3d.systems.lucid_dreamer.export import mean_fov, mean_radius, render_model, turntable_cameras
+    from latent3d.render.camera import turntable_cameras
+    from latent3d.systems.lucid_dreamer.export import mean_fov, mean_radius, render_model
     from latent3d.systems.lucid_dreamer.dream import DreamConfig
 
     out, run = dream_run
@@ -96,13 +95,6 @@ def test_views_and_turntable_are_renders_of_the_saved_splats(dream_run):
     # measured: 0.75 and 3.65 (mean abs, 0..255); the renders agree across kernels to ~1e-6, so only the codec's
     # loss matters here
     assert err0 < 3.0 and turned > max(1.5, 2 * err0), (err0, turned)
-
-
-def _gltf_validator() -> list[str] | None:
-    node = shutil.which("node")
-    if node is None or not (TOOLS / "node_modules" / "gltf-validator").is_dir():
-        return None
-    return [node, str(TOOLS / "validate_gltf.mjs")]
 
 
 def test_mesh_glb_is_valid_and_coloured(dream_run):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import json
 from pathlib import Path
 
 import numpy as np
@@ -254,6 +255,22 @@ def test_objects_command(tmp_path):
     assert (out / "chair_0000" / "intrinsics.txt").is_file()
 
 
+def test_objects_command_paints_only_the_given_colours(tmp_path):
+    from typer.testing import CliRunner
+
+    out = tmp_path / "objs"
+    res = CliRunner().invoke(_app(), ["--out", str(out), "--categories", "cube", "--n-objects", "6", "--views", "1",
+                                      "--size", "8", "--colors", "red,blue"])  # fmt: skip
+    assert res.exit_code == 0, (res.output, res.exception)
+    doc = json.loads((out / "objects.json").read_text())
+    words = [e["caption"].split()[1] for e in doc["objects"]]
+    assert set(words) == {"red", "blue"} and doc["latent3d"]["settings"]["colors"] == ["blue", "red"]
+    for e in doc["objects"]:  # the images hold the caption's colour: red or blue dominates the foreground
+        ov = read_multiview_dataset(out)[[o["id"] for o in doc["objects"]].index(e["id"])]
+        fg = ov.images[ov.masks].mean(0)
+        assert (fg[0] > fg[2]) == (e["caption"].split()[1] == "red"), (e, fg)
+
+
 @pytest.mark.parametrize("args, word", [
     (["--categories", "chair,spaceship"], "spaceship"),
     (["--format", "ply"], "ply"),
@@ -261,6 +278,7 @@ def test_objects_command(tmp_path):
     (["--radius", "0.5"], "radius"),
     (["--n-objects", "0"], "n-objects"),
     (["--fov", "4"], "fov"),
+    (["--colors", "red,teal"], "teal"),
 ])  # fmt: skip
 def test_objects_command_bad_option(tmp_path, args, word):
     from typer.testing import CliRunner

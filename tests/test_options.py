@@ -13,7 +13,7 @@ from latent3d.data.command import parse_hw
 from latent3d.errors import UserError
 from latent3d.options import defaults, field_doc, invocation
 from latent3d.priors.object_prior.config import ObjectPriorConfig
-from latent3d.systems.autodecoder.config import AutodecoderConfig
+from latent3d.systems.autodecoder.config import AutodecoderConfig, ObjectConfig, ObjectDiffusionConfig
 from latent3d.systems.depthfusion.config import WorldConfig
 from latent3d.systems.ldm3d.config import RGBDLDMConfig, RGBDVAEConfig
 from latent3d.systems.lucid_dreamer.config import DreamConfig
@@ -30,7 +30,11 @@ BOUND = {
                                "init": "init"}),
     ("train", "autodecoder"): (AutodecoderConfig, {n: n for n in (
         "holdout", "steps", "lr", "embedding", "embedding_dim", "latent_channels", "blocks", "shuffle", "norm", "samples",
-        "patch", "objects_per_step", "views_per_object", "refine_cameras", "vgg")}),
+        "patch", "objects_per_step", "views_per_object", "refine_cameras", "vgg", "icnr", "tv_weight")}),
+    ("train", "object-diffusion"): (ObjectDiffusionConfig, {n: n for n in (
+        "steps", "batch_size", "lr", "model_channels", "blocks", "normalization", "text_encoder", "cond_drop",
+        "ema_decay")}),
+    ("object",): (ObjectConfig, {n: n for n in ("model", "n", "steps", "guidance", "views", "size", "frames")}),
     ("immersive",): (WorldConfig, {"ipd": "ipd", "strength": "strength", "resolution": "sphere_lon", "radius": "radius",
                                    "depth_mode": "depth_mode", "stereo_width": "stereo_width",
                                    "tour_seconds": "tour_seconds"}),

@@ -134,3 +134,16 @@ def invocation(ctx: typer.Context) -> str:
         else:
             words += [flag, *(str(x) for x in (v if isinstance(v, (tuple, list)) else (v,)))]
     return " ".join(shlex.quote(w) if w != ctx.command_path else w for w in words)
+
+
+def parse_ints(option: str, text: str) -> tuple[int, ...]:
+    """``"32,16"`` -> (32, 16); ``""`` -> (); anything else is one UserError line naming the option."""
+    from latent3d.errors import UserError
+
+    try:
+        values = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        values = (0,)
+    if any(v < 1 for v in values):
+        raise UserError(f"{option} takes comma-separated whole numbers >= 1, got {text!r}")
+    return values

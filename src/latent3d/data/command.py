@@ -79,6 +79,7 @@ def objects(
     elevation: Annotated[str, field_option(_MV, "elevation_range_deg", "--elevation")] = ",".join(f"{v:g}" for v in _M.elevation_range_deg),
     fov: Annotated[float, field_option(_MV, "fov_y", "--fov")] = _M.fov_y,
     variation: Annotated[float, field_option(_MV, "variation")] = _M.variation,
+    colors: Annotated[str, field_option(_MV, "colors")] = ",".join(_M.colors),
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -87,12 +88,13 @@ def objects(
     r = parse_floats("radius", radius, (1, 2))
     el = parse_floats("elevation", elevation, (2,))
     rad = r[0] if len(r) == 1 else (r[0], r[1])
+    cols = [c.strip() for c in colors.split(",") if c.strip()]
 
     from latent3d.data.multiview import check_object_settings, write_multiview_dataset
     from latent3d.runtime import resolve_device
 
-    check_object_settings(cats, n_objects, views, size, fmt, rad, (el[0], el[1]), fov, variation)
+    check_object_settings(cats, n_objects, views, size, fmt, rad, (el[0], el[1]), fov, variation, cols)
     resolve_device(device)  # checked for a clear error; the procedural ray caster itself runs on the CPU
     folder = write_multiview_dataset(out, cats, n_objects, views, size, fmt, seed, radius=rad,  # type: ignore[arg-type]
-                                  elevation_range_deg=(el[0], el[1]), fov_y=fov, variation=variation)
+                                  elevation_range_deg=(el[0], el[1]), fov_y=fov, variation=variation, colors=cols)
     typer.echo(f"wrote {folder} ({n_objects} objects x {views} views, {fmt})")

@@ -153,15 +153,19 @@ def _derived_seed(seed: int, object_id: str) -> int:
 
 def check_object_settings(categories: Sequence[str], n_objects: int, views: int, size: int, fmt: str,
                           radius: float | tuple[float, float], elevation_range_deg: tuple[float, float],
-                          fov_y: float, variation: float) -> None:
+                          fov_y: float, variation: float, colors: Sequence[str] = ()) -> None:
     """One :class:`UserError` line (named after the CLI option) for the first bad setting."""
     from latent3d.data.objects import OBJECT_NAMES
+    from latent3d.data.shading import COLORS
 
     if not categories:
         raise UserError(f"--categories is empty; give comma-separated names from: {', '.join(OBJECT_NAMES)}")
     for c in categories:
         if c not in OBJECT_NAMES:
             raise UserError(f"--categories: unknown object {c!r}; choose from: {', '.join(OBJECT_NAMES)}")
+    for c in colors:
+        if c not in COLORS:
+            raise UserError(f"--colors: unknown colour {c!r}; choose from: {', '.join(COLORS)}")
     for opt, v, hi in (("n-objects", n_objects, 10**6), ("views", views, 10**5), ("size", size, 4096)):
         if not 1 <= v <= hi:
             raise UserError(f"--{opt} must be a whole number in 1..{hi}, got {v}")
@@ -191,18 +195,26 @@ def write_multiview_dataset(
     elevation_range_deg: tuple[float, float] = MultiviewConfig.elevation_range_deg,
     fov_y: float = MultiviewConfig.fov_y,
     variation: float = MultiviewConfig.variation,
+    colors: Sequence[str] = MultiviewConfig.colors,
     ss: int = 2,
     progress: bool = True,
 ) -> Path:
     """Render ``n_objects`` procedural objects (round-robin over ``categories``, ids ``chair_0003``, each with a
-    random palette colour and shape variation from its own seed, see :func:`_derived_seed`) and write them to
+    random colour of ``colors`` (default: the whole palette) and shape variation from its own seed, see
+    :func:`_derived_seed`) and write them to
     ``out/<id>/`` in ``fmt``, then the index ``out/objects.json`` (written last). ``out`` must be new or empty."""
     from tqdm.auto import tqdm
 
     from latent3d.io.atomic import write_text
     from latent3d.runtime import num_threads
 
-    check_object_settings(categories, n_objects, views, size, fmt, radius, elevation_range_deg, fov_y, variation)
+    import random
+
+    from latent3d.data.shading import COLORS
+
+    check_object_settings(categories, n_objects, views, size, fmt, radius, elevation_range_deg, fov_y, variation,
+                          colors)
+    palette = sorted(colors or COLORS)
     root = Path(out)
     if root.is_dir() and any(not p.name.startswith(".") for p in root.iterdir()):
         raise UserError(f"{root} is not empty: write a new object dataset into a new or empty folder")
@@ -213,13 +225,14 @@ def write_multiview_dataset(
             cat = categories[i % len(categories)]
             oid = f"{cat}_{i // len(categories):04d}"
             s = _derived_seed(seed, oid)
-            ov = render_object_views(cat, "random", variation, s, views, size, radius, elevation_range_deg, fov_y,
+            color = random.Random(f"color-{s}").choice(palette)  # = make_object's "random" for the whole palette
+            ov = render_object_views(cat, color, variation, s, views, size, radius, elevation_range_deg, fov_y,
                                      ss=ss, object_id=oid)
             write(root, ov)
             entries.append({"id": oid, "category": cat, "seed": s, "caption": ov.caption, "views": views})
     settings = {"categories": list(categories), "n_objects": n_objects, "views": views, "size": size,
                 "radius": radius, "elevation_range_deg": list(elevation_range_deg), "fov_y": fov_y,
-                "variation": variation, "ss": ss, "seed": seed}
+                "variation": variation, "colors": palette, "ss": ss, "seed": seed}
     doc = {"latent3d": {"format": 1, "kind": "multi-view objects", "layout": fmt, "settings": settings},
            "objects": entries}
     write_text(root / "objects.json", json.dumps(doc, indent=1))

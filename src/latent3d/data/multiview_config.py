@@ -26,3 +26,6 @@ class MultiviewConfig:
     """Vertical field of view in radians."""
     variation: float = 1.0
     """Shape variation within a category (0 = one fixed shape per category)."""
+    colors: tuple[str, ...] = ()
+    """Palette colours the objects are painted in, one drawn per object (red, green, blue, ...); empty: the whole
+    palette."""

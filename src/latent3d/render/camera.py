@@ -136,6 +136,18 @@ def orbit_cameras(
     return look_at(eye, tgt.expand_as(eye), dtype=dtype), intrinsics_from_fov(fov, width, height, dtype=dtype)
 
 
+def turntable_cameras(
+    n: int,
+    size: int,
+    radius: float,
+    fov: float,
+    elevation_deg: float = 15.0,
+) -> tuple[Tensor, Tensor]:  # viewmats [n, 4, 4], Ks [n, 3, 3]
+    """``n`` square ``size`` x ``size`` cameras evenly around the origin at one elevation (azimuth 0 = front, +x)."""
+    az = torch.arange(n) * (360.0 / n)
+    return orbit_cameras(radius, elevation_deg, az, fov, size, size)
+
+
 @dataclass
 class OrbitSample:
     """Randomly drawn orbit cameras and the spherical coordinates they were drawn at."""

@@ -11,7 +11,7 @@ import typer
 
 from latent3d.errors import UserError
 from latent3d.options import (CHECKPOINT_EVERY, CheckpointEveryOpt, DeviceOpt, OutOpt, ResumeOpt, SeedOpt,
-                              check_finite, check_positive, defaults, field_option, invocation)  # fmt: skip
+                              check_finite, check_positive, defaults, field_option, invocation, parse_ints)  # fmt: skip
 from latent3d.systems.autodecoder.config import AutodecoderConfig
 
 _A = defaults(AutodecoderConfig)
@@ -38,6 +38,8 @@ def train_autodecoder(
     objects_per_step: Annotated[int, field_option(Cfg, "objects_per_step")] = _A.objects_per_step,
     views_per_object: Annotated[int, field_option(Cfg, "views_per_object")] = _A.views_per_object,
     refine_cameras: Annotated[bool, field_option(Cfg, "refine_cameras")] = _A.refine_cameras,
+    icnr: Annotated[bool, field_option(Cfg, "icnr")] = _A.icnr,
+    tv_weight: Annotated[float, field_option(Cfg, "tv_weight", callback=check_finite)] = _A.tv_weight,
     vgg: Annotated[Optional[Path], field_option(Cfg, "vgg")] = _A.vgg,
     resume: ResumeOpt = False,
     checkpoint_every: CheckpointEveryOpt = CHECKPOINT_EVERY,
@@ -55,11 +57,13 @@ def train_autodecoder(
         raise UserError(f"--embedding must be dense or hash, got {embedding!r}")
     if norm not in ("batch", "group"):
         raise UserError(f"--norm must be batch or group, got {norm!r}")
+    if tv_weight < 0:
+        raise UserError(f"--tv-weight must be >= 0, got {tv_weight}")
     if holdout < 0 or holdout == 1:
         raise UserError(f"--holdout must be 0 (none) or >= 2 (every K-th view), got {holdout}")
     if vgg is not None and not vgg.is_file():
         raise UserError(f"--vgg {vgg} is not a file: pass VGG-19 weights as safetensors in torchvision's layout")
-    widths_t, attention_t = _ints("--widths", widths), _ints("--attention", attention)
+    widths_t, attention_t = parse_ints("--widths", widths), parse_ints("--attention", attention)
     if any(r not in (8, 16, 32, 64) for r in attention_t):
         raise UserError(f"--attention takes resolutions among 8, 16, 32, 64, got {attention!r}")
     if not data.is_dir():
@@ -68,20 +72,9 @@ def train_autodecoder(
                             latent_channels=latent_channels, blocks=blocks, widths=widths_t, shuffle=shuffle,
                             attention=attention_t, norm=norm, samples=samples, patch=patch,  # type: ignore[arg-type]
                             objects_per_step=objects_per_step, views_per_object=views_per_object,
-                            refine_cameras=refine_cameras, vgg=str(vgg) if vgg else None, seed=seed)  # fmt: skip
+                            refine_cameras=refine_cameras, icnr=icnr, tv_weight=tv_weight, vgg=str(vgg) if vgg else None, seed=seed)  # fmt: skip
     report = train(data, out, cfg, device=device, resume=resume, checkpoint_every=checkpoint_every,
                    command=invocation(ctx))  # fmt: skip
     m = report["mean"]
     held = f"; held-out PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.3f}, mask IoU {m['mask_iou']:.3f}" if m else ""
     typer.echo(f"wrote {out}: model/, latents.safetensors, eval.json{held}")
-
-
-def _ints(option: str, text: str) -> tuple[int, ...]:
-    """``"32,16"`` -> (32, 16); ``""`` -> (); anything else is one line naming the option."""
-    try:
-        values = tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        values = (0,)
-    if any(v < 1 for v in values):
-        raise UserError(f"{option} takes comma-separated whole numbers >= 1, got {text!r}")
-    return values

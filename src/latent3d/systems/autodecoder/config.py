@@ -44,6 +44,12 @@ class AutodecoderConfig:
     """Objects per step."""
     views_per_object: int = 4
     """Views of each object per step: the paper's multi-frame batches (4); 1 turns them off."""
+    icnr: bool = False
+    """Initialise the voxel-shuffle head so that the s^3 sub-voxels of a voxel start equal (ICNR, Aitken et al.
+    2017): no checkerboard at initialisation."""
+    tv_weight: float = 0.0
+    """Weight of a total-variation penalty on the decoded colour grid (mean absolute difference of neighbouring
+    voxels): smooths colour noise on voxels that no view constrains well; 0 = none."""
     box: float = 1.0
     """Half-size of the cube the radiance grid fills, in world units (objects must fit inside)."""
     fg_weight: float = 10.0
@@ -62,3 +68,80 @@ class AutodecoderConfig:
     holdout: int = 0
     """Hold out the views with index i % K == K - 1 of every object (views sorted by file name); 0: none."""
     seed: int = 0
+
+
+@dataclass
+class ObjectDiffusionConfig:
+    """3DVADER stage 2 (Sec. 3.2, supplement B.2): an EDM diffusion model over the normalised 8^3 latent volumes,
+    text-conditioned by cross-attention, trained with classifier-free guidance's caption dropout."""
+
+    model_channels: int = 32
+    """Base width of the 3D UNet (paper: 128)."""
+    channel_mult: tuple[int, ...] = (1, 2)
+    """Width multipliers per UNet level, comma-separated; each level halves the volume (paper: 3,4)."""
+    blocks: int = 1
+    """Residual blocks per UNet level (ADM: 2-3)."""
+    attention: tuple[int, ...] = (4,)
+    """Volume sides with self- and cross-attention, comma-separated (paper: 8,4; the middle block always
+    attends). Attention over the 512 voxels of 8^3 costs a CPU more than the rest of the network."""
+    head_channels: int = 32
+    """Channels per attention head."""
+    dropout: float = 0.0
+    """Dropout in the residual blocks."""
+    normalization: Literal["channel", "global"] = "channel"
+    """Robust latent normalisation (F - median) / (0.7413 IQR), statistics per channel or one for all values."""
+    text_encoder: str | None = None
+    """A local transformers text encoder folder (T5 / CLIP text model with its tokenizer), kept frozen; default: a
+    small word-level encoder over the training captions, trained jointly."""
+    text_dim: int = 64
+    """Word-level text encoder: width."""
+    text_layers: int = 2
+    """Word-level text encoder: transformer layers."""
+    max_tokens: int = 8
+    """Tokens per caption (padded or truncated), BOS and EOS included."""
+    cond_drop: float = 0.1
+    """Fraction of captions replaced by the empty prompt in training (classifier-free guidance)."""
+    sigma_data: float = 0.5
+    """EDM's data standard deviation (paper: 0.5)."""
+    p_mean: float = -1.2
+    """EDM training noise levels: mean of ln(sigma)."""
+    p_std: float = 1.2
+    """EDM training noise levels: standard deviation of ln(sigma)."""
+    steps: int = 4000
+    """Optimisation steps."""
+    batch_size: int = 16
+    """Latent volumes per step."""
+    lr: float = 2e-4
+    """Adam learning rate."""
+    ema_decay: float = 0.999
+    """Decay of the exponential moving average of the weights (the exported model is the EMA)."""
+    seed: int = 0
+
+
+@dataclass
+class ObjectConfig:
+    """``latent3d object``: sample latent volumes with the Heun sampler and classifier-free guidance, decode them
+    to radiance grids, and write views, a turntable, the grid, a mesh and Gaussians per sample."""
+
+    model: str = "object3d-tiny"
+    """A bundled object model's name or the model/ folder of `latent3d train object-diffusion`."""
+    n: int = 4
+    """Samples to draw."""
+    steps: int = 32
+    """Heun steps (2 x steps - 1 network calls; paper: 16 / 32 / 64)."""
+    guidance: float = 3.0
+    """Classifier-free guidance scale (1 = none; paper: 3)."""
+    sigma_min: float = 0.002
+    """Smallest noise level of the Karras schedule."""
+    sigma_max: float = 80.0
+    """Largest noise level of the Karras schedule."""
+    views: int = 8
+    """Orbit views written per sample."""
+    size: int = 128
+    """Side of the written views and turntable frames in pixels."""
+    frames: int = 48
+    """Turntable frames (2 s at 24 fps)."""
+    elevation: float = 20.0
+    """Camera elevation of the views in degrees."""
+    radius: float = 3.0
+    """Camera distance from the object centre."""

@@ -32,6 +32,19 @@ def voxel_shuffle(x: Tensor, s: int) -> Tensor:  # [B, C s^3, D, H, W] -> [B, C,
     return x.reshape(B, C, D * s, H * s, W * s)
 
 
+@torch.no_grad()
+def icnr_(head: nn.Conv3d, s: int) -> None:
+    """ICNR initialisation (Aitken et al. 2017, "Checkerboard artifact free sub-pixel convolution", Sec. 3, in 3D):
+    every output channel c of the shuffled grid gets the same weights and bias in all of its s^3 sub-voxel slots,
+    so that :func:`voxel_shuffle` of the head's output starts as a nearest-neighbour upsampling."""
+    c_out = head.out_channels // s**3
+    w = head.weight.view(c_out, s**3, *head.weight.shape[1:])
+    w.copy_(w[:, :1].expand_as(w).clone())
+    if head.bias is not None:
+        b = head.bias.view(c_out, s**3)
+        b.copy_(b[:, :1].expand_as(b).clone())
+
+
 def _stage(cin: int, cout: int, res: int, cfg: AutodecoderConfig) -> nn.Sequential:
     """``cfg.blocks`` residual blocks (the first doubles the resolution to ``res``) and attention at ``res`` if asked."""
     layers: list[nn.Module] = [UpBlock3D(cin, cout, upsample=True, norm=cfg.norm)]
@@ -41,13 +54,48 @@ def _stage(cin: int, cout: int, res: int, cfg: AutodecoderConfig) -> nn.Sequenti
     return nn.Sequential(*layers)
 
 
-class Autodecoder(nn.Module):
-    """``latent(ids [B]) -> [B, C, 8, 8, 8]``, ``decode(latent) -> (density [B, 1, N, N, N] >= 0, rgb [B, 3, N, N, N]
+class VolumeDecoder(nn.Module):
+    """G2 alone (supp. B.1): ``forward(latent [B, C, 8, 8, 8]) -> (density [B, 1, N, N, N] >= 0, rgb [B, 3, N, N, N]
     in (0, 1))`` with N = 8 * 2^len(widths) * shuffle; density = DENSITY_SCALE * softplus(g - 2) per world unit (about
-    1.3 at initialisation: a half-transparent box), colours through a sigmoid."""
+    1.3 at initialisation: a half-transparent box), colours through a sigmoid. What a generator needs to turn sampled
+    latents into radiance grids (its parameters are the ``g2.``, ``head_norm.``, ``head.`` entries of an
+    :class:`Autodecoder`'s state dict)."""
+
+    def __init__(self, cfg: AutodecoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        self._build_g2()
+
+    def _build_g2(self) -> None:
+        cfg = self.cfg
+        chans, stages, res = cfg.latent_channels, [], 8
+        for w in cfg.widths:
+            res *= 2
+            stages.append(_stage(chans, w, res, cfg))
+            chans = w
+        self.g2 = nn.Sequential(*stages)
+        self.head_norm = norm3d(cfg.norm, chans)
+        self.head = nn.Conv3d(chans, 4 * cfg.shuffle**3, 1)
+        if cfg.icnr:
+            icnr_(self.head, cfg.shuffle)
+        self.grid_size = res * cfg.shuffle
+
+    def decode(self, latent: Tensor) -> tuple[Tensor, Tensor]:  # [B, C, 8, 8, 8] -> density, rgb [B, 1|3, N, N, N]
+        """G2 (supp. B.1): the radiance grid of a latent volume."""
+        h = self.head(F.relu(self.head_norm(self.g2(latent))))
+        g = voxel_shuffle(h, self.cfg.shuffle)
+        return DENSITY_SCALE * F.softplus(g[:, :1] - 2.0), torch.sigmoid(g[:, 1:])
+
+    def forward(self, latent: Tensor) -> tuple[Tensor, Tensor]:
+        return self.decode(latent)
+
+
+class Autodecoder(VolumeDecoder):
+    """G1 + G2: ``latent(ids [B]) -> [B, C, 8, 8, 8]`` (the embedding, FC, up-block to 8^3) and ``decode(latent)`` of
+    :class:`VolumeDecoder`."""
 
     def __init__(self, num_objects: int, cfg: AutodecoderConfig):
-        super().__init__()
+        nn.Module.__init__(self)  # G1 is built before G2 (the order the parameters draw from the RNG)
         self.cfg = cfg
         if cfg.embedding == "hash":
             self.embedding = make_embedding("hash", num_objects, cfg.embedding_dim, codebook_bits=cfg.hash_bits,
@@ -57,23 +105,9 @@ class Autodecoder(nn.Module):
         c0 = cfg.base_channels
         self.fc = nn.Linear(cfg.embedding_dim, c0 * 4**3)
         self.g1 = _stage(c0, cfg.latent_channels, 8, cfg)  # 4^3 -> 8^3: the latent volume
-        chans, stages, res = cfg.latent_channels, [], 8
-        for w in cfg.widths:
-            res *= 2
-            stages.append(_stage(chans, w, res, cfg))
-            chans = w
-        self.g2 = nn.Sequential(*stages)
-        self.head_norm = norm3d(cfg.norm, chans)
-        self.head = nn.Conv3d(chans, 4 * cfg.shuffle**3, 1)
-        self.grid_size = res * cfg.shuffle
+        self._build_g2()
 
     def latent(self, ids: Tensor) -> Tensor:  # ids [B] long -> [B, C, 8, 8, 8]
         """G1 (supp. B.1): the object's latent volume, what stage 2 learns to generate."""
         z = self.fc(self.embedding(ids)).view(len(ids), self.cfg.base_channels, 4, 4, 4)
         return self.g1(z)
-
-    def decode(self, latent: Tensor) -> tuple[Tensor, Tensor]:  # [B, C, 8, 8, 8] -> density, rgb [B, 1|3, N, N, N]
-        """G2 (supp. B.1): the radiance grid of a latent volume."""
-        h = self.head(F.relu(self.head_norm(self.g2(latent))))
-        g = voxel_shuffle(h, self.cfg.shuffle)
-        return DENSITY_SCALE * F.softplus(g[:, :1] - 2.0), torch.sigmoid(g[:, 1:])

@@ -35,7 +35,7 @@ WHITE = (1.0, 1.0, 1.0)  # SRN / latent3d object views have white backgrounds
 class AutodecoderModel(nn.Module):
     """What the trainer optimises: the autodecoder and, optionally, one pose correction per training view.
     ``forward(ids [O], views [O V], viewmats [O V, 4, 4], Ks [O V, 3, 3], pixels [O V, R, 2]) -> (rgb [O V, R, 3],
-    occupancy [O V, R])``."""
+    occupancy [O V, R], colour total variation [] of the decoded grids)``."""
 
     def __init__(self, num_objects: int, num_views: int, cfg: AutodecoderConfig):
         super().__init__()
@@ -43,17 +43,18 @@ class AutodecoderModel(nn.Module):
         self.decoder = Autodecoder(num_objects, cfg)
         self.refiner = CameraRefiner(num_views) if cfg.refine_cameras else None
 
-    def forward(self, ids: Tensor, views: Tensor, viewmats: Tensor, Ks: Tensor, pixels: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, ids: Tensor, views: Tensor, viewmats: Tensor, Ks: Tensor,
+                pixels: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
         if self.refiner is not None:
             viewmats = self.refiner(viewmats, views)
-        return render_objects(self.decoder, self.decoder.latent(ids), viewmats, Ks, pixels, self.cfg)
+        density, rgb = self.decoder.decode(self.decoder.latent(ids))
+        tv = total_variation(rgb) if self.cfg.tv_weight > 0 else rgb.new_zeros(())
+        return (*render_grids(density, rgb, viewmats, Ks, pixels, self.cfg), tv)
 
 
-def render_objects(decoder: Autodecoder, latents: Tensor, viewmats: Tensor, Ks: Tensor, pixels: Tensor,
-                   cfg: AutodecoderConfig) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """Render ``latents [O, C, 8, 8, 8]`` at ``pixels [O V, R, 2]`` of the views ``viewmats [O V, 4, 4]``, ``Ks``
-    (V views per object, in object order) -> rgb [O V, R, 3], occupancy [O V, R]."""
-    return render_grids(*decoder.decode(latents), viewmats, Ks, pixels, cfg)
+def total_variation(grid: Tensor) -> Tensor:  # [B, C, X, Y, Z] -> []
+    """Anisotropic total variation: the mean absolute difference of neighbouring voxels along x, y and z, summed."""
+    return sum((grid.diff(dim=d)).abs().mean() for d in (2, 3, 4))  # type: ignore[return-value]
 
 
 def render_grids(density: Tensor, rgb: Tensor, viewmats: Tensor, Ks: Tensor, pixels: Tensor,
@@ -70,9 +71,10 @@ def render_grids(density: Tensor, rgb: Tensor, viewmats: Tensor, Ks: Tensor, pix
 
 
 def autodecoder_loss(rgb: Tensor, occupancy: Tensor, batch: PatchBatch, cfg: AutodecoderConfig,
-                     vgg: nn.Module | None = None) -> dict[str, Tensor]:  # fmt: skip
+                     vgg: nn.Module | None = None, tv: Tensor | None = None) -> dict[str, Tensor]:  # fmt: skip
     """Pyramidal L1 reconstruction (supp. B: scales 1, 1/2, 1/4), plus the pyramidal VGG-19 perceptual term when
-    ``vgg`` is given, + ``fg_weight`` x L1(occupancy, mask)."""
+    ``vgg`` is given, + ``fg_weight`` x L1(occupancy, mask), + ``tv_weight`` x the colour grid's total variation
+    ``tv`` when given."""
     M, P = batch.rgb.shape[:2]
     pred = rgb.reshape(M, P, P, 3).permute(0, 3, 1, 2)
     target = batch.rgb.permute(0, 3, 1, 2).to(pred)
@@ -84,7 +86,11 @@ def autodecoder_loss(rgb: Tensor, occupancy: Tensor, batch: PatchBatch, cfg: Aut
         out["perceptual"] = perceptual_loss(vgg, pred, target, scales=cfg.pyramid)
         rec = rec + out["perceptual"]
     fg = (occupancy - batch.mask.reshape(M, -1).to(occupancy)).abs().mean()
-    return {"loss": rec + cfg.fg_weight * fg, "rec": rec.detach(), "fg": fg.detach(),
+    loss = rec + cfg.fg_weight * fg
+    if tv is not None and cfg.tv_weight > 0:
+        out["tv"] = tv
+        loss = loss + cfg.tv_weight * tv
+    return {"loss": loss, "rec": rec.detach(), "fg": fg.detach(),
             **{k: v.detach() for k, v in out.items()}}  # fmt: skip
 
 
@@ -92,10 +98,17 @@ def autodecoder_loss(rgb: Tensor, occupancy: Tensor, batch: PatchBatch, cfg: Aut
 def render_full_views(decoder: Autodecoder, latent: Tensor, viewmats: Tensor, Ks: Tensor, height: int, width: int,
                       cfg: AutodecoderConfig, chunk: int = 8192) -> tuple[Tensor, Tensor]:  # fmt: skip
     """Whole images of one object: ``latent [1, C, 8, 8, 8]``, V views -> rgb [V, H, W, 3], occupancy [V, H, W]
-    (the grid is decoded once, the rays are marched in chunks)."""
+    (the grid is decoded once, then :func:`render_grid_views`)."""
+    return render_grid_views(*decoder.decode(latent), viewmats, Ks, height, width, cfg, chunk)
+
+
+@torch.no_grad()
+def render_grid_views(density: Tensor, rgb: Tensor, viewmats: Tensor, Ks: Tensor, height: int, width: int,
+                      cfg: AutodecoderConfig, chunk: int = 8192) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Whole images of one decoded grid ``density [1, 1, N, N, N]``, ``rgb [1, 3, N, N, N]`` from V views ->
+    rgb [V, H, W, 3], occupancy [V, H, W] (rays marched in chunks)."""
     jj, ii = torch.meshgrid(torch.arange(width) + 0.5, torch.arange(height) + 0.5, indexing="xy")
-    pix = torch.stack([jj, ii], dim=-1).reshape(1, -1, 2).to(latent)
-    density, rgb = decoder.decode(latent)
+    pix = torch.stack([jj, ii], dim=-1).reshape(1, -1, 2).to(density)
     rgbs, occs = [], []
     for v in range(len(viewmats)):
         parts = [render_grids(density, rgb, viewmats[v:v + 1], Ks[v:v + 1], pix[:, s:s + chunk], cfg)
@@ -147,6 +160,7 @@ def train_autodecoder(data: str | Path, out_dir: str | Path, cfg: AutodecoderCon
     preflight(tcfg)  # before the data is read
     objects = read_multiview_dataset(data)
     object_ids = [ov.object_id for ov in objects]
+    captions = [ov.caption or "" for ov in objects]
     train_views, held = split_views(objects, cfg.holdout)
     del objects
     with seeded(cfg.seed):  # the networks' initialisation, without touching the caller's RNG
@@ -163,8 +177,8 @@ def train_autodecoder(data: str | Path, out_dir: str | Path, cfg: AutodecoderCon
 
     def loss_fn(m: nn.Module, b: PatchBatch, g: torch.Generator) -> dict[str, Tensor]:
         dev = next(iter(m.parameters())).device
-        rgb, occ = m(b.ids.to(dev), b.views.to(dev), b.viewmats.to(dev), b.Ks.to(dev), b.pixels.to(dev))
-        return autodecoder_loss(rgb, occ, b, cfg, vgg.to(dev) if vgg is not None else None)
+        rgb, occ, tv = m(b.ids.to(dev), b.views.to(dev), b.viewmats.to(dev), b.Ks.to(dev), b.pixels.to(dev))
+        return autodecoder_loss(rgb, occ, b, cfg, vgg.to(dev) if vgg is not None else None, tv)
 
     res = train(model, batch_fn, loss_fn, tcfg)
     decoder = model.decoder.eval()
@@ -175,14 +189,15 @@ def train_autodecoder(data: str | Path, out_dir: str | Path, cfg: AutodecoderCon
                   num_objects=len(object_ids), train_views=len(train_views), heldout_views=len(held),
                   embedding_bytes=embedding_nbytes(decoder.embedding))  # fmt: skip
     if main:
-        export_run(out_dir, decoder, object_ids, cfg, data, report, command)
+        export_run(out_dir, decoder, object_ids, cfg, data, report, command, captions)
     return report
 
 
 def export_run(out_dir: Path, decoder: Autodecoder, object_ids: list[str], cfg: AutodecoderConfig, data, report: dict,
-               command: str | None) -> None:  # fmt: skip
+               command: str | None, captions: list[str] | None = None) -> None:  # fmt: skip
     """``model/`` (decoder safetensors + config.json), ``latents.safetensors`` (latents [N, C, 8, 8, 8] float32,
-    ids [N]; the object ids in its metadata) and ``eval.json``, each written atomically."""
+    ids [N]; the object ids, their captions ("" where a folder has none) and the latent shape in its metadata) and
+    ``eval.json``, each written atomically."""
     from safetensors.torch import save_file
 
     from latent3d.io.atomic import atomic_dir, atomic_path, write_text
@@ -198,7 +213,8 @@ def export_run(out_dir: Path, decoder: Autodecoder, object_ids: list[str], cfg: 
         (tmp / "config.json").write_text(json.dumps(meta, indent=1))
     with atomic_path(out_dir / "latents.safetensors") as tmp:
         save_file({"latents": lat.contiguous(), "ids": torch.arange(len(object_ids))}, str(tmp),
-                  metadata={"object_ids": json.dumps(object_ids), "latent_shape": json.dumps(list(lat.shape[1:]))})
+                  metadata={"object_ids": json.dumps(object_ids), "latent_shape": json.dumps(list(lat.shape[1:])),
+                            "captions": json.dumps(captions or [""] * len(object_ids))})
     write_text(out_dir / "eval.json", json.dumps(report, indent=1))
 
 

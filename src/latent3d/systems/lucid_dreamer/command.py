@@ -38,11 +38,15 @@ def dream(
         raise UserError(f"--method must be ism or sds, got {method!r}")
     if iters is not None and iters < 1 or views < 1:
         raise UserError("--iters and --views must be >= 1")
-    if init not in ("sphere", "box") and not Path(init).is_file():
-        raise UserError(f"--init {init!r} is neither sphere, box nor an existing PLY file")
+    if init not in ("sphere", "box", "object") and not Path(init).is_file():
+        raise UserError(f"--init {init!r} is neither sphere, box, object nor an existing PLY file")
     if not prompt.strip():
         raise UserError("the prompt is empty: say what to make, e.g. 'a red snowman'")
-    if init not in ("sphere", "box"):
+    if init == "object":
+        from latent3d.systems.autodecoder.diffusion import read_generator_config, resolve_model
+
+        read_generator_config(resolve_model(DreamConfig.init_model))  # the generator is there, before anything loads
+    elif init not in ("sphere", "box"):
         from latent3d.io.ply import read_gaussian_ply
 
         read_gaussian_ply(init, plausible=True)  # a bad file is refused before the prior loads

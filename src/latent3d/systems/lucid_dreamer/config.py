@@ -27,7 +27,10 @@ class DreamConfig:
     elevation_range_deg: tuple[float, float] | None = None
     fov_range: tuple[float, float] | None = None
     init: str = "sphere"
-    """sphere, box, or a PLY (3DGS or point cloud) to start from."""
+    """sphere, box, object (a `latent3d object` sample of the same prompt), or a PLY (3DGS or point cloud) to start
+    from."""
+    init_model: str = "object3d-tiny"
+    """The object generator of --init object (bundled name or a `latent3d train object-diffusion` model/ folder)."""
     init_points: int = 2048
     init_extent: float = 0.7
     bg_aug: float = 0.66

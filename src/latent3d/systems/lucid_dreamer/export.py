@@ -21,16 +21,10 @@ from latent3d.io.image import make_grid, save_image
 from latent3d.io.mesh import export_mesh
 from latent3d.io.video import write_video
 from latent3d.metrics.image import mask_iou, psnr, ssim
-from latent3d.render.camera import orbit_cameras
+from latent3d.render.camera import orbit_cameras, turntable_cameras
 from latent3d.render.fusion import tsdf_fuse
 from latent3d.render.gaussians import GaussianModel
 from latent3d.systems.lucid_dreamer.dream import DreamConfig, DreamResult
-
-
-def turntable_cameras(n: int, size: int, radius: float, fov: float, elevation_deg: float = 15.0):
-    """``n`` cameras evenly around the object at one elevation (azimuth 0 = front)."""
-    az = torch.arange(n) * (360.0 / n)
-    return orbit_cameras(radius, elevation_deg, az, fov, size, size)
 
 
 def config_dict(cfg: DreamConfig) -> dict:
