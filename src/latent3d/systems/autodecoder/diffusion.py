@@ -321,7 +321,6 @@ def read_generator_config(folder: Path) -> dict:
 def load_generator(folder: str | Path) -> ObjectGenerator:
     """Read a generator folder written by :func:`export_generator` (float32 modules in eval mode)."""
     from safetensors.torch import load_file
-    from transformers import AutoTokenizer
 
     folder = Path(folder)
     meta = read_generator_config(folder)
@@ -329,9 +328,7 @@ def load_generator(folder: str | Path) -> ObjectGenerator:
         cfg = ObjectDiffusionConfig(**_tuples(meta["object_diffusion"]))
         ad_cfg = AutodecoderConfig(**_tuples(meta["autodecoder"]))
         tensors = load_file(str(folder / "model.safetensors"))
-        enc, _ = load_text_encoder(folder)
-        enc.requires_grad_(False)
-        tok = AutoTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
+        enc, tok = load_text_encoder(folder)  # frozen, with the folder's tokenizer/
         channels = int(meta["latent_shape"][0])
         unet = build_unet(cfg, channels, text_width(enc))
         unet.load_state_dict({k[5:]: v.float() for k, v in tensors.items() if k.startswith("unet.")})

@@ -21,7 +21,7 @@ from torch import Tensor
 from latent3d.diffusion.edm import EDMPrecond, sample_heun
 from latent3d.diffusion.guidance import CFGModel
 from latent3d.diffusion.schedules import karras_sigmas
-from latent3d.systems.autodecoder.config import AutodecoderConfig, ObjectConfig
+from latent3d.systems.autodecoder.config import ObjectConfig
 from latent3d.systems.autodecoder.diffusion import ObjectGenerator, encode_text, tokenize
 
 FOV = 0.7  # radians, the field of view of latent3d's object renders
@@ -57,10 +57,6 @@ def sample_latents(
     return gen.normalizer.denormalize(z)
 
 
-def _ad_cfg(gen: ObjectGenerator) -> AutodecoderConfig:
-    return gen.decoder.cfg
-
-
 @torch.no_grad()
 def write_sample(out: Path, density: Tensor, rgb: Tensor, gen: ObjectGenerator, cfg: ObjectConfig) -> dict:
     """One sample's files (module docstring) from its grid ``density [1, 1, N, N, N]``, ``rgb [1, 3, N, N, N]``;
@@ -74,7 +70,7 @@ def write_sample(out: Path, density: Tensor, rgb: Tensor, gen: ObjectGenerator, 
     from latent3d.render.grid_assets import grid_gaussians, grid_mesh
     from latent3d.systems.autodecoder.train import render_grid_views
 
-    ad = _ad_cfg(gen)
+    ad = gen.decoder.cfg
     box = float(gen.meta["box"])
     lo, hi = (-box,) * 3, (box,) * 3
     V, K = turntable_cameras(cfg.views, cfg.size, cfg.radius, FOV, cfg.elevation)

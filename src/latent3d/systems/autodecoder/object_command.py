@@ -4,7 +4,6 @@ happen inside the commands, after every argument is checked."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -91,8 +90,6 @@ def object_cmd(
     from latent3d.systems.autodecoder.generate import check_object_options
 
     check_object_options(cfg)
-    if not math.isfinite(guidance):
-        raise UserError(f"--guidance {guidance} is not finite")
     from latent3d.runtime import resolve_device, seed_everything
     from latent3d.systems.autodecoder.diffusion import load_generator, read_generator_config, resolve_model
     from latent3d.systems.autodecoder.generate import generate_objects
