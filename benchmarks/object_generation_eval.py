@@ -12,6 +12,8 @@ seed, variation) and ray-cast at the evaluation cameras.
    training latents) vs Heun with 16 / 32 / 64 steps, FID / KID of the whole set, seconds per sample.
 3. Prompt agreement: object / colour / view accuracy of the in-domain classifier on each sample's views.
 4. Memorisation: nearest training latent (normalised) and nearest training object in image-feature space.
+5. Guidance sweep (``--guidance-list``): Table 1's sampler at other CFG scales, with the std of the normalised
+   samples beside the training latents' (over-dispersion from guidance shows here).
 
 Image features: latent3d's own :class:`~latent3d.metrics.classifier.ObjectViewClassifier`, trained here on the
 ground-truth renders of the training objects; FID / KID use its pooled trunk features (not Inception), so the
@@ -58,6 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--steps-list", default="16,32,64", help="Heun steps of the Table 3 rows")
     ap.add_argument("--table1-steps", type=int, default=32, help="Heun steps of the Table 1 row (paper: 32)")
     ap.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the model's, paper 3)")
+    ap.add_argument("--guidance-list", default="", help="extra CFG scales for a guidance sweep at --table1-steps, "
+                    "e.g. 1,2,5")
     ap.add_argument("--cov-all", action="store_true", help="COV / MMD for every row, not just Table 1's and the "
                     "reconstructions")  # fmt: skip
     ap.add_argument("--heldout-objects", type=int, default=0, help="GT objects of other seeds: the classifier's "
@@ -72,6 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     a = ap.parse_args(argv)
     a.steps_list = sorted({int(s) for s in a.steps_list.split(",") if s.strip()} | {a.table1_steps})
+    a.guidance_list = [float(s) for s in a.guidance_list.split(",") if s.strip()]
     return a
 
 
@@ -295,8 +300,11 @@ def run(a: argparse.Namespace) -> int:
     decode_render(gen, data.latents[:1], V, K, a.size, a.points, torch.Generator(), "calibrate")
     t_render = time.time() - t0
     chunks = math.ceil(a.samples / a.batch)
-    n_calls = sum(2 * s - 1 for s in a.steps_list) * chunks
-    rows_spec = [("reconstruction", None), ("direct", None)] + [(f"heun{s}", s) for s in a.steps_list]
+    sweep = [w for w in a.guidance_list if w != guidance]
+    n_calls = (sum(2 * s - 1 for s in a.steps_list) + len(sweep) * (2 * a.table1_steps - 1)) * chunks
+    rows_spec = ([("reconstruction", None, None), ("direct", None, None)]
+                 + [(f"heun{s}", s, guidance) for s in a.steps_list]
+                 + [(f"heun{a.table1_steps}_cfg{w:g}", a.table1_steps, w) for w in sweep])  # fmt: skip
     n_cov = len(rows_spec) if a.cov_all else 2
     est = estimate(a, N, n_calls, t_call, t_render, len(rows_spec), n_cov)
     print(f"{N} training objects ({len(set(data.captions))} captions), {a.samples} samples per row x {a.views} views "
@@ -334,23 +342,24 @@ def run(a: argparse.Namespace) -> int:
           f"colour {train_acc['color']:.3f} view {train_acc['view']:.3f})", flush=True)  # fmt: skip
 
     rows = []
-    for name, steps in rows_spec:
+    for name, steps, w in rows_spec:
         t0 = time.time()
         if name == "reconstruction":
             lat, caps = data.latents, data.captions
         elif name == "direct":
             lat, caps = direct_latents(gen, data.latents, a.samples, g), None
         else:
-            lat, caps = diffusion_latents(gen, prompts, steps, guidance, a.seed, a.batch), prompts
+            lat, caps = diffusion_latents(gen, prompts, steps, w, a.seed, a.batch), prompts
         t_sample = time.time() - t0
-        want_pts = a.points if (a.cov_all or name == "reconstruction" or steps == a.table1_steps) else 0
+        want_pts = a.points if (a.cov_all or name == "reconstruction" or name == f"heun{a.table1_steps}") else 0
         t0 = time.time()
         img, pts = decode_render(gen, lat, V, K, a.size, want_pts, g, f"decode+render {name}")
         t_dec = time.time() - t0
         save_image(out / f"preview_{name}.png", make_grid([img[i * a.views] for i in range(min(16, len(lat)))], 8))
         f, p = embed(clf, img, dev)
         r = {**scores(name, f), "n_samples": len(lat), "sample_s_per_obj": t_sample / len(lat),
-             "decode_render_s_per_obj": t_dec / len(lat), "steps": steps,
+             "decode_render_s_per_obj": t_dec / len(lat), "steps": steps, "guidance": w,
+             "latent_std": float(gen.normalizer.normalize(lat).double().std()),
              "memorisation_latent": memorisation(gen.normalizer.normalize(lat).flatten(1), z_train),
              "memorisation_image": memorisation(f.reshape(len(lat), -1), gt_fv)}  # fmt: skip
         if caps is not None:
@@ -375,10 +384,10 @@ def run(a: argparse.Namespace) -> int:
     def label(r: dict) -> str:
         return {"reconstruction": "autodecoder reconstructions (training latents)",
                 "direct": "direct latent sampling (Gaussian fit)"}.get(r["row"], f"diffusion, Heun {r['steps']}, "
-                                                                            f"CFG {guidance:g}")  # fmt: skip
+                                                                            f"CFG {r['guidance']:g}")  # fmt: skip
 
     ref = f"{N} x {a.views}"
-    t1 = next(r for r in rows if r["steps"] == a.table1_steps)
+    t1 = next(r for r in rows if r["row"] == f"heun{a.table1_steps}")
     print(f"\n### Table 1 style: {a.views} views x {a.samples} samples vs {a.views} GT views per training object "
           f"(paper: 10 x 1K); COV / MMD: Chamfer on {a.points} points (paper: 2048)\n")
     print("| generator | samples x views | refs x views | FID | KID x10^3 | COV % | MMD x10^3 | empty grids |\n"
@@ -389,11 +398,12 @@ def run(a: argparse.Namespace) -> int:
     print(f"| GT renders of other seeds (floor) | {len(held)} x {a.views} | {ref} | {fmt(ceiling, 'fid')} | "
           f"{fmt(ceiling, 'kid_x1e3')} | n/a | n/a | n/a |")
     print(f"\n### Table 3 style: direct latent sampling vs diffusion (whole set, unconditional comparison; refs {ref})\n")
-    print("| sampler | samples x views | FID | KID x10^3 (std) | sampling s/obj | decode+render s/obj |\n"
-          "|---|---|---|---|---|---|")
+    print("| sampler | samples x views | FID | KID x10^3 (std) | latent std | sampling s/obj | decode+render s/obj |\n"
+          "|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {label(r)} | {r['n_samples']} x {a.views} | {fmt(r, 'fid')} | {fmt(r, 'kid_x1e3')} "
-              f"({fmt(r, 'kid_std_x1e3')}) | {r['sample_s_per_obj']:.4f} | {r['decode_render_s_per_obj']:.3f} |")
+              f"({fmt(r, 'kid_std_x1e3')}) | {r['latent_std']:.3f} | {r['sample_s_per_obj']:.4f} | "
+              f"{r['decode_render_s_per_obj']:.3f} |")
     print("\n### Prompt agreement (classifier accuracy of each view vs its prompt; view = turntable azimuth bin)\n")
     print("| images | n views | object | colour | view |\n|---|---|---|---|---|")
     print(f"| GT held-out objects (ceiling) | {len(ho_img)} | {fmt(ceiling, 'object', 3)} | {fmt(ceiling, 'color', 3)} "

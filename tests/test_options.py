@@ -33,7 +33,7 @@ BOUND = {
         "patch", "objects_per_step", "views_per_object", "refine_cameras", "vgg", "icnr", "tv_weight")}),
     ("train", "object-diffusion"): (ObjectDiffusionConfig, {n: n for n in (
         "steps", "batch_size", "lr", "model_channels", "blocks", "normalization", "text_encoder", "cond_drop",
-        "ema_decay")}),
+        "ema_decay", "sigma_data", "p_mean", "p_std")}),
     ("object",): (ObjectConfig, {n: n for n in ("model", "n", "steps", "guidance", "views", "size", "frames")}),
     ("immersive",): (WorldConfig, {"ipd": "ipd", "strength": "strength", "resolution": "sphere_lon", "radius": "radius",
                                    "depth_mode": "depth_mode", "stereo_width": "stereo_width",

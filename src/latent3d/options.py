@@ -48,8 +48,8 @@ def check_out(value: Path) -> Path:
     return value
 
 
-def check_finite(value: float) -> float:
-    if not math.isfinite(value):
+def check_finite(value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
         raise typer.BadParameter(f"{value} is not a finite number")
     return value
 

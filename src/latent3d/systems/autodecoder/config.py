@@ -101,12 +101,18 @@ class ObjectDiffusionConfig:
     """Tokens per caption (padded or truncated), BOS and EOS included."""
     cond_drop: float = 0.1
     """Fraction of captions replaced by the empty prompt in training (classifier-free guidance)."""
-    sigma_data: float = 0.5
-    """EDM's data standard deviation (paper: 0.5)."""
-    p_mean: float = -1.2
-    """EDM training noise levels: mean of ln(sigma)."""
-    p_std: float = 1.2
-    """EDM training noise levels: standard deviation of ln(sigma)."""
+    sigma_data: float | None = None
+    """EDM's data standard deviation; default: measured on the normalised training latents (~1.4 on
+    latent3d's autodecoders: the robust scale is ~1 for a Gaussian and more for heavy tails; EDM's images: 0.5)."""
+    p_mean: float = 1.0
+    """EDM training noise levels: mean of ln(sigma). Rule: a real share of training (>= 10 %) above sigma 20,
+    where the captions of 8^3 x 16 latents become indistinguishable (posterior of the true category of a noised
+    training latent 1.00 up to sigma 12, 0.80 at 40, 0.42 at 80), and the median sigma (2.7) near 2 sigma_data for
+    colour and detail. N(1.0, 1.6^2) draws 21 / 11 / 4.6 % above sigma 10 / 20 / 40; EDM's image setting
+    N(-1.2, 1.2^2) draws 0.1 % above 12, and its samples follow the prompt's colour but not its object word
+    (object accuracy 0.36 vs 0.93). `train object-diffusion` prints these shares and the measured posteriors."""
+    p_std: float = 1.6
+    """EDM training noise levels: standard deviation of ln(sigma) (EDM images: 1.2)."""
     steps: int = 4000
     """Optimisation steps."""
     batch_size: int = 16

@@ -3,8 +3,11 @@
 The training data are the 8^3 x C latent volumes of a ``latent3d train autodecoder`` run (``latents.safetensors``)
 and their objects' captions. They are normalised robustly (:mod:`.normalize`), and a 3D UNet
 (:class:`latent3d.nets.unet3d.UNet3D`) cross-attending to a text encoder's tokens learns them with the EDM
-preconditioning and loss (Karras et al. 2022, eq. 7-8, sigma_data 0.5; :mod:`latent3d.diffusion.edm`), 10 % of the
-captions replaced by the empty prompt so that classifier-free guidance works at sampling time. The result is a
+preconditioning and loss (Karras et al. 2022, eq. 7-8; :mod:`latent3d.diffusion.edm`), 10 % of the captions
+replaced by the empty prompt so that classifier-free guidance works at sampling time. EDM's ``sigma_data`` is the
+measured std of the normalised latents (not the paper's 0.5 for images) and the training noise levels are checked
+against the levels where the captions are decided (:mod:`latent3d.diffusion.noise_levels`,
+``OUT/noise_report.json``). The result is a
 generator folder ``OUT/model/`` (:func:`export_generator`; read back by :func:`load_generator`):
 
     config.json           what it is, the diffusion and autodecoder settings, latent shape, box, sampling defaults
@@ -16,7 +19,7 @@ generator folder ``OUT/model/`` (:func:`export_generator`; read back by :func:`l
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +145,9 @@ def train_object_diffusion(autodecoder_run: str | Path, out_dir: str | Path, cfg
     decoder, ad_meta = load_autodecoder(autodecoder_run)
     norm = LatentNormalizer.fit(data.latents, cfg.normalization)
     z = norm.normalize(data.latents)  # [N, C, 8, 8, 8]
+    cfg, report = fit_noise_levels(z, data.captions, cfg)
+    if process_state(device).is_main_process:
+        _log_report(out_dir, report, progress)
     frozen = None
     with seeded(cfg.seed):
         if cfg.text_encoder:
@@ -166,13 +172,14 @@ def train_object_diffusion(autodecoder_run: str | Path, out_dir: str | Path, cfg
         return z[i], j
 
     all_ids, all_mask = torch.cat([ids, empty_ids]), torch.cat([mask, empty_mask])
+    sigma_data = float(cfg.sigma_data)  # type: ignore[arg-type]
 
     def loss_fn(m: nn.Module, batch, g: torch.Generator) -> Tensor:
         x0, j = batch
         dev = next(iter(m.parameters())).device
         m_ids, m_mask = all_ids[j].to(dev), all_mask[j].to(dev)
         text = {"cond": cached[j].to(dev)} if cached is not None else {"input_ids": m_ids}
-        return edm_loss(m, x0.to(dev), cfg.sigma_data, generator=g, P_mean=cfg.p_mean, P_std=cfg.p_std,
+        return edm_loss(m, x0.to(dev), sigma_data, generator=g, P_mean=cfg.p_mean, P_std=cfg.p_std,
                         cond_mask=m_mask, **text)  # fmt: skip
 
     res = train(model, batch_fn, loss_fn, tcfg)
@@ -180,12 +187,45 @@ def train_object_diffusion(autodecoder_run: str | Path, out_dir: str | Path, cfg
     n_params = sum(p.numel() for p in model.parameters())
     summary = {"steps": res.step, "train_s": round(res.wall_s, 1), "final_loss": res.last_loss,
                "objects": len(z), "captions": len(set(data.captions)), "parameters": n_params, "command": command,
-               "device": _where(device), "autodecoder_command": ad_meta.get("command"),
+               "noise_report": report, "device": _where(device), "autodecoder_command": ad_meta.get("command"),
                "autodecoder_eval": _eval_mean(Path(autodecoder_run)), "data": _data_command(ad_meta.get("data"))}
     if process_state(device).is_main_process:
         export_generator(out_dir / "model", model.unet.cpu(), decoder, norm, frozen or trainable, tok, cfg,
                          ad_meta, summary)  # fmt: skip
     return summary
+
+
+def fit_noise_levels(z: Tensor, captions: list[str], cfg: ObjectDiffusionConfig) -> tuple[ObjectDiffusionConfig, dict]:
+    """``cfg`` with ``sigma_data`` set to the std of the normalised latents ``z [N, C, 8, 8, 8]`` unless given, and
+    the noise report of :func:`latent3d.diffusion.noise_levels.noise_report` (seeded by ``cfg.seed``)."""
+    from latent3d.diffusion.noise_levels import data_std, noise_report
+
+    if cfg.sigma_data is None:
+        cfg = replace(cfg, sigma_data=round(data_std(z), 4))
+    labels = captions if len(set(captions)) > 1 else None
+    g = torch.Generator().manual_seed(cfg.seed)
+    sigma_data = float(cfg.sigma_data)  # type: ignore[arg-type]
+    return cfg, noise_report(z, labels, cfg.p_mean, cfg.p_std, sigma_data, generator=g)
+
+
+def _log_report(out_dir: Path, report: dict, progress: bool) -> None:
+    """Print the noise report (and warn when few training draws reach the caption-deciding noise levels); store it
+    as ``out_dir/noise_report.json``."""
+    import sys
+
+    from latent3d.diffusion.noise_levels import format_report, share_learning_condition
+    from latent3d.io.atomic import write_text
+
+    write_text(out_dir / "noise_report.json", json.dumps(report, indent=1))
+    if progress:
+        for line in format_report(report):
+            print(f"latent3d: {line}", flush=True)
+    share = share_learning_condition(report)
+    if share is not None and share < 0.05:
+        s = report["decided_at"]
+        print(f"latent3d: warning: only {100 * share:.1f} % of training draws sigma above {0.5 * s:g}, where the "
+              f"captions are decided (posterior falls by sigma {s:g}); samples will follow the noise seed more than "
+              "the prompt: raise --p-mean or --p-std", file=sys.stderr)
 
 
 def export_generator(folder: Path, unet: UNet3D, decoder: VolumeDecoder, norm: LatentNormalizer, text_encoder: nn.Module,
@@ -259,9 +299,20 @@ grid in the box [-{meta['box']}, {meta['box']}]^3 (the autodecoder's G2). Used b
   {t['final_loss']:.4f}.
 - Networks: UNet3D {d['model_channels']} x {list(d['channel_mult'])}, attention at {list(d['attention'])},
   {t.get('parameters', 0) / 1e6:.2f}M parameters with the text encoder (UNet stored float16);
-  normalisation: {d['normalization']}.
+  normalisation: {d['normalization']}; EDM sigma_data {d['sigma_data']:g} (the normalised latents' std), training
+  noise ln(sigma) ~ N({d['p_mean']:g}, {d['p_std']:g}^2).{_card_noise(t.get('noise_report'))}
 - Sampling defaults: Heun {meta['defaults']['steps']} steps, guidance {meta['defaults']['guidance']}.
 """
+
+
+def _card_noise(rep: dict | None) -> str:
+    if not rep:
+        return ""
+    share = ", ".join(f"{s}: {100 * p:.1f} %" for s, p in rep["share_above"].items() if s in ("10", "20", "40"))
+    post = ", ".join(f"{s}: {p:.2f}" for s, p in rep.get("condition_posterior", {}).items())
+    return (f"\n- Noise report: latent std {rep['std']:.3f}; training draws above sigma {share}"
+            + (f"; posterior of a noised training latent's caption at sigma {post} (chance {rep['chance']:.2f})."
+               if post else "."))
 
 
 # --------------------------------------------------------------------------------------------------- loading
@@ -326,6 +377,8 @@ def load_generator(folder: str | Path) -> ObjectGenerator:
     meta = read_generator_config(folder)
     try:
         cfg = ObjectDiffusionConfig(**_tuples(meta["object_diffusion"]))
+        if not (isinstance(cfg.sigma_data, (int, float)) and 0 < cfg.sigma_data < float("inf")):
+            raise ValueError(f"sigma_data {cfg.sigma_data!r} is not a positive number")
         ad_cfg = AutodecoderConfig(**_tuples(meta["autodecoder"]))
         tensors = load_file(str(folder / "model.safetensors"))
         enc, tok = load_text_encoder(folder)  # frozen, with the folder's tokenizer/

@@ -33,6 +33,9 @@ def train_object_diffusion(
     normalization: Annotated[str, field_option(Cfg, "normalization")] = _T.normalization,
     text_encoder: Annotated[Optional[Path], field_option(Cfg, "text_encoder")] = _T.text_encoder,
     cond_drop: Annotated[float, field_option(Cfg, "cond_drop", callback=check_finite)] = _T.cond_drop,
+    sigma_data: Annotated[Optional[float], field_option(Cfg, "sigma_data", callback=check_finite)] = _T.sigma_data,
+    p_mean: Annotated[float, field_option(Cfg, "p_mean", callback=check_finite)] = _T.p_mean,
+    p_std: Annotated[float, field_option(Cfg, "p_std", callback=check_finite)] = _T.p_std,
     ema_decay: Annotated[float, field_option(Cfg, "ema_decay", callback=check_finite)] = _T.ema_decay,
     resume: ResumeOpt = False,
     checkpoint_every: CheckpointEveryOpt = CHECKPOINT_EVERY,
@@ -50,6 +53,10 @@ def train_object_diffusion(
         raise UserError("--channel-mult needs at least one level, e.g. 1,2")
     if 8 % 2 ** (len(mult) - 1):
         raise UserError(f"--channel-mult {channel_mult}: at most 4 levels (each halves the 8^3 volume)")
+    if sigma_data is not None and not 0.0 < sigma_data <= 100.0:
+        raise UserError(f"--sigma-data must be in (0, 100] (the normalised latents' std, ~1.4), got {sigma_data}")
+    if not 0.0 < p_std <= 5.0 or abs(p_mean) > 5.0:
+        raise UserError(f"--p-std must be in (0, 5] and --p-mean in [-5, 5] (ln sigma), got {p_std} and {p_mean}")
     if normalization not in ("channel", "global"):
         raise UserError(f"--normalization must be channel or global, got {normalization!r}")
     if not (0.0 <= cond_drop < 1.0) or not (0.0 <= ema_decay < 1.0):
@@ -63,8 +70,8 @@ def train_object_diffusion(
                             "`latent3d train autodecoder` run")
     cfg = ObjectDiffusionConfig(model_channels=model_channels, channel_mult=mult, blocks=blocks, attention=att,
                                 normalization=normalization, text_encoder=str(text_encoder) if text_encoder else None,  # type: ignore[arg-type]
-                                cond_drop=cond_drop, steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay,
-                                seed=seed)  # fmt: skip
+                                cond_drop=cond_drop, sigma_data=sigma_data, p_mean=p_mean, p_std=p_std, steps=steps,
+                                batch_size=batch_size, lr=lr, ema_decay=ema_decay, seed=seed)  # fmt: skip
     s = train(autodecoder, out, cfg, device=device, resume=resume, checkpoint_every=checkpoint_every,
               command=invocation(ctx))  # fmt: skip
     typer.echo(f"wrote {out / 'model'}: {s['objects']} latent volumes, {s['steps']} steps in {s['train_s']:.0f} s, "
