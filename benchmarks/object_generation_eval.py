@@ -382,9 +382,9 @@ def run(a: argparse.Namespace) -> int:
         return f"{r[k]:.{d}f}" if isinstance(r.get(k), (int, float)) else "n/a"
 
     def label(r: dict) -> str:
-        return {"reconstruction": "autodecoder reconstructions (training latents)",
-                "direct": "direct latent sampling (Gaussian fit)"}.get(r["row"], f"diffusion, Heun {r['steps']}, "
-                                                                            f"CFG {r['guidance']:g}")  # fmt: skip
+        fixed = {"reconstruction": "autodecoder reconstructions (training latents)",
+                 "direct": "direct latent sampling (Gaussian fit)"}
+        return fixed.get(r["row"]) or f"diffusion, Heun {r['steps']}, CFG {r['guidance']:g}"
 
     ref = f"{N} x {a.views}"
     t1 = next(r for r in rows if r["row"] == f"heun{a.table1_steps}")
