@@ -172,14 +172,13 @@ def train_object_diffusion(autodecoder_run: str | Path, out_dir: str | Path, cfg
         return z[i], j
 
     all_ids, all_mask = torch.cat([ids, empty_ids]), torch.cat([mask, empty_mask])
-    sigma_data = float(cfg.sigma_data)  # type: ignore[arg-type]
 
     def loss_fn(m: nn.Module, batch, g: torch.Generator) -> Tensor:
         x0, j = batch
         dev = next(iter(m.parameters())).device
         m_ids, m_mask = all_ids[j].to(dev), all_mask[j].to(dev)
         text = {"cond": cached[j].to(dev)} if cached is not None else {"input_ids": m_ids}
-        return edm_loss(m, x0.to(dev), sigma_data, generator=g, P_mean=cfg.p_mean, P_std=cfg.p_std,
+        return edm_loss(m, x0.to(dev), cfg.sigma_data, generator=g, P_mean=cfg.p_mean, P_std=cfg.p_std,
                         cond_mask=m_mask, **text)  # fmt: skip
 
     res = train(model, batch_fn, loss_fn, tcfg)
