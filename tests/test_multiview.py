@@ -280,14 +280,15 @@ def test_objects_command_paints_only_the_given_colours(tmp_path):
     (["--fov", "4"], "fov"),
     (["--colors", "red,teal"], "teal"),
 ])  # fmt: skip
-def test_objects_command_bad_option(tmp_path, args, word):
-    from typer.testing import CliRunner
+def test_objects_command_bad_option(tmp_path, args, word, capsys):
+    from latent3d.cli import main
 
     out = tmp_path / "objs"
-    res = CliRunner().invoke(_app(), ["--out", str(out), "--size", "8", *args])
-    assert res.exit_code != 0 and isinstance(res.exception, UserError), res.output
-    msg = str(res.exception)
-    assert "\n" not in msg and word in msg
+    assert main(["data", "objects", "--out", str(out), "--size", "8", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("latent3d: error:"), err
+    msg = err[0]
+    assert word in msg
     if word == "spaceship":
         assert "chair" in msg and "table" in msg  # the known names
     assert not out.exists()  # nothing rendered or written

@@ -192,6 +192,61 @@ def test_object_command_writes_files_that_agree_with_the_sampled_grid(runs, tmp_
         assert code == 0 and report["numErrors"] == 0, report
 
 
+def _sample_files(folder) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_sample_with_nan_is_refused_before_any_of_its_files_and_leaves_no_partial_folder(runs, tmp_path,
+                                                                                           monkeypatch):  # fmt: skip
+    from latent3d.errors import UserError
+    from latent3d.systems.autodecoder import generate
+
+    gen = load_generator(runs[0] / "od" / "model")
+    cfg = ObjectConfig(n=3, steps=2, size=16, frames=2, views=2)
+    decode, calls = gen.decoder.decode, []
+
+    def nan_for_sample_1(z):
+        calls.append(z)
+        density, rgb = decode(z)
+        return (density * float("nan"), rgb) if len(calls) == 2 else (density, rgb)
+
+    monkeypatch.setattr(gen.decoder, "decode", nan_for_sample_1)
+    with pytest.raises(UserError, match="sample_01: the sampled volume holds NaN") as e:
+        generate.generate_objects(gen, "a red cube", tmp_path / "o", cfg, 0, "m", progress=False)
+    assert "\n" not in str(e.value) and "--guidance 3 is too strong" in str(e.value)
+    # sample_00 is whole, sample_01 was never started, no temporary folder, no run.json or grid.png
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["sample_00"]
+    assert {"views/000.png", "views/001.png", "turntable.mp4", "volume.npz", "gaussians.ply"} <= _sample_files(
+        tmp_path / "o" / "sample_00")  # fmt: skip
+    monkeypatch.setattr(gen.decoder, "decode", decode)
+    # latents with NaN (what --guidance 1e308 gave): refused before anything is written
+    monkeypatch.setattr(generate, "sample_latents", lambda *a, **k: torch.full((3, 8, 8, 8, 8), float("nan")))
+    with pytest.raises(UserError, match="sample_00: the sampled volume"):
+        generate.generate_objects(gen, "a red cube", tmp_path / "o2", cfg, 0, "m", progress=False)
+    assert not (tmp_path / "o2").exists() or not any((tmp_path / "o2").iterdir())
+
+
+def test_a_sample_folder_appears_whole_or_not_at_all(runs, tmp_path, monkeypatch):
+    """Stopped while writing a sample's files (after its views, at the turntable), the sample folder is not there."""
+    import latent3d.io.video
+    from latent3d.systems.autodecoder.generate import generate_objects
+
+    gen = load_generator(runs[0] / "od" / "model")
+    cfg = ObjectConfig(n=1, steps=2, size=16, frames=2, views=2)
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(latent3d.io.video, "write_video", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        generate_objects(gen, "a red cube", tmp_path / "o", cfg, 0, "m", progress=False)
+    assert list((tmp_path / "o").iterdir()) == []  # neither sample_00 nor its temporary sibling
+    monkeypatch.undo()
+    generate_objects(gen, "a red cube", tmp_path / "o", cfg, 0, "m", progress=False)
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["grid.png", "run.json", "sample_00"]
+    assert (tmp_path / "o" / "sample_00").stat().st_mode & 0o777 == (tmp_path / "o").stat().st_mode & 0o777
+
+
 def test_a_frozen_t5_text_encoder_conditions_the_model_and_stays_unchanged(runs, tmp_path):
     from transformers import T5Config, T5EncoderModel
 

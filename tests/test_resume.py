@@ -1,6 +1,7 @@
-"""Training faults: `train prior` killed with SIGKILL and resumed ends byte for byte where the uninterrupted run ends,
-a damaged newest checkpoint falls back to the one before (one warning line), a resume with other settings is refused
-(one line, nothing written), and the trainer restores every piece of its state (metrics window included)."""
+"""Training faults: `train prior` killed with SIGKILL and resumed ends byte for byte where the uninterrupted run ends
+(so do LDM3D stage 2 and both 3DVADER train commands), a damaged newest checkpoint falls back to the one before (one
+warning line), a resume with other settings is refused (one line, nothing written), and the trainer restores every
+piece of its state (metrics window included)."""
 
 import json
 import shutil
@@ -226,3 +227,61 @@ def test_ldm3d_stage2_resume_is_bytewise(tmp_path):
     for name in TENSORS:
         a, b = (tmp_path / d / "checkpoints" / "step_00000008" / f"{name}.safetensors" for d in ("run", "ref"))
         assert a.read_bytes() == b.read_bytes(), name
+
+
+# ----------------------------------------------------------------------------------------------------- 3DVADER
+class _Killed(BaseException):
+    """Stands in for SIGKILL inside the test process: no ``except Exception`` (nor the trainer's KeyboardInterrupt
+    handler, which saves a checkpoint) sees it, so the steps since the last checkpoint are lost, as in a crash."""
+
+
+def _kill_before_checkpoint(monkeypatch, step: int) -> None:
+    import latent3d.train.trainer as trainer
+
+    save = trainer.save_checkpoint
+
+    def save_or_die(root, at, *args, **kw):
+        if at == step:
+            raise _Killed
+        return save(root, at, *args, **kw)
+
+    monkeypatch.setattr(trainer, "save_checkpoint", save_or_die)
+
+
+@pytest.mark.numerics
+def test_3dvader_train_commands_killed_and_resumed_end_on_the_same_bytes(tmp_path, monkeypatch):
+    """`train autodecoder` and `train object-diffusion` (8 steps, checkpoints at 3 and 6), each killed before its
+    step-6 checkpoint (steps 4-5 lost) and resumed: the weights, latents, generator and metrics of the uninterrupted
+    runs, byte for byte (the object-diffusion runs both learn the uninterrupted autodecoder's latents)."""
+    from test_autodecoder import _dataset, _tiny
+
+    from latent3d.systems.autodecoder.config import ObjectDiffusionConfig
+    from latent3d.systems.autodecoder.diffusion import train_object_diffusion
+    from latent3d.systems.autodecoder.train import train_autodecoder
+
+    data = _dataset(tmp_path)
+    od_cfg = ObjectDiffusionConfig(model_channels=8, blocks=1, attention=(4,), head_channels=8, steps=8, batch_size=4,
+                                   ema_decay=0.5)  # fmt: skip
+    runs = {  # each run's command with resume on or off
+        "ad": lambda out, resume: train_autodecoder(data, out, _tiny(8), device="cpu", resume=resume, progress=False,
+                                                    checkpoint_every=3),  # fmt: skip
+        "od": lambda out, resume: train_object_diffusion(tmp_path / "ref" / "ad", out, od_cfg, device="cpu",
+                                                         resume=resume, progress=False, checkpoint_every=3),
+    }  # fmt: skip
+    for name, run in runs.items():
+        run(tmp_path / "ref" / name, False)
+        with monkeypatch.context() as m:
+            _kill_before_checkpoint(m, 6)
+            with pytest.raises(_Killed):
+                run(tmp_path / "run" / name, False)
+        assert [p.name for p in list_checkpoints(tmp_path / "run" / name / "checkpoints")] == ["step_00000003"]
+        run(tmp_path / "run" / name, True)
+    same = ["ad/model/model.safetensors", "ad/latents.safetensors", "od/model/model.safetensors",
+            "od/checkpoints/step_00000008/ema.safetensors",
+            *(f"{n}/checkpoints/step_00000008/{t}.safetensors" for n in runs for t in ("model", "optimizer"))]
+    for rel in same:
+        assert (tmp_path / "run" / rel).read_bytes() == (tmp_path / "ref" / rel).read_bytes(), rel
+    for name in runs:
+        assert _log(tmp_path / "run" / name) == _log(tmp_path / "ref" / name)
+    scores = [json.loads((tmp_path / d / "ad" / "eval.json").read_text())["mean"] for d in ("run", "ref")]
+    assert scores[0] == scores[1]

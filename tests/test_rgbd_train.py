@@ -152,7 +152,7 @@ def test_default_model_fits_the_budget(tmp_path):
 
 @pytest.mark.parametrize("argv,needle", [
     (["train", "rgbd", "--vae", "NOPE"], "does not exist"),
-    (["train", "rgbd-vae", "--variant", "5c"], "6c or 4c"),
+    (["train", "rgbd-vae", "--variant", "5c"], "one of 6c, 4c"),
     (["train", "rgbd-vae", "--steps", "0"], "--steps"),
     (["train", "rgbd-vae", "--data", "NOPE"], "rgbd.json"),
 ])  # fmt: skip

@@ -64,6 +64,21 @@ _UsageError = typer.BadParameter.__mro__[1]
 _ClickException = _UsageError.__mro__[1]
 
 
+def _out_of_memory(e: BaseException) -> bool:
+    """An allocator failure: Python's MemoryError, PyTorch's CPU allocator or CUDA out-of-memory error."""
+    text = str(e)
+    return isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or any(
+        m in text for m in ("can't allocate memory", "out of memory", "Cannot allocate memory"))
+
+
+def _allocator_line(e: BaseException) -> str:
+    """The allocator's own words, one line: ``you tried to allocate 6710886400000 bytes``."""
+    import re
+
+    m = re.search(r"tried to allocate [0-9.,]+ ?[A-Za-z]*", str(e))
+    return m.group(0) if m else (" ".join(str(e).split())[:120] or type(e).__name__)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Console-script entry point. A :class:`UserError` or a usage error (unknown option, bad value, missing
     argument) is one line ``latent3d: error: ...`` on stderr and exit code 2 (3 for a diverged training run)."""
@@ -83,6 +98,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     except UserError as e:
         print(f"latent3d: error: {' '.join(str(e).split())}", file=sys.stderr)
         return e.exit_code
+    except (MemoryError, RuntimeError) as e:  # the last resort behind the memory preflight (latent3d.memory)
+        if not _out_of_memory(e):
+            raise
+        print(f"latent3d: error: out of memory ({_allocator_line(e)}); lower the sizes or counts of the options, or "
+              "free memory", file=sys.stderr)
+        return 2
     except (typer.Abort, KeyboardInterrupt):
         print("latent3d: interrupted", file=sys.stderr)
         return 130

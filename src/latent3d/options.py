@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
-import math
 import os
 import textwrap
 from functools import lru_cache
@@ -20,13 +19,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-SEED_MAX = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer
+from latent3d.ranges import SEED_MAX, OneOf, Range, choices, field_range
 
+GUIDANCE = Range(0, 1000, integer=False)  # a classifier-free guidance scale (1 = none; SDS uses 100)
 
-def check_seed(value: int) -> int:
-    if not 0 <= value <= SEED_MAX:
-        raise typer.BadParameter(f"{value} is outside 0..2**63-1; give a whole number in that range")
-    return value
 
 
 def check_out(value: Path) -> Path:
@@ -46,27 +42,6 @@ def check_out(value: Path) -> Path:
     except OSError as e:
         raise typer.BadParameter(f"{p} cannot be written ({e.strerror or e}); choose a writable folder") from None
     return value
-
-
-def check_finite(value: float | None) -> float | None:
-    if value is not None and not math.isfinite(value):
-        raise typer.BadParameter(f"{value} is not a finite number")
-    return value
-
-
-def check_guidance(value: float | None) -> float | None:
-    if value is not None and not (math.isfinite(value) and value >= 0):
-        raise typer.BadParameter(f"{value} is not a guidance scale; give a finite number >= 0 (1 = no guidance)")
-    return value
-
-
-def check_positive(**opts: float) -> None:
-    """One line for the first of ``opts`` (``name=value``) below 1: ``--name must be >= 1``."""
-    from latent3d.errors import UserError
-
-    for name, v in opts.items():
-        if v < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
 
 
 # ------------------------------------------------------------------------------------- defaults from a config
@@ -97,20 +72,24 @@ def defaults(cls: type) -> SimpleNamespace:
 
 
 def field_option(cls: type, name: str, *param_decls: str, help: str | None = None, **kw: Any) -> Any:
-    """``typer.Option`` whose help is the docstring of ``cls.name`` (or ``help``); the command's parameter
-    default is to be ``defaults(cls).name``, so the dataclass is the only place a default is written."""
+    """``typer.Option`` whose help is the docstring of ``cls.name`` (or ``help``) and whose check is the field's
+    declared range or choices (:mod:`latent3d.ranges`; a tuple-valued field's option is comma-separated text that
+    the check parses into the tuple); the command's parameter default is to be ``defaults(cls).name``, so the
+    dataclass is the only place a default or a valid value is written."""
+    rng, opts = field_range(cls, name), choices(cls, name)
+    kw.setdefault("callback", rng if rng is not None else OneOf(opts) if opts else None)
     return typer.Option(*param_decls, help=help if help is not None else field_doc(cls, name), **kw)
 
 
 # ---------------------------------------------------------------------------------- options of every command
-SeedOpt = Annotated[int, typer.Option("--seed", callback=check_seed, help="Random seed (0..2**63-1); runs with the same seed on one machine write identical files.")]
+SeedOpt = Annotated[int, typer.Option("--seed", callback=Range(0, SEED_MAX), help="Random seed (0..2**63-1); runs with the same seed on one machine write identical files.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda if present, else cpu), cpu, cuda or cuda:N.")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", callback=check_out, help="Output folder (created if missing; files written atomically).")]
 ResumeOpt = Annotated[bool, typer.Option(help="Continue from the newest intact checkpoint in --out (bit-for-bit; the settings must match).")]
-CheckpointEveryOpt = Annotated[int, typer.Option("--checkpoint-every", help="Write a checkpoint every this many steps (and at the end); the newest two are kept.")]
+CheckpointEveryOpt = Annotated[int, typer.Option("--checkpoint-every", callback=Range(1, 10**8), help="Write a checkpoint every this many steps (and at the end); the newest two are kept.")]
 NegativeOpt = Annotated[str, typer.Option(help="Negative prompt (replaces the empty prompt in guidance).")]
-ModelStepsOpt = Annotated[Optional[int], typer.Option(help="DDIM steps (default: the model's recommendation, else 50).")]
-ModelGuidanceOpt = Annotated[Optional[float], typer.Option(callback=check_guidance, help="Classifier-free guidance scale (default: the model's recommendation, else 7.5).")]
+ModelStepsOpt = Annotated[Optional[int], typer.Option(callback=Range(1, 1000), help="DDIM steps (default: the model's recommendation, else 50).")]
+ModelGuidanceOpt = Annotated[Optional[float], typer.Option(callback=GUIDANCE, help="Classifier-free guidance scale (default: the model's recommendation, else 7.5).")]
 PriorOpt = Annotated[Optional[str], typer.Option(help="Bundled name, diffusers folder or hub id (default: bundled object prior).")]
 CHECKPOINT_EVERY = 500  # default of --checkpoint-every on every training command
 
@@ -134,16 +113,3 @@ def invocation(ctx: typer.Context) -> str:
         else:
             words += [flag, *(str(x) for x in (v if isinstance(v, (tuple, list)) else (v,)))]
     return " ".join(shlex.quote(w) if w != ctx.command_path else w for w in words)
-
-
-def parse_ints(option: str, text: str) -> tuple[int, ...]:
-    """``"32,16"`` -> (32, 16); ``""`` -> (); anything else is one UserError line naming the option."""
-    from latent3d.errors import UserError
-
-    try:
-        values = tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        values = (0,)
-    if any(v < 1 for v in values):
-        raise UserError(f"{option} takes comma-separated whole numbers >= 1, got {text!r}")
-    return values

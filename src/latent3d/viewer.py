@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from latent3d.errors import UserError
+from latent3d.ranges import Range
 
 if TYPE_CHECKING:
     import numpy as np
@@ -106,7 +107,7 @@ def start_viewer(folder: str | Path, port: int = 8080, verbose: bool = False) ->
 
 def view(
     folder: Annotated[Path, typer.Argument(help="Output folder with world.glb, mesh.glb and/or gaussians.ply.")],
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (the next free one if taken).")] = 8080,
+    port: Annotated[int, typer.Option(callback=Range(1024, 65535), help="Port on 127.0.0.1 (the next free one if taken).")] = 8080,
 ) -> None:
     """Show a world, mesh or splats in a local web viewer (viser on 127.0.0.1); a world starts at its centre."""
     server = start_viewer(folder, port)  # serves files: nothing random, nothing computed on a device

@@ -16,7 +16,8 @@ import typer
 
 from latent3d.data.multiview_config import MultiviewConfig as _MV
 from latent3d.errors import UserError
-from latent3d.options import DeviceOpt, OutOpt, SeedOpt, check_positive, defaults, field_option
+from latent3d.options import DeviceOpt, OutOpt, SeedOpt, defaults, field_option
+from latent3d.ranges import Range
 
 _M = defaults(_MV)
 
@@ -39,7 +40,7 @@ def rgbd_pairs(
     depth_model: Annotated[str, typer.Option(help="Depth estimator: a transformers hub id (in the local cache) or folder.")] = "Intel/dpt-large",
     captions: Annotated[Optional[Path], typer.Option(help="CSV/JSONL with file_name,text (default: metadata.jsonl/csv in SRC).")] = None,
     size: Annotated[str, typer.Option(help="H or HxW: centre-crop + resize every image (0: keep each image's size).")] = "512",
-    batch_size: Annotated[int, typer.Option(help="Images per depth-model batch.")] = 8,
+    batch_size: Annotated[int, typer.Option(callback=Range(1, 4096), help="Images per depth-model batch.")] = 8,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -47,25 +48,10 @@ def rgbd_pairs(
     from latent3d.data.rgbd_builder import build_rgbd_pairs
     from latent3d.runtime import seed_everything
 
-    check_positive(batch_size=batch_size)
     hw = parse_hw(size)
     seed_everything(seed)  # a depth model that samples (dropout, diffusion-based estimators) is reproducible
     folder = build_rgbd_pairs(src, out, depth_model, captions, size=hw, batch_size=batch_size, device=device)
     typer.echo(f"wrote {folder}")
-
-
-def parse_floats(opt: str, value: str, n: tuple[int, ...]) -> tuple[float, ...]:
-    """``"2.5"`` / ``"-10,60"`` -> floats; a count not in ``n`` or a non-finite number is one UserError line."""
-    import math
-
-    try:
-        vals = tuple(float(p) for p in value.split(","))
-    except ValueError:
-        vals = ()
-    if len(vals) not in n or not all(math.isfinite(v) for v in vals):
-        shape = " or ".join({1: "X", 2: "LO,HI"}[k] for k in n)
-        raise UserError(f"--{opt} {value!r}: give {shape} (finite numbers)")
-    return vals
 
 
 def objects(
@@ -85,16 +71,20 @@ def objects(
 ) -> None:
     """Render a multi-view object dataset (posed views + exact masks + captions) for 3DVADER-style training."""
     cats = [c.strip() for c in categories.split(",") if c.strip()]
-    r = parse_floats("radius", radius, (1, 2))
-    el = parse_floats("elevation", elevation, (2,))
-    rad = r[0] if len(r) == 1 else (r[0], r[1])
+    rad = radius[0] if len(radius) == 1 else (radius[0], radius[1])  # the option parsed and checked the numbers
+    el = elevation
     cols = [c.strip() for c in colors.split(",") if c.strip()]
+    _MV(n_objects=n_objects, views=views, size=size, radius=rad, elevation_range_deg=el, fov_y=fov,  # type: ignore[arg-type]
+        variation=variation)  # how the values relate (LO <= HI)
 
     from latent3d.data.multiview import check_object_settings, write_multiview_dataset
+    from latent3d.memory import data_objects_bytes, refuse_unless_fits
     from latent3d.runtime import resolve_device
 
     check_object_settings(cats, n_objects, views, size, fmt, rad, (el[0], el[1]), fov, variation, cols)
     resolve_device(device)  # checked for a clear error; the procedural ray caster itself runs on the CPU
+    refuse_unless_fits(data_objects_bytes(views, size), f"rendering --views {views} of --size {size}",
+                       "render fewer or smaller views per object")  # fmt: skip
     folder = write_multiview_dataset(out, cats, n_objects, views, size, fmt, seed, radius=rad,  # type: ignore[arg-type]
                                   elevation_range_deg=(el[0], el[1]), fov_y=fov, variation=variation, colors=cols)
     typer.echo(f"wrote {folder} ({n_objects} objects x {views} views, {fmt})")

@@ -4,6 +4,9 @@ the command line reads its defaults and help from here, and :mod:`latent3d.data.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
+
+from latent3d.ranges import check_config, within
 
 
 @dataclass
@@ -12,20 +15,31 @@ class MultiviewConfig:
 
     categories: tuple[str, ...] = ("chair", "table")
     """Names of latent3d's procedural objects (chair, table, car, ...), round-robin over the objects."""
-    n_objects: int = 16
+    n_objects: int = within(1, 10**6, 16)
     """Objects in all, round-robin over the categories (ids chair_0000, table_0000, chair_0001, ...)."""
-    views: int = 24
+    views: int = within(1, 10**5, 24)
     """Views per object (azimuth stratified, elevation uniform)."""
-    size: int = 64
+    size: int = within(8, 4096, 64)
     """Image height = width in pixels."""
-    radius: float | tuple[float, float] = 3.0
+    radius: float | tuple[float, float] = within(1, 1e4, 3.0, open_lo=True, count=(1, 2))
     """Camera distance from the object centre: R, or LO,HI drawn uniformly per view (objects fit in the unit sphere)."""
-    elevation_range_deg: tuple[float, float] = (-10.0, 60.0)
+    elevation_range_deg: tuple[float, float] = within(-90, 90, (-10.0, 60.0), count=(2, 2))
     """Camera elevation range LO,HI in degrees above the ground plane."""
-    fov_y: float = 0.7
-    """Vertical field of view in radians."""
-    variation: float = 1.0
-    """Shape variation within a category (0 = one fixed shape per category)."""
+    fov_y: float = within(0.01, 3.0, 0.7)
+    """Vertical field of view in radians (0.57 to 172 degrees)."""
+    variation: float = within(0, 2, 1.0)
+    """Shape variation within a category (0 = one fixed shape per category; above 2 parts would shrink to
+    nothing)."""
     colors: tuple[str, ...] = ()
     """Palette colours the objects are painted in, one drawn per object (red, green, blue, ...); empty: the whole
     palette."""
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+    def relations(self) -> Iterator[str]:
+        r = (self.radius,) * 2 if isinstance(self.radius, (int, float)) else self.radius
+        if r[0] > r[-1]:
+            yield f"--radius {r[0]:g},{r[-1]:g}: LO must not exceed HI"
+        if self.elevation_range_deg[0] > self.elevation_range_deg[1]:
+            yield f"--elevation {self.elevation_range_deg[0]:g},{self.elevation_range_deg[1]:g}: LO must not exceed HI"

@@ -64,6 +64,7 @@ def atomic_dir(folder: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700; give outputs the usual permissions
         if folder.exists():
             shutil.rmtree(folder)
         tmp.rename(folder)

@@ -14,7 +14,6 @@ Weights are saved as ``model.safetensors`` + ``config.json`` (:mod:`latent3d.met
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -148,5 +147,7 @@ def load_depth_net(folder: str | Path) -> DepthNet:
 
 def config_from_json(folder: str | Path) -> DepthNetConfig:
     """The :class:`DepthNetConfig` a saved estimator was trained with (unknown keys ignored)."""
-    raw = json.loads((Path(folder) / "config.json").read_text())
+    from latent3d.io.model_folder import read_config
+
+    raw = read_config(Path(folder) / "config.json", "train the depth estimator again or copy it again")
     return DepthNetConfig(**{f.name: raw[f.name] for f in fields(DepthNetConfig) if f.name in raw})

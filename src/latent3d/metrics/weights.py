@@ -13,32 +13,34 @@ from torch import nn
 
 def save_metric_model(folder: str | Path, model: nn.Module, config: dict[str, Any], kind: str) -> Path:
     """Write ``model.safetensors`` + ``config.json`` (``{"kind": ..., **config}``) atomically into ``folder``."""
-    from safetensors.torch import save_file
-
-    from latent3d.io.atomic import atomic_path, write_text
+    from latent3d.io.atomic import write_text
+    from latent3d.io.model_folder import save_tensors
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(folder / "model.safetensors") as tmp:
-        save_file(sd, str(tmp))
+    save_tensors({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / "model.safetensors")
     write_text(folder / "config.json", json.dumps({"kind": kind, **config}, indent=1))
     return folder
 
 
 def load_metric_model(folder: str | Path, kind: str, build: Callable[[dict], nn.Module]) -> nn.Module:
-    """Read a folder written by :func:`save_metric_model` (a UserError if it is not a saved ``kind``);
-    ``build(config)`` makes the module to load into. Returned in eval mode."""
-    from safetensors.torch import load_file
-
+    """Read a folder written by :func:`save_metric_model` (a UserError if it is not a saved ``kind``, or a damaged
+    one); ``build(config)`` makes the module to load into. Returned in eval mode."""
     from latent3d.errors import UserError
+    from latent3d.io.model_folder import fit_weights, load_tensors, read_config
 
     folder = Path(folder)
     if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
         raise UserError(f"{folder} is not a saved {kind} (config.json + model.safetensors expected)")
-    cfg = json.loads((folder / "config.json").read_text())
+    fix = f"train the {kind} again or copy it again"
+    cfg = read_config(folder / "config.json", fix)
     if cfg.get("kind") != kind:
         raise UserError(f"{folder} holds a {cfg.get('kind')!r}, not a {kind!r}")
-    model = build(cfg)
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    return model.eval()
+    sd = load_tensors(folder / "model.safetensors", fix)
+
+    def built() -> nn.Module:
+        model = build(cfg)
+        model.load_state_dict(sd)
+        return model
+
+    return fit_weights(built, folder, fix).eval()

@@ -12,9 +12,9 @@ from typing import Annotated, Optional
 import typer
 
 from latent3d.errors import UserError
-from latent3d.options import (CHECKPOINT_EVERY, CheckpointEveryOpt, DeviceOpt, NegativeOpt, OutOpt, PriorOpt,
-                              ResumeOpt, SeedOpt, check_finite, check_guidance, check_positive, defaults,
-                              field_option)  # fmt: skip
+from latent3d.options import (GUIDANCE, CHECKPOINT_EVERY, CheckpointEveryOpt, DeviceOpt, NegativeOpt, OutOpt,
+                              PriorOpt, ResumeOpt, SeedOpt, defaults, field_option)  # fmt: skip
+from latent3d.ranges import Range
 from latent3d.priors.object_prior.config import ObjectPriorConfig
 
 _P = defaults(ObjectPriorConfig)
@@ -24,11 +24,11 @@ def sample(
     prompt: Annotated[str, typer.Argument(help='Text prompt, e.g. "a red snowman, side view".')],
     out: OutOpt = Path("out/sample"),
     prior: PriorOpt = None,
-    n: Annotated[int, typer.Option("--n", help="Number of images.")] = 4,
-    steps: Annotated[int, typer.Option(help="DDIM steps.")] = 50,
-    guidance: Annotated[Optional[float], typer.Option(callback=check_guidance, help="Classifier-free guidance scale (default: the prior's recommendation, else 7.5).")] = None,
+    n: Annotated[int, typer.Option("--n", callback=Range(1, 1024), help="Number of images.")] = 4,
+    steps: Annotated[int, typer.Option(callback=Range(1, 1000), help="DDIM steps.")] = 50,
+    guidance: Annotated[Optional[float], typer.Option(callback=GUIDANCE, help="Classifier-free guidance scale (default: the prior's recommendation, else 7.5).")] = None,
     negative: NegativeOpt = "",
-    size: Annotated[Optional[int], typer.Option(help="Image size in pixels (default: the prior's native size).")] = None,
+    size: Annotated[Optional[int], typer.Option(callback=Range(8, 4096), help="Image size in pixels (default: the prior's native size).")] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
 ) -> dict:
@@ -39,13 +39,9 @@ def sample(
     from latent3d.priors.sampling import resolve_guidance, sample_images
     from latent3d.runtime import resolve_device, seed_everything
 
-    if n < 1 or steps < 1:
-        raise UserError(f"--n and --steps must be >= 1 (got {n}, {steps})")
     if size is not None:
-        from latent3d.priors.memory import check_size_fits
+        from latent3d.memory import check_size_fits
 
-        if size < 1:
-            raise UserError(f"--size must be >= 1 pixel, got {size}")
         check_size_fits(prior, size, size, batch=n)
     t0 = time.time()
     dev = resolve_device(device)
@@ -71,12 +67,12 @@ def train_prior(
     out: OutOpt = Path("runs/object-prior"),
     steps: Annotated[int, field_option(ObjectPriorConfig, "steps")] = _P.steps,
     batch_size: Annotated[int, field_option(ObjectPriorConfig, "batch_size")] = _P.batch_size,
-    lr: Annotated[float, field_option(ObjectPriorConfig, "lr", callback=check_finite)] = _P.lr,
+    lr: Annotated[float, field_option(ObjectPriorConfig, "lr")] = _P.lr,
     views: Annotated[int, field_option(ObjectPriorConfig, "views")] = _P.views,
     warmup_steps: Annotated[int, field_option(ObjectPriorConfig, "warmup_steps")] = _P.warmup_steps,
     init: Annotated[Optional[Path], field_option(ObjectPriorConfig, "init")] = _P.init,
     prediction_type: Annotated[str, field_option(ObjectPriorConfig, "prediction_type")] = _P.prediction_type,
-    ema_decay: Annotated[float, field_option(ObjectPriorConfig, "ema_decay", callback=check_finite)] = _P.ema_decay,
+    ema_decay: Annotated[float, field_option(ObjectPriorConfig, "ema_decay")] = _P.ema_decay,
     resume: ResumeOpt = False,
     checkpoint_every: CheckpointEveryOpt = CHECKPOINT_EVERY,
     seed: SeedOpt = 0,
@@ -85,11 +81,6 @@ def train_prior(
     """Train the bundled text-to-image object prior on latent3d's own renders; writes OUT/model (diffusers layout)."""
     from latent3d.priors.object_prior.train import train_object_prior
 
-    check_positive(steps=steps, batch_size=batch_size, views=views, checkpoint_every=checkpoint_every)
-    if prediction_type not in ("v_prediction", "epsilon"):
-        raise UserError(f"--prediction-type must be v_prediction or epsilon, got {prediction_type!r}")
-    if not 0.0 <= ema_decay < 1.0:
-        raise UserError(f"--ema-decay must be in [0, 1), got {ema_decay}")
     cfg = ObjectPriorConfig(steps=steps, batch_size=batch_size, lr=lr, views=views, seed=seed,
                             warmup_steps=warmup_steps, init=str(init) if init else None,
                             prediction_type=prediction_type, ema_decay=ema_decay)  # fmt: skip

@@ -9,7 +9,6 @@ Loads any Stable-Diffusion-layout folder (``model_index.json`` + ``unet/``, opti
 from __future__ import annotations
 
 import importlib
-import json
 import re
 import sys
 from pathlib import Path
@@ -27,31 +26,33 @@ _ALLOWED_LIBS = {"diffusers", "transformers"}
 
 
 def _read_json(root: str | Path, filename: str, local_only: bool) -> dict:
+    from latent3d.io.model_folder import read_config
+
+    fix = f"the folder {root} is damaged: copy or download it again"
     path = Path(root) / filename
     if path.is_file():
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise UserError(f"{path}: not a readable JSON file ({type(e).__name__}); the folder {root} is damaged: "
-                            "copy or download it again") from None
-        if not isinstance(doc, dict):
-            raise UserError(f"{path}: expected a JSON object; the folder {root} is not a diffusers pipeline folder")
-        return doc
+        return read_config(path, fix)
     if Path(root).is_dir():
         raise UserError(f"{root} is not a diffusers pipeline folder: {filename} is missing")
     from huggingface_hub import hf_hub_download
 
-    return json.loads(Path(hf_hub_download(str(root), filename, local_files_only=local_only)).read_text())
+    return read_config(hf_hub_download(str(root), filename, local_files_only=local_only), fix)
 
 
 def _load_component(root: str | Path, name: str, spec: list, local_only: bool):
+    if len(spec) != 2 or not all(isinstance(v, str) for v in spec):
+        raise UserError(f"{Path(root) / 'model_index.json'}: {name!r} must be [library, class], got {spec}; the "
+                        f"folder {root} is damaged: copy or download it again")
     lib, cls = spec
     if lib not in _ALLOWED_LIBS:
         raise UserError(f"component {name!r} of {root} needs library {lib!r}; latent3d loads diffusers/transformers only")
     klass = getattr(importlib.import_module(lib), cls)
-    # weights from safetensors only: a .bin file is a pickle, which latent3d never loads
-    extra = {} if name == "tokenizer" else {"use_safetensors": True}
-    return klass.from_pretrained(str(root), subfolder=name, local_files_only=local_only, **extra)
+    if name == "tokenizer":
+        return klass.from_pretrained(str(root), subfolder=name, local_files_only=local_only)
+    from latent3d.io.model_folder import from_pretrained
+
+    # weights from safetensors only (a .bin file is a pickle, which latent3d never loads), and all of them
+    return from_pretrained(klass, root, subfolder=name, local_files_only=local_only)
 
 
 def schedule_from_config(sc: dict) -> Tensor:  # [T] float64
@@ -114,6 +115,8 @@ class DiffusersPrior:
         ``option`` is the command-line option named in error messages (``--prior``, ``--model``)."""
         device = torch.device(device)
         dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
+        from latent3d.io.model_folder import first_line, is_load_error
+
         try:
             index = _read_json(id_or_path, "model_index.json", local_files_only)
             parts = {
@@ -122,24 +125,27 @@ class DiffusersPrior:
                 if name in ("unet", "vae", "text_encoder", "tokenizer") and isinstance(spec, list) and spec[0]
             }
             sched = _read_json(id_or_path, "scheduler/scheduler_config.json", local_files_only)
+            missing = {"unet", "text_encoder", "tokenizer"} - parts.keys()
+            if missing:
+                raise UserError(f"prior {str(id_or_path)!r} lacks {', '.join(sorted(missing))} in model_index.json")
+            return cls(parts["unet"], parts["text_encoder"], parts["tokenizer"], sched, parts.get("vae"), device,
+                       dtype, index.get("_latent3d_defaults"))  # fmt: skip
         except UserError:
             raise
-        except (OSError, ValueError) as e:
+        except Exception as e:
+            if not is_load_error(e):
+                raise
             if Path(id_or_path).is_dir():  # a local folder: say what is wrong with it, no download advice
                 raise UserError(
                     f"could not load {option.lstrip('-')} folder {str(id_or_path)!r}: {type(e).__name__}: "
-                    f"{str(e).splitlines()[0] if str(e) else 'unreadable'} -- check that every component folder "
-                    "(unet/, text_encoder/, tokenizer/, vae/) holds its config and weights"
-                ) from e
+                    f"{first_line(e)} -- the folder is damaged: check that every component folder (unet/, "
+                    "text_encoder/, tokenizer/, vae/, scheduler/) holds its config and safetensors weights, or copy it "
+                    "again"
+                ) from None
             raise UserError(
                 f"could not load {option.lstrip('-')} {str(id_or_path)!r} ({type(e).__name__}): download it where there "
                 f"is network (`hf download {id_or_path} --local-dir DIR`) and pass {option} DIR"
-            ) from e
-        missing = {"unet", "text_encoder", "tokenizer"} - parts.keys()
-        if missing:
-            raise UserError(f"prior {str(id_or_path)!r} lacks {', '.join(sorted(missing))} in model_index.json")
-        return cls(parts["unet"], parts["text_encoder"], parts["tokenizer"], sched, parts.get("vae"), device, dtype,
-                   index.get("_latent3d_defaults"))
+            ) from None
 
     # -- text -------------------------------------------------------------------------------------------------
     def unknown_words(self, prompt: str) -> list[str]:

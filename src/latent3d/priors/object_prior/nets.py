@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from torch import nn
@@ -16,18 +15,20 @@ def load_init(folder: Path, unet: nn.Module, text: nn.Module, tok) -> None:
     from transformers import CLIPTextModel
 
     from latent3d.errors import UserError
+    from latent3d.io.model_folder import from_pretrained, get, hf_load, read_config
 
-    index = folder / "model_index.json"
-    if not index.exists():
+    if not (folder / "model_index.json").exists():
         raise UserError(f"--init {folder}: not an exported prior (no model_index.json)")
-    vocab = json.loads((folder / "tokenizer" / "tokenizer.json").read_text())["model"]["vocab"]
-    if vocab != tok.get_vocab():
+    fix = "pass the model/ folder of `latent3d train prior` (retrain or copy it again)"
+    path = folder / "tokenizer" / "tokenizer.json"
+    if get(read_config(path, fix), "model.vocab", dict, path, fix) != tok.get_vocab():
         raise UserError(f"--init {folder}: its vocabulary differs from this run's captions")
-    try:
-        unet.load_state_dict(UNet2DConditionModel.from_pretrained(folder / "unet").float().state_dict())
-        text.load_state_dict(CLIPTextModel.from_pretrained(folder / "text_encoder").float().state_dict())
-    except RuntimeError as e:
-        raise UserError(f"--init {folder}: network shapes differ from this run's settings ({str(e).splitlines()[0]})")
+
+    def load() -> None:
+        unet.load_state_dict(from_pretrained(UNet2DConditionModel, folder / "unet").float().state_dict())
+        text.load_state_dict(from_pretrained(CLIPTextModel, folder / "text_encoder").float().state_dict())
+
+    hf_load(load, f"--init {folder}: a damaged prior, or network shapes that differ from this run's settings", fix)
 
 
 def build_components(cfg: ObjectPriorConfig, vocabulary: list[str]):

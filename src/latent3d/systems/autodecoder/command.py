@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from latent3d.errors import UserError
-from latent3d.options import (CHECKPOINT_EVERY, CheckpointEveryOpt, DeviceOpt, OutOpt, ResumeOpt, SeedOpt,
-                              check_finite, check_positive, defaults, field_option, invocation, parse_ints)  # fmt: skip
+from latent3d.options import (CHECKPOINT_EVERY, CheckpointEveryOpt, DeviceOpt, OutOpt, ResumeOpt, SeedOpt, defaults,
+                              field_option, invocation)  # fmt: skip
 from latent3d.systems.autodecoder.config import AutodecoderConfig
 
 _A = defaults(AutodecoderConfig)
@@ -24,7 +24,7 @@ def train_autodecoder(
     out: OutOpt = Path("runs/autodecoder"),
     holdout: Annotated[int, field_option(Cfg, "holdout")] = _A.holdout,
     steps: Annotated[int, field_option(Cfg, "steps")] = _A.steps,
-    lr: Annotated[float, field_option(Cfg, "lr", callback=check_finite)] = _A.lr,
+    lr: Annotated[float, field_option(Cfg, "lr")] = _A.lr,
     embedding: Annotated[str, field_option(Cfg, "embedding")] = _A.embedding,
     embedding_dim: Annotated[int, field_option(Cfg, "embedding_dim")] = _A.embedding_dim,
     latent_channels: Annotated[int, field_option(Cfg, "latent_channels")] = _A.latent_channels,
@@ -39,7 +39,7 @@ def train_autodecoder(
     views_per_object: Annotated[int, field_option(Cfg, "views_per_object")] = _A.views_per_object,
     refine_cameras: Annotated[bool, field_option(Cfg, "refine_cameras")] = _A.refine_cameras,
     icnr: Annotated[bool, field_option(Cfg, "icnr")] = _A.icnr,
-    tv_weight: Annotated[float, field_option(Cfg, "tv_weight", callback=check_finite)] = _A.tv_weight,
+    tv_weight: Annotated[float, field_option(Cfg, "tv_weight")] = _A.tv_weight,
     vgg: Annotated[Optional[Path], field_option(Cfg, "vgg")] = _A.vgg,
     resume: ResumeOpt = False,
     checkpoint_every: CheckpointEveryOpt = CHECKPOINT_EVERY,
@@ -50,29 +50,22 @@ def train_autodecoder(
     OUT/latents.safetensors, OUT/heldout/ and OUT/eval.json."""
     from latent3d.systems.autodecoder.train import train_autodecoder as train
 
-    check_positive(steps=steps, embedding_dim=embedding_dim, latent_channels=latent_channels, blocks=blocks, shuffle=shuffle,
-                   samples=samples, patch=patch, objects_per_step=objects_per_step, views_per_object=views_per_object,
-                   checkpoint_every=checkpoint_every)  # fmt: skip
-    if embedding not in ("dense", "hash"):
-        raise UserError(f"--embedding must be dense or hash, got {embedding!r}")
-    if norm not in ("batch", "group"):
-        raise UserError(f"--norm must be batch or group, got {norm!r}")
-    if tv_weight < 0:
-        raise UserError(f"--tv-weight must be >= 0, got {tv_weight}")
-    if holdout < 0 or holdout == 1:
-        raise UserError(f"--holdout must be 0 (none) or >= 2 (every K-th view), got {holdout}")
-    if vgg is not None and not vgg.is_file():
-        raise UserError(f"--vgg {vgg} is not a file: pass VGG-19 weights as safetensors in torchvision's layout")
-    widths_t, attention_t = parse_ints("--widths", widths), parse_ints("--attention", attention)
-    if any(r not in (8, 16, 32, 64) for r in attention_t):
-        raise UserError(f"--attention takes resolutions among 8, 16, 32, 64, got {attention!r}")
-    if not data.is_dir():
-        raise UserError(f"--data {data} is not a folder: make one with `latent3d data objects --out {data}`")
+    # each value was checked by its option (the config's declared ranges); the config checks how they relate
     cfg = AutodecoderConfig(holdout=holdout, steps=steps, lr=lr, embedding=embedding, embedding_dim=embedding_dim,  # type: ignore[arg-type]
-                            latent_channels=latent_channels, blocks=blocks, widths=widths_t, shuffle=shuffle,
-                            attention=attention_t, norm=norm, samples=samples, patch=patch,  # type: ignore[arg-type]
+                            latent_channels=latent_channels, blocks=blocks, widths=widths, shuffle=shuffle,  # type: ignore[arg-type]
+                            attention=attention, norm=norm, samples=samples, patch=patch,  # type: ignore[arg-type]
                             objects_per_step=objects_per_step, views_per_object=views_per_object,
                             refine_cameras=refine_cameras, icnr=icnr, tv_weight=tv_weight, vgg=str(vgg) if vgg else None, seed=seed)  # fmt: skip
+    if vgg is not None and not vgg.is_file():
+        raise UserError(f"--vgg {vgg} is not a file: pass VGG-19 weights as safetensors in torchvision's layout")
+    if not data.is_dir():
+        raise UserError(f"--data {data} is not a folder: make one with `latent3d data objects --out {data}`")
+    from latent3d.memory import autodecoder_train_bytes, meta_params, refuse_unless_fits
+    from latent3d.systems.autodecoder.train import AutodecoderModel
+
+    params = meta_params(lambda: AutodecoderModel(1, 1, cfg))
+    refuse_unless_fits(autodecoder_train_bytes(cfg, params), "a training step of these settings",
+                       "lower --objects-per-step, --views-per-object, --patch, --samples or --widths")  # fmt: skip
     report = train(data, out, cfg, device=device, resume=resume, checkpoint_every=checkpoint_every,
                    command=invocation(ctx))  # fmt: skip
     m = report["mean"]

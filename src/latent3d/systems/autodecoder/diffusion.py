@@ -13,7 +13,7 @@ generator folder ``OUT/model/`` (:func:`export_generator`; read back by :func:`l
     config.json           what it is, the diffusion and autodecoder settings, latent shape, box, sampling defaults
     model.safetensors     unet.* (float16), decoder.* (G2, float32), normalizer.median / normalizer.scale
     text_encoder/, tokenizer/   the transformers text encoder and tokenizer (save_pretrained)
-    MODEL_CARD.md
+    MODEL_CARD.md         what it was trained on and how: the command lines, wall time, losses, noise report
 """
 
 from __future__ import annotations
@@ -46,45 +46,47 @@ class LatentSet:
 
 def read_latents(run_dir: str | Path) -> LatentSet:
     """``RUN/latents.safetensors`` of ``latent3d train autodecoder`` (every problem is one UserError line)."""
-    from safetensors import safe_open
+    from latent3d.io.model_folder import load_tensors, metadata_json, read_metadata
 
     path = Path(run_dir) / "latents.safetensors"
     fix = "pass the --out folder of a finished `latent3d train autodecoder` run"
-    if not path.is_file():
-        raise UserError(f"{path}: not found; {fix}")
-    try:
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-            lat = f.get_tensor("latents").float()
-        ids = json.loads(meta["object_ids"])
-        caps = json.loads(meta.get("captions", "null")) or [""] * len(ids)
-    except Exception as e:  # safetensors raises several types for damaged files
-        raise UserError(f"{path}: not a latents file ({type(e).__name__}: {str(e).splitlines()[0][:120]}); {fix}") from None
-    if lat.ndim != 5 or lat.shape[2:] != (8, 8, 8) or len(ids) != len(lat) or len(caps) != len(lat):
-        raise UserError(f"{path}: latents {tuple(lat.shape)} with {len(ids)} ids and {len(caps)} captions; expected "
-                        "[N, C, 8, 8, 8] and N of each")
+    meta = read_metadata(path, fix)
+    ids = metadata_json(meta, "object_ids", list, path, fix, items=str)
+    caps = metadata_json(meta, "captions", (list, type(None)), path, fix, items=str, default=None) or [""] * len(ids)
+    lat = load_tensors(path, fix).get("latents")
+    if lat is None or lat.ndim != 5 or lat.shape[2:] != (8, 8, 8) or len(ids) != len(lat) or len(caps) != len(lat):
+        shape = "no latents" if lat is None else f"latents {tuple(lat.shape)}"
+        raise UserError(f"{path}: {shape} with {len(ids)} ids and {len(caps)} captions; expected [N, C, 8, 8, 8] and "
+                        f"N of each; {fix}")
+    lat = lat.float()
     if not torch.isfinite(lat).all():
         raise UserError(f"{path}: the latents hold NaN or infinity; retrain the autodecoder")
-    return LatentSet(lat, [str(c) for c in caps], [str(i) for i in ids])
+    return LatentSet(lat, caps, ids)
 
 
 # --------------------------------------------------------------------------------------------------- text
-def load_text_encoder(folder: str | Path) -> tuple[nn.Module, Any]:
+def load_text_encoder(folder: str | Path, what: str | None = None, fix: str | None = None) -> tuple[nn.Module, Any]:
     """A frozen transformers text encoder and its tokenizer from a local folder: T5 (``T5EncoderModel``), CLIP
-    (``CLIPTextModel``) or any ``AutoModel`` with ``last_hidden_state``; the tokenizer may sit in ``tokenizer/``."""
+    (``CLIPTextModel``) or any ``AutoModel`` with ``last_hidden_state``; the tokenizer may sit in ``tokenizer/``.
+    ``what`` and ``fix`` start and end the one-line error of a folder that does not load (default: about
+    ``--text-encoder``)."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer, CLIPTextModel, T5EncoderModel
+
+    from latent3d.io.model_folder import from_pretrained, hf_load
 
     folder = Path(folder)
     enc_dir = folder / "text_encoder" if (folder / "text_encoder" / "config.json").is_file() else folder
     tok_dir = folder / "tokenizer" if (folder / "tokenizer").is_dir() else folder
-    try:
+
+    def load() -> tuple[nn.Module, Any]:
         kind = AutoConfig.from_pretrained(enc_dir, local_files_only=True).model_type
         cls = {"t5": T5EncoderModel, "clip": CLIPTextModel, "clip_text_model": CLIPTextModel}.get(kind, AutoModel)
-        enc = cls.from_pretrained(enc_dir, local_files_only=True)
-        tok = AutoTokenizer.from_pretrained(tok_dir, local_files_only=True)
-    except (OSError, ValueError, KeyError) as e:
-        raise UserError(f"--text-encoder {folder}: not a local transformers text encoder with its tokenizer "
-                        f"({str(e).splitlines()[0][:160]})") from None
+        enc = from_pretrained(cls, enc_dir, local_files_only=True)
+        text_width(enc)  # a config without the width fails here, not at the first prompt
+        return enc, AutoTokenizer.from_pretrained(tok_dir, local_files_only=True)
+
+    what = what or f"--text-encoder {folder}: not a local transformers text encoder with its tokenizer"
+    enc, tok = hf_load(load, what, fix or "pass a T5 / CLIP text encoder folder (safetensors) with its tokenizer")
     return enc.eval().requires_grad_(False), tok
 
 
@@ -227,29 +229,34 @@ def _log_report(out_dir: Path, report: dict, progress: bool) -> None:
               "the prompt: raise --p-mean or --p-std", file=sys.stderr)
 
 
+# what a training summary holds that depends on the clock or the paths: the model card shows it, config.json not
+_RUN_ONLY = ("train_s", "command", "autodecoder_command", "data")
+
+
 def export_generator(folder: Path, unet: UNet3D, decoder: VolumeDecoder, norm: LatentNormalizer, text_encoder: nn.Module,
                      tokenizer, cfg: ObjectDiffusionConfig, ad_meta: dict, summary: dict,
                      card: str | None = None) -> Path:  # fmt: skip
-    """Write a generator folder (module docstring) atomically."""
-    from safetensors.torch import save_file
-
+    """Write a generator folder (module docstring) atomically. config.json holds no wall time and no path (the same
+    training writes the same bytes); those go to the model card."""
     from latent3d.io.atomic import atomic_dir
+    from latent3d.io.model_folder import save_tensors
 
     dec_keys = set(VolumeDecoder(decoder.cfg).state_dict())
-    tensors = {f"unet.{k}": v.detach().half().contiguous() for k, v in unet.state_dict().items()}
-    tensors |= {f"decoder.{k}": v.detach().cpu().contiguous() for k, v in decoder.state_dict().items() if k in dec_keys}
+    tensors = {f"unet.{k}": v.detach().half() for k, v in unet.state_dict().items()}
+    tensors |= {f"decoder.{k}": v.detach().cpu() for k, v in decoder.state_dict().items() if k in dec_keys}
     tensors |= {f"normalizer.{k}": v for k, v in norm.state_dict().items()}
     d = ObjectConfig()
     meta = {"latent3d": {"kind": KIND, "format": 1}, "object_diffusion": asdict(cfg),
             "autodecoder": ad_meta["autodecoder"], "grid_size": ad_meta["grid_size"],
             "latent_shape": ad_meta["latent_shape"], "box": ad_meta["box"],
-            "defaults": {"steps": d.steps, "guidance": d.guidance}, "training": summary}  # fmt: skip
+            "defaults": {"steps": d.steps, "guidance": d.guidance},
+            "training": {k: v for k, v in summary.items() if k not in _RUN_ONLY}}  # fmt: skip
     with atomic_dir(folder) as tmp:
-        save_file(tensors, str(tmp / "model.safetensors"))
+        save_tensors(tensors, tmp / "model.safetensors")
         text_encoder.cpu().save_pretrained(tmp / "text_encoder")
         tokenizer.save_pretrained(tmp / "tokenizer")
         (tmp / "config.json").write_text(json.dumps(meta, indent=1))
-        (tmp / "MODEL_CARD.md").write_text(card or _card(meta))
+        (tmp / "MODEL_CARD.md").write_text(card or _card({**meta, "training": summary}))
     return folder
 
 
@@ -343,13 +350,14 @@ def _tuples(d: dict) -> dict:
 
 
 def resolve_model(name_or_dir: str) -> Path:
-    """A generator folder from a path, or a bundled checkpoint's name (one UserError line otherwise)."""
+    """A generator folder from a path (a ``latent3d train object-diffusion`` run folder means its ``model/``), or a
+    bundled checkpoint's name (one UserError line otherwise)."""
     from latent3d.weights import bundled_path
 
     p = Path(name_or_dir)
     if p.is_dir():
-        if not (p / "config.json").is_file() and (p / "model" / "config.json").is_file():
-            p = p / "model"  # the run folder of `latent3d train object-diffusion`
+        if not (p / "model.safetensors").is_file() and (p / "model" / "config.json").is_file():
+            p = p / "model"  # the run folder of `latent3d train object-diffusion` (its config.json is the trainer's)
         return p
     if "/" in name_or_dir or name_or_dir.startswith("."):
         raise UserError(f"--model {name_or_dir}: no such folder; pass a bundled model's name or the model/ folder of "
@@ -357,38 +365,55 @@ def resolve_model(name_or_dir: str) -> Path:
     return bundled_path(name_or_dir)
 
 
-def read_generator_config(folder: Path) -> dict:
-    """config.json of a generator folder, checked to be one (before any weights load)."""
-    from latent3d.io.manifest import read_json
+_FIX = "pass a bundled object model or `latent3d train object-diffusion`'s model/ folder (retrain or copy it again)"
 
-    meta = read_json(folder / "config.json", "pass a bundled object model or `latent3d train object-diffusion`'s model/")
-    if not isinstance(meta, dict) or meta.get("latent3d", {}).get("kind") != KIND:
-        raise UserError(f"{folder / 'config.json'}: not a latent3d object generator (expected the model/ folder of "
+
+def read_generator_config(folder: Path) -> dict:
+    """config.json of a generator folder, checked to be one, with the entries the loader reads of the right types
+    (before any weights load)."""
+    from latent3d.io.model_folder import get, read_config
+
+    path = Path(folder) / "config.json"
+    meta = read_config(path, _FIX)
+    tag = meta.get("latent3d")
+    if not isinstance(tag, dict) or tag.get("kind") != KIND:
+        raise UserError(f"{path}: not a latent3d object generator (expected the model/ folder of "
                         "`latent3d train object-diffusion`)")
+    for key in ("object_diffusion", "autodecoder"):
+        get(meta, key, dict, path, _FIX)
+    shape = get(meta, "latent_shape", list, path, _FIX, items=int)
+    if len(shape) != 4 or shape[1:] != [8, 8, 8] or shape[0] < 1:
+        raise UserError(f"{path}: 'latent_shape' must be [C, 8, 8, 8], got {shape}; {_FIX}")
+    if not 0 < get(meta, "box", float, path, _FIX) < float("inf"):
+        raise UserError(f"{path}: 'box' must be a positive number, got {meta['box']}; {_FIX}")
+    get(meta, "grid_size", int, path, _FIX)
     return meta
 
 
 def load_generator(folder: str | Path) -> ObjectGenerator:
-    """Read a generator folder written by :func:`export_generator` (float32 modules in eval mode)."""
-    from safetensors.torch import load_file
+    """Read a generator folder written by :func:`export_generator` (float32 modules in eval mode); a damaged one is
+    one UserError line naming the file (:mod:`latent3d.io.model_folder`)."""
+    from latent3d.io.model_folder import fit_weights, load_tensors, make_config
 
     folder = Path(folder)
     meta = read_generator_config(folder)
-    try:
-        cfg = ObjectDiffusionConfig(**_tuples(meta["object_diffusion"]))
-        if not (isinstance(cfg.sigma_data, (int, float)) and 0 < cfg.sigma_data < float("inf")):
-            raise ValueError(f"sigma_data {cfg.sigma_data!r} is not a positive number")
-        ad_cfg = AutodecoderConfig(**_tuples(meta["autodecoder"]))
-        tensors = load_file(str(folder / "model.safetensors"))
-        enc, tok = load_text_encoder(folder)  # frozen, with the folder's tokenizer/
-        channels = int(meta["latent_shape"][0])
-        unet = build_unet(cfg, channels, text_width(enc))
+    path = folder / "config.json"
+    cfg = make_config(ObjectDiffusionConfig, meta, "object_diffusion", path, _FIX)
+    sd = cfg.sigma_data
+    if isinstance(sd, bool) or not (isinstance(sd, (int, float)) and 0 < sd < float("inf")):
+        raise UserError(f"{path}: 'object_diffusion.sigma_data' must be a positive number, got {sd!r}; {_FIX}")
+    ad_cfg = make_config(AutodecoderConfig, meta, "autodecoder", path, _FIX)
+    tensors = load_tensors(folder / "model.safetensors", _FIX)
+    enc, tok = load_text_encoder(folder, f"{folder}: a damaged text encoder or tokenizer", _FIX)
+
+    def build() -> tuple[UNet3D, VolumeDecoder, LatentNormalizer]:
+        unet = build_unet(cfg, meta["latent_shape"][0], text_width(enc))
         unet.load_state_dict({k[5:]: v.float() for k, v in tensors.items() if k.startswith("unet.")})
         decoder = VolumeDecoder(ad_cfg)
         decoder.load_state_dict({k[8:]: v.float() for k, v in tensors.items() if k.startswith("decoder.")})
         norm = LatentNormalizer.from_state_dict({k[11:]: v for k, v in tensors.items() if k.startswith("normalizer.")})
-    except (KeyError, TypeError, ValueError, RuntimeError, OSError) as e:
-        raise UserError(f"{folder}: a damaged object generator ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0][:160]})") from None
+        return unet, decoder, norm
+
+    unet, decoder, norm = fit_weights(build, folder, _FIX)
     den = ObjectDenoiser(unet, None).eval()
     return ObjectGenerator(den, decoder.eval(), norm, enc.eval(), tok, meta, folder)

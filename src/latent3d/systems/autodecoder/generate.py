@@ -10,7 +10,6 @@ Per sample ``OUT/sample_XX/``: ``views/000.png ...``, ``turntable.mp4``, ``volum
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -58,9 +57,10 @@ def sample_latents(
 
 
 @torch.no_grad()
-def write_sample(out: Path, density: Tensor, rgb: Tensor, gen: ObjectGenerator, cfg: ObjectConfig) -> dict:
+def write_sample(out: Path, density: Tensor, rgb: Tensor, gen: ObjectGenerator, cfg: ObjectConfig,
+                 on_view=None) -> dict:  # fmt: skip
     """One sample's files (module docstring) from its grid ``density [1, 1, N, N, N]``, ``rgb [1, 3, N, N, N]``;
-    returns its entry of run.json."""
+    returns its entry of run.json (``on_view(1)`` after each rendered view and turntable frame)."""
     from latent3d.io.image import save_image
     from latent3d.io.mesh import export_mesh, z_up_to_y_up
     from latent3d.io.ply import write_gaussian_ply
@@ -74,12 +74,12 @@ def write_sample(out: Path, density: Tensor, rgb: Tensor, gen: ObjectGenerator, 
     box = float(gen.meta["box"])
     lo, hi = (-box,) * 3, (box,) * 3
     V, K = turntable_cameras(cfg.views, cfg.size, cfg.radius, FOV, cfg.elevation)
-    views, _ = render_grid_views(density, rgb, V.to(density), K.to(density), cfg.size, cfg.size, ad)
+    views, _ = render_grid_views(density, rgb, V.to(density), K.to(density), cfg.size, cfg.size, ad, on_view=on_view)
     views = views.clamp(0, 1).cpu()
     for i, img in enumerate(views):
         save_image(out / "views" / f"{i:03d}.png", img.numpy())
     V, K = turntable_cameras(cfg.frames, cfg.size, cfg.radius, FOV, cfg.elevation)
-    frames, _ = render_grid_views(density, rgb, V.to(density), K.to(density), cfg.size, cfg.size, ad)
+    frames, _ = render_grid_views(density, rgb, V.to(density), K.to(density), cfg.size, cfg.size, ad, on_view=on_view)
     video = write_video(out / "turntable.mp4", frames.clamp(0, 1).cpu().numpy(), fps=24)
     d, c = density[0, 0].cpu(), rgb[0].cpu()
     write_volume_npz(out / "volume.npz", d, c, lo, hi)
@@ -103,25 +103,42 @@ def generate_objects(gen: ObjectGenerator, prompt: str, out: Path, cfg: ObjectCo
     """Sample ``cfg.n`` objects for ``prompt`` and write every output (module docstring); returns run.json."""
     from tqdm.auto import tqdm
 
-    from latent3d.io.atomic import write_text
+    from latent3d.io.atomic import atomic_dir, write_text
     from latent3d.io.image import make_grid, save_image
 
     t0 = time.time()
     lat = sample_latents(gen, [prompt] * cfg.n, cfg.steps, cfg.guidance, seed, cfg.sigma_min, cfg.sigma_max,
                          progress=progress)  # fmt: skip
     t_sample = time.time() - t0
+    for k in range(cfg.n):  # before anything is written
+        _check_finite(f"sample_{k:02d}", lat[k], cfg)
     samples, firsts = [], []
-    for k in tqdm(range(cfg.n), desc="write samples", disable=not progress):
+    bar = tqdm(total=cfg.n * (cfg.views + cfg.frames), desc="render views + frames", unit="image",
+               disable=not progress)  # fmt: skip
+    for k in range(cfg.n):
+        name = f"sample_{k:02d}"
         density, rgb = gen.decoder.decode(lat[k:k + 1])
-        entry = write_sample(out / f"sample_{k:02d}", density, rgb, gen, cfg)
+        _check_finite(name, torch.cat([density, rgb], dim=1), cfg)
+        with atomic_dir(out / name) as tmp:  # a sample folder is there whole or not at all
+            entry = write_sample(tmp, density, rgb, gen, cfg, on_view=bar.update)
         firsts.append(entry.pop("first_view").numpy())
-        samples.append({"folder": f"sample_{k:02d}", **entry})
+        samples.append({"folder": name, **entry})
+    bar.close()
     save_image(out / "grid.png", make_grid(firsts, ncols=min(cfg.n, 4)))
     run = {"prompt": prompt, "model": model_name, "seed": seed, **{k: v for k, v in asdict(cfg).items() if k != "model"},
            "grid_size": gen.meta["grid_size"], "box": gen.meta["box"], "sampling_s": round(t_sample, 2),
            "total_s": round(time.time() - t0, 2), "network_calls": 2 * cfg.steps - 1, "samples": samples}  # fmt: skip
     write_text(out / "run.json", json.dumps(run, indent=1))
     return run
+
+
+def _check_finite(name: str, x: Tensor, cfg: ObjectConfig) -> None:
+    """One UserError line when a sample's latent or decoded grid holds NaN or infinity (too strong a guidance)."""
+    if not torch.isfinite(x).all():
+        from latent3d.errors import UserError
+
+        raise UserError(f"{name}: the sampled volume holds NaN or infinity, so nothing of it was written; --guidance "
+                        f"{cfg.guidance:g} is too strong for this model: lower it (default {ObjectConfig.guidance:g})")
 
 
 @torch.no_grad()
@@ -137,21 +154,3 @@ def object_gaussians(gen: ObjectGenerator, prompt: str, seed: int, max_points: i
     density, rgb = gen.decoder.decode(lat)
     box = float(gen.meta["box"])
     return grid_gaussians(density[0, 0].cpu(), rgb[0].cpu(), (-box,) * 3, (box,) * 3, max_points=max_points)
-
-
-def check_object_options(cfg: ObjectConfig) -> None:
-    """One UserError line for the first bad setting (before any weights load)."""
-    from latent3d.errors import UserError
-
-    for name, v, lo, hi in (("n", cfg.n, 1, 256), ("steps", cfg.steps, 1, 1000), ("views", cfg.views, 1, 360),
-                            ("size", cfg.size, 8, 2048), ("frames", cfg.frames, 2, 2000)):  # fmt: skip
-        if not lo <= v <= hi:
-            raise UserError(f"--{name} must be a whole number in {lo}..{hi}, got {v}")
-    if not (math.isfinite(cfg.guidance) and cfg.guidance >= 0):
-        raise UserError(f"--guidance must be a finite number >= 0 (1 = no guidance), got {cfg.guidance}")
-    if not (0 < cfg.sigma_min < cfg.sigma_max and math.isfinite(cfg.sigma_max)):
-        raise UserError(f"--sigma-min/--sigma-max: need 0 < min < max, got {cfg.sigma_min}, {cfg.sigma_max}")
-    if not (math.isfinite(cfg.radius) and cfg.radius > 1.0):
-        raise UserError(f"--radius must be > 1 (objects fill the unit cube), got {cfg.radius}")
-    if not (math.isfinite(cfg.elevation) and -90 < cfg.elevation < 90):
-        raise UserError(f"--elevation must be in (-90, 90) degrees, got {cfg.elevation}")

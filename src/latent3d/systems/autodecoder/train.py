@@ -6,7 +6,8 @@ background) at the patch pixels. Losses: pyramidal L1 between rendered and true 
 10 x L1 between rendered occupancy and the mask (the paper's foreground loss). Embeddings, decoder (and, with
 ``refine_cameras``, per-view pose corrections) train jointly with Adam on the shared trainer. At the end the run
 folder holds ``model/`` (decoder, config.json), ``latents.safetensors`` (every object's latent volume: stage 2's
-data), ``heldout/<object>/<view>.png`` and ``eval.json`` (held-out PSNR / SSIM / mask IoU).
+data), ``heldout/<object>/<view>.png``, ``eval.json`` (held-out PSNR / SSIM / mask IoU) and ``run.json`` (the command
+and the data folder).
 """
 
 from __future__ import annotations
@@ -104,9 +105,10 @@ def render_full_views(decoder: Autodecoder, latent: Tensor, viewmats: Tensor, Ks
 
 @torch.no_grad()
 def render_grid_views(density: Tensor, rgb: Tensor, viewmats: Tensor, Ks: Tensor, height: int, width: int,
-                      cfg: AutodecoderConfig, chunk: int = 8192) -> tuple[Tensor, Tensor]:  # fmt: skip
+                      cfg: AutodecoderConfig, chunk: int = 8192, on_view=None) -> tuple[Tensor, Tensor]:  # fmt: skip
     """Whole images of one decoded grid ``density [1, 1, N, N, N]``, ``rgb [1, 3, N, N, N]`` from V views ->
-    rgb [V, H, W, 3], occupancy [V, H, W] (rays marched in chunks)."""
+    rgb [V, H, W, 3], occupancy [V, H, W] (rays marched in chunks; ``on_view(1)`` after each view, e.g. a tqdm
+    bar's ``update``)."""
     jj, ii = torch.meshgrid(torch.arange(width) + 0.5, torch.arange(height) + 0.5, indexing="xy")
     pix = torch.stack([jj, ii], dim=-1).reshape(1, -1, 2).to(density)
     rgbs, occs = [], []
@@ -115,6 +117,8 @@ def render_grid_views(density: Tensor, rgb: Tensor, viewmats: Tensor, Ks: Tensor
                  for s in range(0, pix.shape[1], chunk)]  # fmt: skip
         rgbs.append(torch.cat([p[0] for p in parts], dim=1).reshape(height, width, 3))
         occs.append(torch.cat([p[1] for p in parts], dim=1).reshape(height, width))
+        if on_view is not None:
+            on_view(1)
     return torch.stack(rgbs), torch.stack(occs)
 
 
@@ -195,42 +199,51 @@ def train_autodecoder(data: str | Path, out_dir: str | Path, cfg: AutodecoderCon
 
 def export_run(out_dir: Path, decoder: Autodecoder, object_ids: list[str], cfg: AutodecoderConfig, data, report: dict,
                command: str | None, captions: list[str] | None = None) -> None:  # fmt: skip
-    """``model/`` (decoder safetensors + config.json), ``latents.safetensors`` (latents [N, C, 8, 8, 8] float32,
-    ids [N]; the object ids, their captions ("" where a folder has none) and the latent shape in its metadata) and
-    ``eval.json``, each written atomically."""
-    from safetensors.torch import save_file
-
-    from latent3d.io.atomic import atomic_dir, atomic_path, write_text
+    """``model/`` (decoder safetensors + config.json: what the model is, no paths or times), ``latents.safetensors``
+    (latents [N, C, 8, 8, 8] float32, ids [N]; the object ids, their captions ("" where a folder has none) and the
+    latent shape in its metadata), ``eval.json`` and ``run.json`` (the command and the data folder), each written
+    atomically; the same run writes the same bytes (the timings in eval.json aside)."""
+    from latent3d.io.atomic import atomic_dir, write_text
+    from latent3d.io.model_folder import save_tensors
 
     dev = next(decoder.parameters()).device
     with torch.no_grad():
         lat = torch.cat([decoder.latent(torch.arange(s, min(s + 16, len(object_ids)), device=dev)).cpu()
                          for s in range(0, len(object_ids), 16)])  # fmt: skip
     meta = {"autodecoder": asdict(cfg), "num_objects": len(object_ids), "grid_size": decoder.grid_size,
-            "latent_shape": list(lat.shape[1:]), "box": cfg.box, "data": str(data), "command": command}  # fmt: skip
+            "latent_shape": list(lat.shape[1:]), "box": cfg.box}  # fmt: skip
     with atomic_dir(out_dir / "model") as tmp:
-        save_file({k: v.contiguous() for k, v in decoder.cpu().state_dict().items()}, str(tmp / "model.safetensors"))
+        save_tensors(decoder.cpu().state_dict(), tmp / "model.safetensors")
         (tmp / "config.json").write_text(json.dumps(meta, indent=1))
-    with atomic_path(out_dir / "latents.safetensors") as tmp:
-        save_file({"latents": lat.contiguous(), "ids": torch.arange(len(object_ids))}, str(tmp),
-                  metadata={"object_ids": json.dumps(object_ids), "latent_shape": json.dumps(list(lat.shape[1:])),
-                            "captions": json.dumps(captions or [""] * len(object_ids))})
+    save_tensors({"latents": lat, "ids": torch.arange(len(object_ids))}, out_dir / "latents.safetensors",
+                 metadata={"object_ids": json.dumps(object_ids), "latent_shape": json.dumps(list(lat.shape[1:])),
+                           "captions": json.dumps(captions or [""] * len(object_ids))})  # fmt: skip
     write_text(out_dir / "eval.json", json.dumps(report, indent=1))
+    write_text(out_dir / "run.json", json.dumps({"command": command, "data": str(data)}, indent=1))
 
 
 def load_autodecoder(run_dir: str | Path) -> tuple[Autodecoder, dict]:
-    """The decoder of a finished ``latent3d train autodecoder`` run and its config.json."""
-    from safetensors.torch import load_file
+    """The decoder of a finished ``latent3d train autodecoder`` run and its model/config.json, with the run's
+    ``command`` and ``data`` (run.json) added when it has them; a damaged run is one UserError line."""
+    from latent3d.io.model_folder import fit_weights, get, load_tensors, make_config, read_config
 
-    from latent3d.errors import UserError
-    from latent3d.io.manifest import read_json
-
+    fix = "pass the --out folder of a finished `latent3d train autodecoder` run (retrain or copy it again)"
     folder = Path(run_dir) / "model"
-    meta = read_json(folder / "config.json", "pass the --out folder of `latent3d train autodecoder`")
-    try:
-        cfg = AutodecoderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["autodecoder"].items()})
-        decoder = Autodecoder(int(meta["num_objects"]), cfg)
-        decoder.load_state_dict(load_file(str(folder / "model.safetensors")))
-    except (KeyError, TypeError, ValueError, RuntimeError, OSError) as e:
-        raise UserError(f"{folder} is not an autodecoder run ({str(e).splitlines()[0][:160]})") from None
+    path = folder / "config.json"
+    meta = read_config(path, fix)
+    cfg = make_config(AutodecoderConfig, meta, "autodecoder", path, fix)
+    n = get(meta, "num_objects", int, path, fix)
+    tensors = load_tensors(folder / "model.safetensors", fix)
+
+    def build() -> Autodecoder:
+        decoder = Autodecoder(n, cfg)
+        decoder.load_state_dict(tensors)
+        return decoder
+
+    decoder = fit_weights(build, folder, fix)
+    try:  # provenance only: a run without it (or with a damaged one) still loads
+        run = json.loads((Path(run_dir) / "run.json").read_text())
+        meta |= {k: run[k] for k in ("command", "data") if isinstance(run.get(k), str)}
+    except (OSError, ValueError, AttributeError, RecursionError):
+        pass
     return decoder.eval(), meta

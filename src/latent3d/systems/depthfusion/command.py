@@ -9,9 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from latent3d.errors import UserError
-from latent3d.options import (DeviceOpt, ModelGuidanceOpt, ModelStepsOpt, OutOpt, SeedOpt, check_finite, defaults,
-                              field_option)  # fmt: skip
+from latent3d.options import DeviceOpt, ModelGuidanceOpt, ModelStepsOpt, OutOpt, SeedOpt, defaults, field_option
+from latent3d.ranges import OneOf
 from latent3d.systems.depthfusion.config import WorldConfig
 
 _W = defaults(WorldConfig)
@@ -24,37 +23,26 @@ def immersive(
     model: Annotated[Optional[str], typer.Option(help="Panorama model: bundled name, Intel/ldm3d-pano folder or hub id (default: bundled ldm3d-pano-tiny).")] = None,
     steps: ModelStepsOpt = None,
     guidance: ModelGuidanceOpt = None,
-    ipd: Annotated[float, field_option(WorldConfig, "ipd", callback=check_finite)] = _W.ipd,
-    strength: Annotated[float, field_option(WorldConfig, "strength", callback=check_finite)] = _W.strength,
+    ipd: Annotated[float, field_option(WorldConfig, "ipd")] = _W.ipd,
+    strength: Annotated[float, field_option(WorldConfig, "strength")] = _W.strength,
     resolution: Annotated[int, field_option(WorldConfig, "sphere_lon", "--resolution", help="Sphere segments around (half as many pole to pole).")] = _W.sphere_lon,
-    radius: Annotated[float, field_option(WorldConfig, "radius", callback=check_finite)] = _W.radius,
-    depth_mode: Annotated[str, typer.Option(help="disparity (1/r linear in depth, as LDM3D/DPT) or linear (DepthFusion's displacement).")] = _W.depth_mode,
+    radius: Annotated[float, field_option(WorldConfig, "radius")] = _W.radius,
+    depth_mode: Annotated[str, typer.Option(callback=OneOf(("disparity", "linear")), help="disparity (1/r linear in depth, as LDM3D/DPT) or linear (DepthFusion's displacement).")] = _W.depth_mode,
     stereo_width: Annotated[int, field_option(WorldConfig, "stereo_width")] = _W.stereo_width,
-    tour_seconds: Annotated[float, field_option(WorldConfig, "tour_seconds", callback=check_finite)] = _W.tour_seconds,
+    tour_seconds: Annotated[float, field_option(WorldConfig, "tour_seconds")] = _W.tour_seconds,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
 ) -> dict:
     """RGBD panorama to an immersive 360° world (DepthFusion): world.glb, stereo_tb.png, anaglyph.png, tour.mp4."""
     from latent3d.runtime import resolve_device, seed_everything
     from latent3d.systems.depthfusion.sources import panorama_source
-    from latent3d.systems.depthfusion.world import build_world, check_config
+    from latent3d.systems.depthfusion.world import build_world
 
     from_rgb, from_depth = from_ if from_ is not None else (None, None)
     t0 = time.time()
-    if depth_mode not in ("disparity", "linear"):
-        raise UserError(f"--depth-mode must be disparity or linear for image depth, got {depth_mode!r}")
-    if resolution < 4 or resolution % 2:
-        raise UserError(f"--resolution must be an even number >= 4 (sphere segments around), got {resolution}")
     cfg = WorldConfig(depth_mode=depth_mode,  # type: ignore[arg-type]
                       strength=strength, radius=radius, sphere_lon=resolution, sphere_lat=resolution // 2, ipd=ipd,
                       stereo_width=stereo_width, tour_seconds=tour_seconds)
-    try:
-        check_config(cfg)
-    except ValueError as e:
-        raise UserError(str(e).replace("strength", "--strength").replace("ipd", "--ipd")) from None
-    if 0.5 * ipd >= radius / (1.0 + strength):
-        raise UserError(f"--ipd {ipd} is wider than the nearest point of the world (radius/(1+strength)); "
-                        "lower --ipd or --strength")
     dev = resolve_device(device)
     seed_everything(seed)
     rgb, depth, source = panorama_source(prompt, from_rgb, from_depth, seed=seed, device=dev, model=model, steps=steps,

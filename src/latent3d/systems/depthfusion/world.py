@@ -36,23 +36,6 @@ def config_dict(cfg: WorldConfig) -> dict:
     return asdict(cfg)
 
 
-def check_config(cfg: WorldConfig) -> None:
-    """Raise ValueError with one clear line for settings that cannot work."""
-    if not 0.0 <= cfg.strength < 1.0:
-        raise ValueError(f"strength must be in [0, 1), got {cfg.strength}")
-    if cfg.sphere_lon < 3 or cfg.sphere_lat < 2:
-        raise ValueError(f"the sphere needs >= 3 x 2 segments, got {cfg.sphere_lon} x {cfg.sphere_lat}")
-    if cfg.ipd < 0 or cfg.radius <= 0:
-        raise ValueError(f"ipd must be >= 0 and radius > 0, got ipd={cfg.ipd}, radius={cfg.radius}")
-    if cfg.stereo_width < 4 or cfg.stereo_width % 2 or cfg.view_size < 8:
-        raise ValueError(f"stereo_width must be an even number >= 4 and view_size >= 8, got {cfg.stereo_width}, "
-                         f"{cfg.view_size}")
-    if not 0.0 <= cfg.tour_reach < 1.0 or cfg.tour_seconds <= 0 or cfg.tour_fps <= 0:
-        raise ValueError("tour_reach must be in [0, 1) and tour_seconds, tour_fps positive")
-    if not 1.0 <= cfg.fov_deg < 179.0:
-        raise ValueError(f"fov_deg must be in [1, 179), got {cfg.fov_deg}")
-
-
 def tour_path(
     n_frames: int,
     reach: float,  # metres: the farthest the camera gets from the centre
@@ -130,7 +113,6 @@ def build_world(
     )
 
     cfg = config or WorldConfig()
-    check_config(cfg)
     out = Path(out_dir)
     rgb = torch.as_tensor(pano_rgb)
     rgb = rgb.float() / 255.0 if rgb.dtype == torch.uint8 else rgb.float()

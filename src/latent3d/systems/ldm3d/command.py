@@ -16,8 +16,9 @@ import typer
 
 from latent3d.errors import UserError
 from latent3d.options import (CHECKPOINT_EVERY, CheckpointEveryOpt, DeviceOpt, ModelGuidanceOpt, ModelStepsOpt,
-                              NegativeOpt, OutOpt, ResumeOpt, SeedOpt, check_finite, check_positive, defaults,
-                              field_doc, field_option, invocation)  # fmt: skip
+                              NegativeOpt, OutOpt, ResumeOpt, SeedOpt, defaults, field_doc, field_option,
+                              invocation)  # fmt: skip
+from latent3d.ranges import OneOf, Range
 from latent3d.systems.ldm3d.config import RGBDDataConfig, RGBDLDMConfig, RGBDVAEConfig
 
 FILES = ("rgb.png", "depth.png", "depth_preview.png", "points.ply", "run.json")
@@ -32,9 +33,9 @@ def rgbd(
     guidance: ModelGuidanceOpt = None,
     size: Annotated[Optional[str], typer.Option(help="HxW in pixels, multiples of the autoencoder's downsampling (default: the model's native size).")] = None,
     negative: NegativeOpt = "",
-    near: Annotated[float, typer.Option(callback=check_finite, help="Distance given to the nearest depth value (1.0) when lifting points.ply.")] = 1.0,
-    far: Annotated[float, typer.Option(callback=check_finite, help="Distance given to the farthest depth value (0.0) when lifting points.ply.")] = 10.0,
-    fov: Annotated[float, typer.Option(callback=check_finite, help="Vertical field of view in degrees assumed for points.ply (pinhole models; panoramas use equirect rays).")] = 60.0,
+    near: Annotated[float, typer.Option(callback=Range(0, 1e6, open_lo=True, integer=False), help="Distance given to the nearest depth value (1.0) when lifting points.ply.")] = 1.0,
+    far: Annotated[float, typer.Option(callback=Range(0, 1e6, open_lo=True, integer=False), help="Distance given to the farthest depth value (0.0) when lifting points.ply.")] = 10.0,
+    fov: Annotated[float, typer.Option(callback=Range(0, 180, open_lo=True, open_hi=True, integer=False), help="Vertical field of view in degrees assumed for points.ply (pinhole models; panoramas use equirect rays).")] = 60.0,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
 ) -> dict:
@@ -53,13 +54,11 @@ def rgbd(
 
     if not prompt.strip():
         raise UserError("the prompt is empty: describe the image, e.g. 'a red snowman on a blue floor'")
-    if not 0 < near < far:
-        raise UserError(f"--near and --far must satisfy 0 < near < far (got {near}, {far})")
-    if not 0 < fov < 180:
-        raise UserError(f"--fov must be in (0, 180) degrees, got {fov}")
+    if not near < far:
+        raise UserError(f"--near must be below --far (got {near}, {far})")
     hw = parse_size(size)
     if hw is not None:
-        from latent3d.priors.memory import check_size_fits
+        from latent3d.memory import check_size_fits
 
         check_size_fits(model or DEFAULT_RGBD_MODEL, *hw)
     t0 = time.time()
@@ -118,10 +117,10 @@ def train_rgbd_vae(
     out: OutOpt = Path("runs/rgbd-vae"),
     steps: Annotated[int, field_option(RGBDVAEConfig, "steps")] = _VAE.steps,
     batch_size: Annotated[int, field_option(RGBDVAEConfig, "batch_size")] = _VAE.batch_size,
-    lr: Annotated[float, field_option(RGBDVAEConfig, "lr", callback=check_finite)] = _VAE.lr,
-    variant: Annotated[Optional[str], typer.Option(help=field_doc(RGBDVAEConfig, "variant") + " Default: 4c with --pano, else 6c.")] = None,
+    lr: Annotated[float, field_option(RGBDVAEConfig, "lr")] = _VAE.lr,
+    variant: Annotated[Optional[str], typer.Option(callback=OneOf(("6c", "4c")), help=field_doc(RGBDVAEConfig, "variant") + " Default: 4c with --pano, else 6c.")] = None,
     vae: Annotated[Optional[str], field_option(RGBDVAEConfig, "rgb_vae", "--vae")] = _VAE.rgb_vae,
-    disc_start: Annotated[Optional[int], typer.Option(help="Step at which the PatchGAN loss starts (default: steps / 3).")] = None,
+    disc_start: Annotated[Optional[int], typer.Option(callback=Range(0, 10**8), help="Step at which the PatchGAN loss starts (default: steps / 3).")] = None,
     pano: PanoOpt = _VAE.pano,
     data: DataOpt = None,
     n_images: NImagesOpt = _VAE.n_images,
@@ -135,11 +134,7 @@ def train_rgbd_vae(
     from latent3d.systems.ldm3d.config import make_ae_loss
     from latent3d.systems.ldm3d.train import train_rgbd_vae as train
 
-    check_positive(steps=steps, batch_size=batch_size, n_images=n_images, height=height,
-                   checkpoint_every=checkpoint_every)  # fmt: skip
     variant = variant or ("4c" if pano else "6c")  # Intel/ldm3d-pano extends ldm3d-4c
-    if variant not in ("6c", "4c"):
-        raise UserError(f"--variant must be 6c or 4c, got {variant!r}")
     loss = make_ae_loss(disc_start=steps // 3 if disc_start is None else disc_start)
     cfg = RGBDVAEConfig(pano=pano, height=height, n_images=n_images, data=_check_data(data), seed=seed,
                         variant=variant, rgb_vae=vae, steps=steps, batch_size=batch_size, lr=lr, loss=loss)  # fmt: skip
@@ -153,7 +148,7 @@ def train_rgbd(
     out: OutOpt = Path("runs/ldm3d"),
     steps: Annotated[int, field_option(RGBDLDMConfig, "steps")] = _LDM.steps,
     batch_size: Annotated[int, field_option(RGBDLDMConfig, "batch_size")] = _LDM.batch_size,
-    lr: Annotated[float, field_option(RGBDLDMConfig, "lr", callback=check_finite)] = _LDM.lr,
+    lr: Annotated[float, field_option(RGBDLDMConfig, "lr")] = _LDM.lr,
     pano: PanoOpt = _LDM.pano,
     data: DataOpt = None,
     n_images: NImagesOpt = _LDM.n_images,
@@ -167,8 +162,6 @@ def train_rgbd(
     (diffusers StableDiffusionLDM3DPipeline layout, like Intel/ldm3d)."""
     from latent3d.systems.ldm3d.train import train_rgbd as train
 
-    check_positive(steps=steps, batch_size=batch_size, n_images=n_images, height=height,
-                   checkpoint_every=checkpoint_every)  # fmt: skip
     if not vae.exists():
         raise UserError(f"--vae {vae} does not exist: run `latent3d train rgbd-vae --out {vae}` first")
     cfg = RGBDLDMConfig(pano=pano, height=height, n_images=n_images, data=_check_data(data), seed=seed,

@@ -4,7 +4,9 @@ module loads no torch, so the command line reads its defaults and help from here
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
+
+from latent3d.ranges import SEED_MAX, check_config, within
 
 if TYPE_CHECKING:
     from latent3d.nets.rgbd_vae import AELossConfig
@@ -16,17 +18,20 @@ class RGBDDataConfig:
 
     pano: bool = False
     """Train on 2:1 equirectangular panoramas of places (LDM3D-pano) instead of perspective views of objects."""
-    height: int = 64
+    height: int = within(8, 4096, 64)
     """Image height in pixels (width = height, or 2 x height with --pano)."""
-    width: int | None = None
+    width: int | None = within(8, 8192, None)
     """Image width (default: height, or 2 * height for panoramas)."""
-    n_images: int = 3000
+    n_images: int = within(1, 10**7, 3000)
     """Rendered training images (ignored with --data)."""
     kinds: tuple[str, ...] | None = None
     """Scene kinds to render (default: floor/room/outdoor, or the panorama places)."""
     data: str | None = None
     """RGBD folder to train on instead of rendering (written by `latent3d data rgbd-pairs` or latent3d.data.rgbd)."""
-    seed: int = 0
+    seed: int = within(0, SEED_MAX, 0)
+
+    def __post_init__(self) -> None:
+        check_config(self)
 
     @property
     def size(self) -> tuple[int, int]:  # (H, W)
@@ -37,17 +42,17 @@ class RGBDDataConfig:
 class RGBDVAEConfig(RGBDDataConfig):
     """``latent3d train rgbd-vae``: the RGBD KL-autoencoder (LDM3D Sec. 3.1)."""
 
-    variant: str = "6c"
+    variant: Literal["6c", "4c"] = "6c"
     """6c: RGB + 16-bit depth packed RGB-like (Intel/ldm3d); 4c: RGB + 1 depth channel (Intel/ldm3d-4c, -pano)."""
     rgb_vae: str | None = None
     """RGB AutoencoderKL folder to widen (e.g. SD's vae/, or a pipeline folder); default: a fresh small one."""
     block_out_channels: tuple[int, ...] = (32, 64, 64)
-    latent_channels: int = 4
-    steps: int = 6000
+    latent_channels: int = within(1, 64, 4)
+    steps: int = within(1, 10**8, 6000)
     """Optimisation steps."""
-    batch_size: int = 16
+    batch_size: int = within(1, 4096, 16)
     """Images per step."""
-    lr: float = 2e-4
+    lr: float = within(0, 1, 2e-4, open_lo=True)
     """AdamW learning rate (paper: 1e-5 when fine-tuning SD's VAE, batch 8)."""
     betas: tuple[float, float] = (0.5, 0.9)
     loss: AELossConfig = field(default_factory=lambda: make_ae_loss(disc_start=2000))
@@ -61,20 +66,20 @@ class RGBDLDMConfig(RGBDDataConfig):
     """Stage-1 folder: the --out of `latent3d train rgbd-vae` (or a 6/4-channel AutoencoderKL folder)."""
     block_out_channels: tuple[int, ...] = (32, 64, 64)
     attention_levels: tuple[bool, ...] = (False, True, True)
-    text_dim: int = 64
-    text_layers: int = 2
-    max_tokens: int = 32
+    text_dim: int = within(4, 4096, 64)
+    text_layers: int = within(1, 48, 2)
+    max_tokens: int = within(2, 512, 32)
     beta_schedule: str = "scaled_linear"
-    cond_drop: float = 0.1
+    cond_drop: float = within(0, 1, 0.1, open_hi=True)
     """Probability of training on the empty caption (classifier-free guidance)."""
-    steps: int = 20000
+    steps: int = within(1, 10**8, 20000)
     """Optimisation steps."""
-    batch_size: int = 64
+    batch_size: int = within(1, 4096, 64)
     """Images per step."""
-    lr: float = 2e-4
+    lr: float = within(0, 1, 2e-4, open_lo=True)
     """Peak AdamW learning rate (the paper fine-tunes SD with 1e-5, batch 32)."""
-    warmup_steps: int = 500
-    ema_decay: float = 0.999
+    warmup_steps: int = within(0, 10**8, 500)
+    ema_decay: float = within(0, 1, 0.999, open_hi=True)
 
 
 def make_ae_loss(**kw) -> AELossConfig:

@@ -192,7 +192,15 @@ class RGBDPipeline:
                 ) from None
             raise UserError(f"model {str(spec)!r} is neither a folder, a bundled checkpoint ({bundled}) nor a hub id "
                             "like Intel/ldm3d") from None  # fmt: skip
-        return cls(load_prior(spec, device, dtype, option="--model"))
+        pipe = cls(load_prior(spec, device, dtype, option="--model"))
+        try:  # the recommended settings are read at sampling time: a damaged entry fails here, in one line
+            pipe.defaults
+        except (TypeError, ValueError, AttributeError) as e:
+            from latent3d.io.model_folder import first_line
+
+            raise UserError(f"model {str(spec)!r}: model_index.json's _latent3d_defaults are damaged "
+                            f"({first_line(e)}); copy the model folder again") from None
+        return pipe
 
     # -- settings ---------------------------------------------------------------------------------------------
     @property

@@ -91,10 +91,12 @@ def _held_out(cfg: RGBDDataConfig, out_dir: Path, n: int = 32) -> RGBDSet | None
 # ------------------------------------------------------------------------------------------------- export
 def resolve_vae_folder(spec: str | Path) -> Path:
     """A VAE folder from a stage-1 run folder (``model/``), a pipeline folder (``vae/``) or the VAE folder itself."""
+    from latent3d.io.model_folder import read_config
+
     p = Path(spec).expanduser()
     for cand in (p, p / "vae", p / "model", p / "model" / "vae"):
         cfg = cand / "config.json"
-        if cfg.is_file() and json.loads(cfg.read_text()).get("_class_name") == "AutoencoderKL":
+        if cfg.is_file() and read_config(cfg, "copy or retrain the autoencoder").get("_class_name") == "AutoencoderKL":
             return cand
     raise UserError(f"{spec} holds no AutoencoderKL (config.json with _class_name AutoencoderKL, or vae/ or model/ "
                     "inside): pass the output folder of `latent3d train rgbd-vae` or a diffusers vae folder")  # fmt: skip
@@ -103,7 +105,11 @@ def resolve_vae_folder(spec: str | Path) -> Path:
 def _load_vae(spec: str | Path):
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL.from_pretrained(str(resolve_vae_folder(spec))).float()
+    from latent3d.io.model_folder import from_pretrained, hf_load
+
+    folder = resolve_vae_folder(spec)
+    return hf_load(lambda: from_pretrained(AutoencoderKL, folder), f"{folder}: a damaged AutoencoderKL folder",
+                   "retrain it or copy it again").float()
 
 
 class _Packed:

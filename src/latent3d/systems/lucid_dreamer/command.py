@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from latent3d.errors import UserError
-from latent3d.options import DeviceOpt, OutOpt, PriorOpt, SeedOpt, check_guidance, defaults, field_option
+from latent3d.options import DeviceOpt, OutOpt, PriorOpt, SeedOpt, defaults, field_option
 from latent3d.systems.lucid_dreamer.config import DreamConfig
 
 _D = defaults(DreamConfig)
@@ -23,7 +23,7 @@ def dream(
     prior: PriorOpt = None,
     iters: Annotated[Optional[int], field_option(DreamConfig, "iters")] = _D.iters,
     views: Annotated[int, field_option(DreamConfig, "views")] = _D.views,
-    guidance: Annotated[Optional[float], field_option(DreamConfig, "guidance_scale", "--guidance", callback=check_guidance)] = _D.guidance_scale,
+    guidance: Annotated[Optional[float], field_option(DreamConfig, "guidance_scale", "--guidance")] = _D.guidance_scale,
     init: Annotated[str, field_option(DreamConfig, "init")] = _D.init,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
@@ -34,10 +34,6 @@ def dream(
     from latent3d.systems.lucid_dreamer.export import write_dream_outputs
     from latent3d.systems.lucid_dreamer.dream import dream as optimise
 
-    if method not in ("ism", "sds"):
-        raise UserError(f"--method must be ism or sds, got {method!r}")
-    if iters is not None and iters < 1 or views < 1:
-        raise UserError("--iters and --views must be >= 1")
     if init not in ("sphere", "box", "object") and not Path(init).is_file():
         raise UserError(f"--init {init!r} is neither sphere, box, object nor an existing PLY file")
     if not prompt.strip():

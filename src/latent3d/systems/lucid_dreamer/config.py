@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from latent3d.ranges import SEED_MAX, check_config, within
+
 if TYPE_CHECKING:
     from latent3d.distill import ISMSettings, SDSSettings
 
@@ -17,11 +19,11 @@ class DreamConfig:
     prompt: str
     method: Literal["ism", "sds"] = "ism"
     """ism (LucidDreamer's Interval Score Matching) or sds (DreamFusion)."""
-    iters: int | None = None
+    iters: int | None = within(1, 10**6, None)
     """Optimisation steps (default: 300 bundled prior, 5000 SD-size as LucidDreamer)."""
-    views: int = 4
+    views: int = within(1, 64, 4)
     """Views rendered per step (LucidDreamer: 4)."""
-    resolution: int | None = None
+    resolution: int | None = within(8, 4096, None)
     """Render size (default: the prior's native image size)."""
     radius_range: tuple[float, float] | None = None
     elevation_range_deg: tuple[float, float] | None = None
@@ -31,22 +33,25 @@ class DreamConfig:
     from."""
     init_model: str = "object3d-tiny"
     """The object generator of --init object (bundled name or a `latent3d train object-diffusion` model/ folder)."""
-    init_points: int = 2048
-    init_extent: float = 0.7
-    bg_aug: float = 0.66
+    init_points: int = within(1, 10**7, 2048)
+    init_extent: float = within(0, 100, 0.7, open_lo=True)
+    bg_aug: float = within(0, 1, 0.66)
     """Probability of a random background colour instead of white (LucidDreamer's bg augmentation)."""
-    guidance_scale: float | None = None
+    guidance_scale: float | None = within(0, 1000, None)
     """CFG scale (default: the prior's recommendation, `_latent3d_defaults` in its model_index.json; else 7.5 ISM
     as LucidDreamer, 100 SDS as DreamFusion)."""
-    densify_from: float = 0.1
-    densify_until: float = 0.6
-    densify_every: int = 50
-    grad_threshold: float = 2e-4
-    scale_reg: float = 0.0
+    densify_from: float = within(0, 1, 0.1)
+    densify_until: float = within(0, 1, 0.6)
+    densify_every: int = within(1, 10**6, 50)
+    grad_threshold: float = within(0, 1e3, 2e-4)
+    scale_reg: float = within(0, 1e6, 0.0)
     """Weight of a penalty on the largest Gaussian scales (keeps splats compact)."""
-    seed: int = 0
+    seed: int = within(0, SEED_MAX, 0)
     ism: ISMSettings = field(default_factory=lambda: _ism_settings())
     sds: SDSSettings = field(default_factory=lambda: _sds_settings())
+
+    def __post_init__(self) -> None:
+        check_config(self)
 
 
 def _ism_settings() -> ISMSettings:
