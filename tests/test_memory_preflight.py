@@ -76,3 +76,24 @@ def test_parameters_counted_on_the_meta_device_are_the_real_ones():
     cfg, ocfg = AutodecoderConfig(widths=(16,), latent_channels=8), ObjectDiffusionConfig(model_channels=16)
     for build in (lambda: AutodecoderModel(3, 5, cfg), lambda: build_unet(ocfg, 8, 64)):
         assert meta_params(build) == sum(p.numel() for p in build().parameters())
+
+
+def test_immersive_and_dream_are_preflighted(tmp_path, capsys, tiny_sd_dir, monkeypatch):
+    out = tmp_path / "out"
+    argv = ["immersive", "a beach", "--out", str(out), "--resolution", "4096", "--stereo-width", "16384",
+            "--tour-seconds", "600"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "this world needs ~" in err[0], err
+    import latent3d.memory as memory
+
+    side = 16 * 2  # tiny_sd_dir: a UNet of sample_size 16 under a 2-level VAE
+    need = 2 * memory.estimate_sampling_bytes(tiny_sd_dir, side, side, 8)
+    monkeypatch.setattr(memory, "available_bytes", lambda: need - 1)  # a machine where 8 views just do not fit
+    argv = ["dream", "a red snowman", "--out", str(out), "--prior", str(tiny_sd_dir), "--views", "8"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--views 8 at 32x32 needs ~" in err[0] and "lower --views" in err[0], err
+    monkeypatch.setattr(memory, "available_bytes", lambda: need)
+    memory.check_dream_fits(str(tiny_sd_dir), 8)  # fits: returns
+    assert not out.exists()

@@ -1,8 +1,8 @@
 """Every numeric option of every command, walked from the typer app (issue 30): each declares its range (a config
-field's ``within(...)`` or a :class:`~latent3d.ranges.Range` callback), and nan, inf, -1, 0 and a huge value each
-give one ``latent3d: error:`` line and exit 2, or lie inside the declared range (the documented acceptance: 0 for
-``--holdout``, ``--tv-weight``...; ``--seed`` takes any 64-bit value). An option added later is covered here without
-a test of its own; a numeric option without a declared range fails."""
+field's ``within(...)`` or a :class:`~latent3d.ranges.Range` callback), and nan, inf, -1, 0, 1e-300 (the issue's
+``--fov``) and a huge value each give one ``latent3d: error:`` line and exit 2, or lie inside the declared range (the
+documented acceptance: 0 for ``--holdout``, ``--tv-weight``...; ``--seed`` takes any 64-bit value). An option added
+later is covered here without a test of its own; a numeric option without a declared range fails."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from latent3d.cli import app, main
 from latent3d.ranges import Range, field_range
 from latent3d.systems.autodecoder.config import AutodecoderConfig, ObjectDiffusionConfig
 
-BAD = ("nan", "inf", "-inf", "-1", "0", "1000000000", "1e308")
+BAD = ("nan", "inf", "-inf", "-1", "0", "1e-300", "1000000000", "1e308")
 HUGE_OK = {"seed"}  # --seed takes any whole number in 0..2**63-1 (torch.manual_seed's range)
 # numeric text options with a parser of their own (HxW sizes; tests/test_options.py::test_parse_hw)
 OWN_PARSER = {("rgbd", "size"), ("data", "rgbd-pairs", "size")}

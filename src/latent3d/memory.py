@@ -142,3 +142,29 @@ def object_sample_bytes(cfg, grid_size: int, samples: int) -> int:
     (float RGB + occupancy, their clamped copy, the uint8 video) and one chunk of marched rays."""
     images = max(cfg.views, cfg.frames) * cfg.size**2 * (4 * 4 + 3 * 4 + 3)
     return images + 8 * 4 * grid_size**3 * 4 + 8192 * samples * MARCH_BYTES_PER_SAMPLE
+
+
+def immersive_bytes(cfg) -> int:
+    """``latent3d immersive``: the displaced sphere and its tracer (~2 KB a quad: measured 1.1 GB at 1024 x 512
+    quads), the two stereo eyes (~100 B a pixel) and the tour's frames held for the video."""
+    frames = max(2, round(cfg.tour_seconds * cfg.tour_fps))
+    return (2048 * cfg.sphere_lon * cfg.sphere_lat + 100 * cfg.stereo_width**2
+            + frames * cfg.view_size**2 * (3 * 4 + 3))  # fmt: skip
+
+
+def check_dream_fits(spec, views: int) -> None:
+    """``latent3d dream``: each step renders ``views`` images at the prior's size and back-propagates the prior's
+    guided prediction through them: twice :func:`estimate_sampling_bytes` of a batch of ``views``. Hub ids are not
+    checked (their configs are not on disk until they load)."""
+    from latent3d.priors.loading import resolve_prior_path
+
+    target, local = resolve_prior_path(spec)
+    if not local:
+        return
+    unet, vae = _config(Path(target), "unet"), _config(Path(target), "vae")
+    try:
+        side = int(unet.get("sample_size", 64)) * (2 ** (len(vae["block_out_channels"]) - 1) if vae else 1)
+    except (TypeError, ValueError, KeyError):  # a damaged config.json: the loader says what is wrong with it
+        return
+    refuse_unless_fits(2 * estimate_sampling_bytes(target, side, side, views), f"--views {views} at {side}x{side}",
+                       "lower --views")

@@ -43,6 +43,9 @@ def immersive(
     cfg = WorldConfig(depth_mode=depth_mode,  # type: ignore[arg-type]
                       strength=strength, radius=radius, sphere_lon=resolution, sphere_lat=resolution // 2, ipd=ipd,
                       stereo_width=stereo_width, tour_seconds=tour_seconds)
+    from latent3d.memory import immersive_bytes, refuse_unless_fits
+
+    refuse_unless_fits(immersive_bytes(cfg), "this world", "lower --resolution, --stereo-width or --tour-seconds")
     dev = resolve_device(device)
     seed_everything(seed)
     rgb, depth, source = panorama_source(prompt, from_rgb, from_depth, seed=seed, device=dev, model=model, steps=steps,

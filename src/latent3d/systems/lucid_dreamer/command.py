@@ -46,6 +46,9 @@ def dream(
         from latent3d.io.ply import read_gaussian_ply
 
         read_gaussian_ply(init, plausible=True)  # a bad file is refused before the prior loads
+    from latent3d.memory import check_dream_fits
+
+    check_dream_fits(prior, views)
     t0 = time.time()
     dev = resolve_device(device)
     seed_everything(seed)
