@@ -74,8 +74,6 @@ def objects(
     rad = radius[0] if len(radius) == 1 else (radius[0], radius[1])  # the option parsed and checked the numbers
     el = elevation
     cols = [c.strip() for c in colors.split(",") if c.strip()]
-    _MV(n_objects=n_objects, views=views, size=size, radius=rad, elevation_range_deg=el, fov_y=fov,  # type: ignore[arg-type]
-        variation=variation)  # how the values relate (LO <= HI)
 
     from latent3d.data.multiview import check_object_settings, write_multiview_dataset
     from latent3d.memory import data_objects_bytes, refuse_unless_fits

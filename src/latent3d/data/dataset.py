@@ -82,6 +82,7 @@ def write_transforms_dataset(
     from latent3d.io.atomic import write_text
     from latent3d.io.depth import write_depth_png16
     from latent3d.io.image import save_image
+    from latent3d.render.camera_checks import check_K, check_pose
 
     out = Path(out_dir)
     N, H, W = images.shape[:3]
@@ -98,6 +99,9 @@ def write_transforms_dataset(
     Ks = Ks.detach().float().cpu()
     shared = bool((Ks == Ks[:1]).all())
     c2w = nerfstudio_from_viewmats(viewmats.detach().float().cpu())
+    for i in range(N):  # refuse cameras the reader would refuse, before writing anything
+        check_pose(c2w[i].numpy(), f"{out / 'transforms.json'} frame {i}")
+        check_K(Ks[i].numpy(), W, H, f"{out / 'transforms.json'} frame {i}")
     frames = []
     for i in range(N):
         name = f"{i:05d}.png"
@@ -134,12 +138,12 @@ def _intrinsics(K: Tensor, W: int, H: int) -> dict[str, float]:
 
 # -------------------------------------------------------------------------------------------------------- reader
 def _find_json(path: Path, split: str) -> Path:
-    if path.is_file():
+    if path.exists() and not path.is_dir():  # a FIFO or device is refused by read_json, not taken for a folder
         return path
     if not path.is_dir():
         raise UserError(f"{path}: no such folder; {_FIX}")
     for name in ("transforms.json", f"transforms_{split}.json"):
-        if (path / name).is_file():
+        if (path / name).exists():
             return path / name
     raise UserError(f"{path} is not a transforms.json dataset: no transforms.json or transforms_{split}.json "
                     f"inside; {_FIX}")
@@ -149,10 +153,10 @@ def _resolve(root: Path, rel: Any, what: str, json_path: Path) -> Path:
     from latent3d.io.manifest import resolve_inside
 
     p = resolve_inside(root, rel, what, json_path)
-    if p.is_file():
+    if p.exists() and not p.is_dir():  # a FIFO or device there is refused by the file's reader (open_regular)
         return p
     for ext in (".png", ".jpg", ".jpeg", ".PNG", ".JPG"):  # NeRF-blender omits the extension
-        if p.with_name(p.name + ext).is_file():
+        if p.with_name(p.name + ext).exists():
             return p.with_name(p.name + ext)
     raise UserError(f"{json_path}: {what} {rel!r} not found; check the paths in the file or re-export the dataset")
 
@@ -160,10 +164,12 @@ def _resolve(root: Path, rel: Any, what: str, json_path: Path) -> Path:
 def _read_depth(path: Path, scale: float, hw: tuple[int, int], i: int, jpath: Path) -> np.ndarray:  # [H, W] metres
     """A frame's depth: 16-bit PNG x ``scale``, or ``.npy`` float metres (no pickles); 0 / non-finite = no depth."""
     from latent3d.io.depth import read_depth_png16
+    from latent3d.io.files import open_regular
 
     if path.suffix == ".npy":
         try:
-            raw = np.load(path, allow_pickle=False)
+            with open_regular(path, ".npy depth map") as fh:
+                raw = np.load(fh, allow_pickle=False)
         except (OSError, ValueError, EOFError) as e:
             raise UserError(f"{path}: not a readable .npy depth map ({type(e).__name__}: {e})") from None
         if raw.ndim != 2 or raw.dtype.kind not in "fiu":
@@ -227,7 +233,7 @@ def read_transforms_dataset(
         h, w = rgb.shape[:2]
         if imgs and (h, w) != imgs[0].shape[:2]:
             raise UserError(f"{ip}: image size {w}x{h} differs from the first image's; resize them to one size")
-        K = _frame_K({**doc, **f}, w, h, jpath)
+        K = _frame_K({**doc, **f}, w, h, jpath, i)
         mask = None
         if "mask_path" in f:
             mask = read_pil_array(_resolve(root, f["mask_path"], "mask", jpath), "L", "mask image")[0] > 127
@@ -266,27 +272,30 @@ def read_transforms_dataset(
 
 
 def _pose(m: Any, i: int, jpath: Path) -> np.ndarray:  # -> [4, 4] float32 OpenGL camera-to-world
+    from latent3d.render.camera_checks import check_pose
+
     try:
         a = np.asarray(m, dtype=np.float64)
     except (ValueError, TypeError, OverflowError):
         a = np.zeros(0)
     if a.shape == (3, 4):
         a = np.concatenate([a, np.array([[0, 0, 0, 1]])])
-    if a.shape != (4, 4) or not (np.abs(a) < 1e30).all():  # also finite once cast to float32
+    if a.shape != (4, 4):
         raise UserError(f"{jpath}: frame {i} has a malformed transform_matrix; it must be a 4x4 or 3x4 list")
-    return a.astype(np.float32)
+    return check_pose(a, f"{jpath} frame {i}").astype(np.float32)  # bounded: exact enough in float32
 
 
-def _frame_K(f: dict[str, Any], w: int, h: int, jpath: Path) -> Tensor:  # [3, 3]
-    """Intrinsics from nerfstudio keys (fl_x, ...) or NeRF-blender ``camera_angle_x``, rescaled to the image size."""
+def _frame_K(f: dict[str, Any], w: int, h: int, jpath: Path, i: int) -> Tensor:  # [3, 3]
+    """Intrinsics from nerfstudio keys (fl_x, ...) or NeRF-blender ``camera_angle_x``, rescaled to the image size
+    and checked against it (:func:`latent3d.render.camera_checks.check_intrinsics`)."""
     from latent3d.io.manifest import number
+    from latent3d.render.camera_checks import check_image_size, check_intrinsics
 
-    big = 1e4 * max(w, h)  # a focal length beyond this is a field of view under 0.006 degrees: not a camera
-    sx = w / number(f["w"], "w", jpath, 0, 1e6, lo_open=True) if "w" in f else 1.0
-    sy = h / number(f["h"], "h", jpath, 0, 1e6, lo_open=True) if "h" in f else 1.0
+    fw, fh = check_image_size(f.get("w", w), f.get("h", h), f"{jpath} frame {i} (w, h)")
+    sx, sy = w / fw, h / fh  # intrinsics for an fw x fh image, the image file is w x h
     if "fl_x" in f:
-        fx = number(f["fl_x"], "fl_x", jpath, 0, big, lo_open=True) * sx
-        fy = number(f.get("fl_y", f["fl_x"]), "fl_y", jpath, 0, big, lo_open=True) * sy
+        fx = number(f["fl_x"], "fl_x", jpath) * sx
+        fy = number(f.get("fl_y", f["fl_x"]), "fl_y", jpath) * sy
     elif "camera_angle_x" in f:
         fx = 0.5 * w / math.tan(0.5 * number(f["camera_angle_x"], "camera_angle_x", jpath, 0, 3.1, lo_open=True))
         fy = fx
@@ -294,6 +303,7 @@ def _frame_K(f: dict[str, Any], w: int, h: int, jpath: Path) -> Tensor:  # [3, 3
             fy = 0.5 * h / math.tan(0.5 * number(f["camera_angle_y"], "camera_angle_y", jpath, 0, 3.1, lo_open=True))
     else:
         raise UserError(f"{jpath}: no focal length (fl_x or camera_angle_x); {_FIX}")
-    cx = number(f["cx"], "cx", jpath, -big, big) * sx if "cx" in f else 0.5 * w
-    cy = number(f["cy"], "cy", jpath, -big, big) * sy if "cy" in f else 0.5 * h
+    cx = number(f["cx"], "cx", jpath) * sx if "cx" in f else 0.5 * w
+    cy = number(f["cy"], "cy", jpath) * sy if "cy" in f else 0.5 * h
+    check_intrinsics(fx, fy, cx, cy, w, h, f"{jpath} frame {i}")
     return torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=torch.float32)

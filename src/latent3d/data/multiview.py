@@ -106,6 +106,7 @@ def write_srn_object(root: str | os.PathLike, ov: ObjectViews) -> Path:
     from latent3d.io.atomic import atomic_dir, write_text
     from latent3d.io.image import save_image
     from latent3d.render.camera import rigid_inverse
+    from latent3d.render.camera_checks import check_K, check_pose
 
     _check_id(ov.object_id)
     V, H, W = ov.images.shape[:3]
@@ -117,6 +118,9 @@ def write_srn_object(root: str | os.PathLike, ov: ObjectViews) -> Path:
         raise ValueError(f"need {V} distinct view names, got {ov.view_names}")
     c2w = rigid_inverse(ov.viewmats.detach().cpu().double())
     folder = Path(root) / ov.object_id
+    for i, stem in enumerate(stems):  # refuse cameras the reader would refuse, before writing anything
+        check_pose(c2w[i].numpy(), str(folder / "pose" / f"{stem}.txt"))
+    check_K(K.numpy(), W, H, str(folder / "intrinsics.txt"))
     with atomic_dir(folder) as tmp:
         for i, stem in enumerate(stems):
             save_image(tmp / "rgb" / f"{stem}.png", ov.images[i].detach().cpu())
@@ -166,21 +170,26 @@ def check_object_settings(categories: Sequence[str], n_objects: int, views: int,
     for c in colors:
         if c not in COLORS:
             raise UserError(f"--colors: unknown colour {c!r}; choose from: {', '.join(COLORS)}")
-    for opt, v, hi in (("n-objects", n_objects, 10**6), ("views", views, 10**5), ("size", size, 4096)):
-        if not 1 <= v <= hi:
-            raise UserError(f"--{opt} must be a whole number in 1..{hi}, got {v}")
     if fmt not in ("srn", "transforms"):
         raise UserError(f"--format {fmt!r}: choose srn or transforms")
+    # the numbers: their declared ranges and relations (latent3d.ranges), then the cameras they make
+    MultiviewConfig(n_objects=n_objects, views=views, size=size, radius=radius, elevation_range_deg=elevation_range_deg,
+                    fov_y=fov_y, variation=variation)  # fmt: skip
     lo, hi = (radius, radius) if isinstance(radius, (int, float)) else radius
-    if not (math.isfinite(lo) and math.isfinite(hi) and 1.0 < lo <= hi):
-        raise UserError(f"--radius {radius}: give R or LO,HI with 1 < LO <= HI (objects fit in the unit sphere)")
-    e0, e1 = elevation_range_deg
-    if not (math.isfinite(e0) and math.isfinite(e1) and -90.0 <= e0 <= e1 <= 90.0):
-        raise UserError(f"--elevation {e0:g},{e1:g}: give LO,HI degrees with -90 <= LO <= HI <= 90")
-    if not (math.isfinite(fov_y) and 0.0 < fov_y < math.pi):
-        raise UserError(f"--fov {fov_y}: give the vertical field of view in radians, in (0, pi)")
-    if not (math.isfinite(variation) and variation >= 0.0):
-        raise UserError(f"--variation {variation}: give a finite number >= 0 (0 = one fixed shape per category)")
+    _check_extreme_cameras(lo, hi, elevation_range_deg[1], fov_y, size)
+
+
+def _check_extreme_cameras(r_lo: float, r_hi: float, elevation_deg: float, fov_y: float, size: int) -> None:
+    """The cameras the writer would write at the nearest and farthest radius (computed as the renderer does, in
+    float32) pass the readers' checks (:mod:`latent3d.render.camera_checks`): a radius of 1e308 or a field of view
+    of 1e-300 is refused before anything is rendered or written."""
+    from latent3d.render.camera import orbit_cameras, rigid_inverse
+    from latent3d.render.camera_checks import check_K, check_pose
+
+    for r in (r_lo, r_hi):
+        viewmats, Ks = orbit_cameras(r, elevation_deg, 0.0, fov_y, size, size)
+        check_pose(rigid_inverse(viewmats[0].double()).numpy(), f"--radius {r:g}: the camera pose at that distance")
+    check_K(Ks[0].double().numpy(), size, size, f"--fov {fov_y:g}: the intrinsics of a {size}x{size} view")
 
 
 def write_multiview_dataset(
@@ -240,40 +249,31 @@ def write_multiview_dataset(
 
 
 # ------------------------------------------------------------------------------------------------------ reading
-def _refuse_links_out(folder: Path, root: Path) -> None:
-    """Every symbolic link in ``folder`` (and ``folder`` itself) must lead to a place inside ``root``."""
-    from latent3d.io.manifest import resolve_inside
-
-    real_root = os.path.realpath(root)
-    links = [str(folder)] if os.path.islink(folder) else []
-    for dirpath, dirnames, filenames in os.walk(folder):  # does not follow links into folders
-        links += [os.path.join(dirpath, n) for n in dirnames + filenames if os.path.islink(os.path.join(dirpath, n))]
-    for link in links:
-        rel = os.path.relpath(os.path.realpath(link), real_root)
-        resolve_inside(Path(real_root), rel, "linked file", Path(link))
-
-
 def _numbers(line: str, n: int, path: Path, what: str) -> list[float]:
     try:
         vals = [float(t) for t in line.split()]
     except ValueError:
         vals = []
-    if len(vals) != n or not all(math.isfinite(v) and abs(v) < 1e30 for v in vals):
+    if len(vals) != n or not all(math.isfinite(v) for v in vals):
         raise UserError(f"{path}: {what} must be {n} finite numbers, got {line.strip()[:80]!r}; SRN's intrinsics.txt "
                         "is 'f cx cy 0' / 'x y z' / 'scale' / 'H W'")
     return vals
 
 
 def _read_text(path: Path, what: str) -> str:
-    if not path.is_file():
-        raise UserError(f"{path}: {what} not found; {_EXPECTED}")
+    from latent3d.io.files import read_regular_bytes
+
+    data = read_regular_bytes(path, what, _EXPECTED)
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
         raise UserError(f"{path}: not a readable {what} ({type(e).__name__}: {e})".replace("\n", " ")) from None
 
 
 def _read_intrinsics(path: Path) -> tuple[float, float, float, int, int, bool]:  # f, cx, cy, H, W, world2cam
+    """SRN's intrinsics file; the camera itself is checked against the images' size in :func:`_read_srn`."""
+    from latent3d.render.camera_checks import check_image_size
+
     lines = [ln for ln in _read_text(path, "intrinsics file").splitlines() if ln.strip()]
     if len(lines) not in (4, 5):
         raise UserError(f"{path}: {len(lines)} lines, expected 4 ('f cx cy 0' / barycentre 'x y z' / scale / 'H W', "
@@ -282,29 +282,27 @@ def _read_intrinsics(path: Path) -> tuple[float, float, float, int, int, bool]: 
     _numbers(lines[1], 3, path, "line 2 (grid barycentre x y z)")
     _numbers(lines[2], 1, path, "line 3 (scale)")
     h, w = _numbers(lines[3], 2, path, "line 4 (H W)")
-    if f <= 0 or h < 1 or w < 1 or h != int(h) or w != int(w):
-        raise UserError(f"{path}: f, H and W must be positive (H, W whole pixels), got f={f:g} H={h:g} W={w:g}")
+    w, h = check_image_size(w, h, f"{path} line 4 (H W)")
     w2c = False
     if len(lines) == 5:
         if lines[4].strip() not in ("0", "1"):
             raise UserError(f"{path}: line 5 (SRN's world2cam flag) must be 0 or 1, got {lines[4].strip()[:40]!r}")
         w2c = lines[4].strip() == "1"
-    return f, cx, cy, int(h), int(w), w2c
+    return f, cx, cy, h, w, w2c
 
 
 def _read_pose(path: Path, world2cam: bool) -> np.ndarray:  # -> [4, 4] float64 world-to-camera
+    from latent3d.render.camera_checks import check_pose
+
     text = _read_text(path, "pose file")
     try:
         vals = [float(t) for t in text.split()]
     except ValueError:
         vals = []
-    if len(vals) != 16 or not all(math.isfinite(v) and abs(v) < 1e30 for v in vals):
-        raise UserError(f"{path}: a pose file holds 16 finite numbers (row-major 4x4 camera-to-world), got "
+    if len(vals) != 16:
+        raise UserError(f"{path}: a pose file holds 16 numbers (row-major 4x4 camera-to-world), got "
                         f"{text.strip()[:80]!r}")
-    m = np.asarray(vals, dtype=np.float64).reshape(4, 4)
-    if np.abs(m[3] - [0, 0, 0, 1]).max() > 1e-6 or abs(np.linalg.det(m[:3, :3])) < 1e-6:
-        raise UserError(f"{path}: the pose is not an invertible camera transform (bottom row must be 0 0 0 1 and "
-                        "the 3x3 part non-singular)")
+    m = check_pose(np.asarray(vals, dtype=np.float64).reshape(4, 4), str(path))
     return m if world2cam else np.linalg.inv(m)
 
 
@@ -334,6 +332,7 @@ def _read_caption(path: Path) -> str | None:
 
 def _read_srn(folder: Path) -> ObjectViews:
     from latent3d.io.image import read_pil_array
+    from latent3d.render.camera_checks import check_intrinsics
 
     rgb_dir, pose_dir = folder / "rgb", folder / "pose"
     if not rgb_dir.is_dir():
@@ -345,7 +344,7 @@ def _read_srn(folder: Path) -> ObjectViews:
     if not pose_dir.is_dir():
         raise UserError(f"{pose_dir}: no such folder; every rgb/NNNNNN.png needs a pose/NNNNNN.txt")
     for n in names:
-        if not (pose_dir / f"{Path(n).stem}.txt").is_file():
+        if not (pose_dir / f"{Path(n).stem}.txt").exists():  # a FIFO or folder there: _read_text says so
             raise UserError(f"{pose_dir / (Path(n).stem + '.txt')}: missing; every rgb/NNNNNN.png needs a "
                             "pose/NNNNNN.txt of the same number")
     n_poses = sum(1 for p in pose_dir.iterdir() if p.suffix == ".txt" and p.name[0] != ".")
@@ -371,6 +370,8 @@ def _read_srn(folder: Path) -> ObjectViews:
         poses.append(_read_pose(pose_dir / f"{Path(n).stem}.txt", w2c))
     h, w = imgs[0].shape[:2]
     sx, sy = w / W, h / H  # intrinsics are for an H x W image
+    check_intrinsics(f * sx, f * sy, cx * sx, cy * sy, w, h, f"{folder / 'intrinsics.txt'} (scaled to the {w}x{h} "
+                     "images)")
     K = torch.tensor([[f * sx, 0.0, cx * sx], [0.0, f * sy, cy * sy], [0.0, 0.0, 1.0]], dtype=torch.float32)
     return ObjectViews(
         object_id=folder.name,
@@ -399,12 +400,14 @@ def _read_transforms(folder: Path) -> ObjectViews:
 
 def read_object_folder(folder: str | os.PathLike, root: str | os.PathLike | None = None) -> ObjectViews:
     """One object folder, SRN/pixelNeRF or transforms.json (detected; see the module docstring). Symbolic links
-    that lead out of ``root`` (default: the folder itself) are refused."""
+    that lead out of ``root`` (default: the folder itself) are refused before anything behind them is listed."""
+    from latent3d.io.files import walk_inside
+
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder; {_EXPECTED}")
-    _refuse_links_out(folder, Path(root) if root is not None else folder)
-    if (folder / "transforms.json").is_file():
+    walk_inside(folder, root if root is not None else folder)
+    if (folder / "transforms.json").exists():
         return _read_transforms(folder)
     if any((folder / n).exists() for n in ("rgb", "pose", "intrinsics.txt")):
         return _read_srn(folder)

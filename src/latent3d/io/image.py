@@ -79,15 +79,15 @@ MAX_IMAGE_PIXELS = 1 << 27
 def read_pil_array(path: str | os.PathLike, mode: str | None = None, what: str = "image") -> tuple[np.ndarray, str]:
     """Decode an image file to an array (converted to PIL ``mode`` if given) and its original PIL mode.
 
-    Every failure of the file -- missing, a folder, not an image, truncated, corrupt, 0 pixels, or more than
+    Every failure of the file -- missing, a folder or FIFO, not an image, truncated, corrupt, 0 pixels, or more than
     :data:`MAX_IMAGE_PIXELS` -- becomes one :class:`UserError` naming the file and ``what`` it was meant to be."""
     from PIL import Image
 
+    from latent3d.io.files import open_regular
+
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: {'is a folder' if path.is_dir() else 'file not found'}; pass the path of the {what}")
     try:
-        with Image.open(path) as im:
+        with open_regular(path, what, f"pass the path of the {what}") as fh, Image.open(fh) as im:
             w, h = im.size
             if w * h > MAX_IMAGE_PIXELS:
                 raise UserError(f"{path}: the {what} is {w}x{h} pixels, more than latent3d reads "

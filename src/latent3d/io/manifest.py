@@ -17,11 +17,16 @@ from latent3d.errors import UserError
 
 
 def read_json(path: Path, fix: str) -> Any:
-    """Parse a JSON file; an unreadable file, bad UTF-8 or bad JSON is one error ending in ``fix``."""
+    """Parse a JSON file (a regular file, :func:`~latent3d.io.files.open_regular`); an unreadable file, bad UTF-8 or
+    bad JSON is one error ending in ``fix``."""
+    from latent3d.io.files import read_regular_bytes
+
+    data = read_regular_bytes(path, "JSON file", fix)
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise UserError(f"{path}: not a readable JSON file ({type(e).__name__}: {e}); {fix}".replace("\n", " ")) from None
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        msg = f"{path}: not a readable JSON file ({type(e).__name__}: {e}); {fix}"
+        raise UserError(msg.replace("\n", " ")) from None
 
 
 def resolve_inside(root: Path, rel: Any, what: str, manifest: Path) -> Path:

@@ -10,10 +10,15 @@ Layout (``numpy.savez_compressed``, read with ``allow_pickle=False``):
   ``bbox_min + (i + 0.5) * (bbox_max - bbox_min) / N``;
 * ``axes`` = ``"xyz"`` (index order i, j, k <-> world x, y, z) and ``up`` = ``"+z"`` (latent3d's world), 0-d strings;
 * ``meta_<name>``: optional 0-d scalars (bool, int, float or str), e.g. the seed or the sample index.
+
+The reader opens regular files only (a FIFO named ``volume.npz`` is refused, not waited on) and reads every member's
+``.npy`` header before decompressing anything: an archive declaring more than :data:`MAX_VOLUME_BYTES` (a 2 MB file
+of zeros can declare a 512^3 grid, 2 GB once loaded) is refused unread.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -25,6 +30,9 @@ from latent3d.io.atomic import atomic_path
 
 AXES, UP = "xyz", "+z"
 _REQUIRED = ("density", "rgb", "bbox_min", "bbox_max", "axes", "up")
+# all arrays of a volume together: a 256^3 grid of density + RGB (4 channels) in float32, 256 MiB (the papers' grids
+# are 32^3-128^3; the decoder's largest output is 128^3)
+MAX_VOLUME_BYTES = 4 * 256**3 * 4
 
 
 def _f(x: Any, dtype=np.float32) -> np.ndarray:
@@ -90,27 +98,60 @@ def _why(e: Exception) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+def _check_declared_sizes(fh: Any, path: str | os.PathLike) -> None:
+    """Read each member's ``.npy`` header (never its data) and refuse an archive whose arrays add up to more than
+    :data:`MAX_VOLUME_BYTES`; a member that is not a ``.npy`` array raises ``ValueError``."""
+    import zipfile
+
+    from numpy.lib import format as npf
+
+    total = 0
+    with zipfile.ZipFile(fh) as zf:
+        for info in zf.infolist():
+            with zf.open(info) as member:
+                version = npf.read_magic(member)
+                if version not in ((1, 0), (2, 0)):
+                    raise ValueError(f"member '{info.filename}' is .npy format {version}, not 1.0 or 2.0")
+                read_header = npf.read_array_header_1_0 if version == (1, 0) else npf.read_array_header_2_0
+                shape, _, dtype = read_header(member)
+            n = math.prod(shape) * dtype.itemsize
+            total += n
+            if total > MAX_VOLUME_BYTES:
+                raise UserError(f"{path}: '{info.filename}' declares a {dtype} array of shape {list(shape)} "
+                                f"({n / 2**20:.0f} MiB); a volume holds at most {MAX_VOLUME_BYTES >> 20} MiB (a 256^3 "
+                                "grid of density + RGB in float32): refused before decompressing")
+
+
 def read_volume_npz(path: str | os.PathLike) -> dict:
     """Read a file written by :func:`write_volume_npz`: ``{"density": [X, Y, Z] float32, "rgb": [3, X, Y, Z]
     float32, "bbox_min": [3] float64, "bbox_max": [3] float64, "axes": "xyz", "up": "+z", "meta": {name: scalar}}``.
 
     Every bad file (missing, not an npz, corrupt bytes, pickled/object arrays, missing keys, wrong shapes or
-    dtypes, NaN/inf, negative density, another axis order) raises one :class:`UserError` line naming the file."""
+    dtypes, NaN/inf, negative density, another axis order, a FIFO, more than :data:`MAX_VOLUME_BYTES` declared)
+    raises one :class:`UserError` line naming the file."""
+    from latent3d.io.files import open_regular
+
     fix = "write it with latent3d.io.volume.write_volume_npz"
-    try:
-        with open(path, "rb") as fh:
+    with open_regular(path, "volume .npz", "pass the path of a volume .npz") as fh:
+        try:
             magic = fh.read(6)
-        if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
-            raise UserError(f"{path}: not a zip archive, so not a volume .npz (bad or truncated file); {fix}")
-        z = np.load(path, allow_pickle=False)
-    except UserError:
-        raise
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found; pass the path of a volume .npz") from None
-    except Exception as e:  # not a zip / npy: ValueError, OSError, EOFError, BadZipFile, ...
-        raise UserError(f"{path}: not a readable volume .npz ({_why(e)}); {fix}") from None
-    if not isinstance(z, np.lib.npyio.NpzFile):
-        raise UserError(f"{path}: a single .npy array, not a volume .npz archive; {fix}")
+            if magic.startswith(b"\x93NUMPY"):
+                raise UserError(f"{path}: a single .npy array, not a volume .npz archive; {fix}")
+            if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+                raise UserError(f"{path}: not a zip archive, so not a volume .npz (bad or truncated file); {fix}")
+            fh.seek(0)
+            _check_declared_sizes(fh, path)
+            fh.seek(0)
+            z = np.load(fh, allow_pickle=False)
+        except UserError:
+            raise
+        except Exception as e:  # not a zip / npy: ValueError, OSError, EOFError, BadZipFile, ...
+            raise UserError(f"{path}: not a readable volume .npz ({_why(e)}); {fix}") from None
+        return _read_members(z, path, fix)
+
+
+def _read_members(z: Any, path: str | os.PathLike, fix: str) -> dict:
+    """The arrays of an open archive, checked (see :func:`read_volume_npz`)."""
     try:
         with z:
             keys = set(z.files)
