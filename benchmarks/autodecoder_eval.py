@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     from latent3d.data.multiview import write_multiview_dataset
     from latent3d.nets.embeddings import embedding_nbytes, make_embedding
     from latent3d.systems.autodecoder.config import AutodecoderConfig
-    from latent3d.systems.autodecoder.decoder import Autodecoder
-    from latent3d.systems.autodecoder.train import train_autodecoder
+    from latent3d.systems.autodecoder.stage1.decoder import Autodecoder
+    from latent3d.systems.autodecoder.stage1.train import train_autodecoder
 
     data = Path(a.data)
     if not data.exists():

@@ -28,7 +28,7 @@ if case == "data objects":
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     object_views(obj, kw["views"], kw["size"], kw["size"])
 elif case == "train autodecoder":
-    import latent3d.systems.autodecoder.train as T
+    import latent3d.systems.autodecoder.stage1.train as T
     from latent3d.systems.autodecoder.config import AutodecoderConfig
     cfg = AutodecoderConfig(steps=steps, **tuples)
     est = memory.autodecoder_train_bytes(cfg, memory.meta_params(lambda: T.AutodecoderModel(1, 1, cfg)))
@@ -37,7 +37,7 @@ elif case == "train autodecoder":
     T.train_autodecoder(sys.argv[4], tempfile.mkdtemp(), cfg, device="cpu", progress=False, checkpoint_every=10**6)
 elif case == "object-diffusion step":
     from latent3d.systems.autodecoder.config import ObjectDiffusionConfig
-    from latent3d.systems.autodecoder.diffusion import build_unet
+    from latent3d.systems.autodecoder.stage2.denoiser import build_unet
     cfg = ObjectDiffusionConfig(**tuples)
     net = build_unet(cfg, 16, 64)
     est = memory.object_diffusion_train_bytes(cfg, memory.meta_params(lambda: build_unet(cfg, 16, 64)), 16)

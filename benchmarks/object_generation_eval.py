@@ -171,13 +171,13 @@ def decode_render(gen, lat: Tensor, V: Tensor, K: Tensor, size: int, points: int
     from tqdm.auto import tqdm
 
     from latent3d.render.grid_assets import grid_points
-    from latent3d.systems.autodecoder.train import render_grid_views
+    from latent3d.render.volume import render_grid_views
 
     dev, box = next(gen.decoder.parameters()).device, float(gen.meta["box"])
     imgs, pts = [], []
     for k in tqdm(range(len(lat)), desc=desc, unit="obj"):
         d, c = gen.decoder.decode(lat[k:k + 1].to(dev))
-        rgb, _ = render_grid_views(d, c, V.to(d), K.to(d), size, size, gen.decoder.cfg)
+        rgb, _ = render_grid_views(d, c, V.to(d), K.to(d), size, size, gen.decoder.cfg.box, gen.decoder.cfg.samples)
         imgs.append(rgb.clamp(0, 1).permute(0, 3, 1, 2).cpu())
         if points:
             try:
@@ -253,7 +253,8 @@ def run(a: argparse.Namespace) -> int:
     from latent3d.metrics.generation import chamfer_matrix, coverage_mmd, frechet_distance, kernel_inception_distance
     from latent3d.render.camera import turntable_cameras
     from latent3d.runtime import resolve_device
-    from latent3d.systems.autodecoder.diffusion import load_generator, read_latents, resolve_model
+    from latent3d.systems.autodecoder.stage2.generator import load_generator, resolve_model
+    from latent3d.systems.autodecoder.stage2.latents import read_latents
     from latent3d.systems.autodecoder.generate import sample_latents
 
     t_start = time.time()

@@ -13,11 +13,12 @@ from latent3d.data.multiview import read_multiview_dataset, render_object_views,
 from latent3d.errors import UserError
 from latent3d.render.camera import orbit_cameras, rays_at_pixels
 from latent3d.render.volume import render_volume
-from latent3d.systems.autodecoder.cameras import CameraRefiner, axis_angle_to_matrix
+from latent3d.systems.autodecoder.stage1.cameras import CameraRefiner, axis_angle_to_matrix
 from latent3d.systems.autodecoder.config import AutodecoderConfig
-from latent3d.systems.autodecoder.decoder import voxel_shuffle
-from latent3d.systems.autodecoder.train import load_autodecoder, train_autodecoder
-from latent3d.systems.autodecoder.views import sample_patches, split_views
+from latent3d.systems.autodecoder.stage1.decoder import voxel_shuffle
+from latent3d.systems.autodecoder.stage1.run import load_autodecoder
+from latent3d.systems.autodecoder.stage1.train import train_autodecoder
+from latent3d.systems.autodecoder.stage1.views import sample_patches, split_views
 
 
 def test_voxel_shuffle_places_each_channel_block_in_its_sub_voxel():
@@ -33,8 +34,8 @@ def test_voxel_shuffle_places_each_channel_block_in_its_sub_voxel():
 
 @pytest.mark.numerics
 def test_icnr_head_starts_as_nearest_upsampling_and_tv_is_the_mean_step():
-    from latent3d.systems.autodecoder.decoder import icnr_
-    from latent3d.systems.autodecoder.train import total_variation
+    from latent3d.systems.autodecoder.stage1.decoder import icnr_
+    from latent3d.systems.autodecoder.stage1.train import total_variation
 
     head = torch.nn.Conv3d(5, 4 * 8, 1)
     icnr_(head, 2)
@@ -180,7 +181,7 @@ def test_the_loss_adds_the_perceptual_term_only_with_vgg_weights(tmp_path):
     from safetensors.torch import save_file
 
     from latent3d.nets.vgg import VGG19Features, load_vgg19, perceptual_loss
-    from latent3d.systems.autodecoder.train import autodecoder_loss
+    from latent3d.systems.autodecoder.stage1.train import autodecoder_loss
 
     train, _ = split_views(read_multiview_dataset(_dataset(tmp_path, n_views=2, size=16)), holdout=0)
     b = sample_patches(train, objects=2, views=2, patch=12, g=torch.Generator().manual_seed(0))

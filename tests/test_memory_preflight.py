@@ -70,8 +70,8 @@ def test_other_runtime_errors_are_not_taken_for_memory(tmp_path, monkeypatch):
 
 def test_parameters_counted_on_the_meta_device_are_the_real_ones():
     from latent3d.systems.autodecoder.config import AutodecoderConfig, ObjectDiffusionConfig
-    from latent3d.systems.autodecoder.diffusion import build_unet
-    from latent3d.systems.autodecoder.train import AutodecoderModel
+    from latent3d.systems.autodecoder.stage2.denoiser import build_unet
+    from latent3d.systems.autodecoder.stage1.train import AutodecoderModel
 
     cfg, ocfg = AutodecoderConfig(widths=(16,), latent_channels=8), ObjectDiffusionConfig(model_channels=16)
     for build in (lambda: AutodecoderModel(3, 5, cfg), lambda: build_unet(ocfg, 8, 64)):

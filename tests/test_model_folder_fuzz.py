@@ -21,8 +21,11 @@ from latent3d.cli import main
 from latent3d.errors import UserError
 from latent3d.io.model_folder import save_tensors
 from latent3d.systems.autodecoder.config import ObjectDiffusionConfig
-from latent3d.systems.autodecoder.diffusion import load_generator, read_latents, resolve_model, train_object_diffusion
-from latent3d.systems.autodecoder.train import load_autodecoder, train_autodecoder
+from latent3d.systems.autodecoder.stage2.generator import load_generator, resolve_model
+from latent3d.systems.autodecoder.stage2.latents import read_latents
+from latent3d.systems.autodecoder.stage2.train import train_object_diffusion
+from latent3d.systems.autodecoder.stage1.run import load_autodecoder
+from latent3d.systems.autodecoder.stage1.train import train_autodecoder
 from test_autodecoder import _dataset, _tiny
 
 WRONG = ["x", "", None, [], {}, -1, 0, 2.5, -7.5, True, [1, "a"], {"a": 1}]  # values of the wrong type (or sign)

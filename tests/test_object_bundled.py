@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from latent3d.render.camera import turntable_cameras
-from latent3d.systems.autodecoder.diffusion import load_generator, resolve_model
+from latent3d.systems.autodecoder.stage2.generator import load_generator, resolve_model
 from latent3d.systems.autodecoder.generate import FOV, sample_latents
-from latent3d.systems.autodecoder.train import render_grid_views
+from latent3d.render.volume import render_grid_views
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def _renders(gen, prompt: str, seed: int, V, K) -> list[tuple[torch.Tensor, torc
     """Two samples' views: per sample rgb [V, 32, 32, 3], occupancy [V, 32, 32]."""
     lat = sample_latents(gen, [prompt] * 2, steps=16, guidance=3.0, seed=seed)
     with torch.no_grad():
-        return [render_grid_views(*gen.decoder.decode(lat[k:k + 1]), V, K, 32, 32, gen.decoder.cfg) for k in range(2)]
+        return [render_grid_views(*gen.decoder.decode(lat[k:k + 1]), V, K, 32, 32, gen.decoder.cfg.box, gen.decoder.cfg.samples) for k in range(2)]
 
 
 def _foreground_colour(gen, prompt: str, seed: int) -> torch.Tensor:  # -> [S, 3] mean foreground RGB per sample

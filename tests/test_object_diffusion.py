@@ -15,10 +15,13 @@ from typer.testing import CliRunner
 from gltf_check import gltf_validator, validate_gltf
 from latent3d.cli import app, main
 from latent3d.systems.autodecoder.config import ObjectConfig, ObjectDiffusionConfig
-from latent3d.systems.autodecoder.diffusion import load_generator, read_latents, train_object_diffusion
+from latent3d.systems.autodecoder.stage2.generator import load_generator
+from latent3d.systems.autodecoder.stage2.latents import read_latents
+from latent3d.systems.autodecoder.stage2.train import train_object_diffusion
 from latent3d.systems.autodecoder.generate import sample_latents
-from latent3d.systems.autodecoder.normalize import IQR_TO_STD, LatentNormalizer
-from latent3d.systems.autodecoder.train import load_autodecoder, train_autodecoder
+from latent3d.systems.autodecoder.stage2.normalize import IQR_TO_STD, LatentNormalizer
+from latent3d.systems.autodecoder.stage1.run import load_autodecoder
+from latent3d.systems.autodecoder.stage1.train import train_autodecoder
 from test_autodecoder import _dataset, _tiny
 from tolerances import EPS32
 
@@ -136,17 +139,17 @@ def test_with_a_zero_network_the_sampler_is_the_closed_form_of_its_sigma_data(ru
 
 
 def test_the_loss_sees_the_empty_prompt_in_cond_drop_of_its_rows(runs, tmp_path, monkeypatch):
-    from latent3d.systems.autodecoder import diffusion
-    from latent3d.systems.autodecoder.diffusion import tokenize
+    from latent3d.systems.autodecoder.stage2 import denoiser
+    from latent3d.systems.autodecoder.stage2.text import tokenize
 
     seen = []
-    forward = diffusion.ObjectDenoiser.forward
+    forward = denoiser.ObjectDenoiser.forward
 
     def spy(self, x, c_noise, cond=None, cond_mask=None, input_ids=None):
         seen.append(input_ids.clone())
         return forward(self, x, c_noise, cond, cond_mask, input_ids)
 
-    monkeypatch.setattr(diffusion.ObjectDenoiser, "forward", spy)
+    monkeypatch.setattr(denoiser.ObjectDenoiser, "forward", spy)
     cfg = ObjectDiffusionConfig(model_channels=8, attention=(4,), head_channels=8, steps=10, batch_size=64)
     train_object_diffusion(runs[0] / "ad", tmp_path / "od", cfg, device="cpu", progress=False)
     ids = torch.cat(seen)
@@ -268,7 +271,7 @@ def test_a_frozen_t5_text_encoder_conditions_the_model_and_stays_unchanged(runs,
         assert torch.equal(gen.text_encoder.state_dict()[k], v), k
     assert next(iter(gen.denoiser.unet.mid[0].cross.kv.parameters())).shape[1] == 16
     from latent3d.nets.unet3d import CrossAttention3D
-    from latent3d.systems.autodecoder.diffusion import encode_text, tokenize
+    from latent3d.systems.autodecoder.stage2.text import encode_text, tokenize
 
     with torch.no_grad():  # 3 training steps leave the zero-initialised projections near 0: give them real weights
         g = torch.Generator().manual_seed(0)

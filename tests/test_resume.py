@@ -256,8 +256,8 @@ def test_3dvader_train_commands_killed_and_resumed_end_on_the_same_bytes(tmp_pat
     from test_autodecoder import _dataset, _tiny
 
     from latent3d.systems.autodecoder.config import ObjectDiffusionConfig
-    from latent3d.systems.autodecoder.diffusion import train_object_diffusion
-    from latent3d.systems.autodecoder.train import train_autodecoder
+    from latent3d.systems.autodecoder.stage2.train import train_object_diffusion
+    from latent3d.systems.autodecoder.stage1.train import train_autodecoder
 
     data = _dataset(tmp_path)
     od_cfg = ObjectDiffusionConfig(model_channels=8, blocks=1, attention=(4,), head_channels=8, steps=8, batch_size=4,

@@ -97,7 +97,7 @@ def _two_point(**settings) -> list[tuple[Tensor, Tensor]]:  # -> per condition (
     classifier-free guidance wrapper) of each condition land next to its volume. With EDM's image settings
     (P_mean -1.2) the condition is never learnt at the noise levels that separate A and B and the seed decides."""
     from latent3d.systems.autodecoder.config import ObjectDiffusionConfig
-    from latent3d.systems.autodecoder.diffusion import fit_noise_levels
+    from latent3d.systems.autodecoder.stage2.train import fit_noise_levels
 
     with seeded(1):
         target = torch.randn(2, 3, 4, 4, 4) * 1.4  # A, B at distance ~ 1.4 sqrt(2 * 192) = 27

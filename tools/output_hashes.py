@@ -25,9 +25,11 @@ PROMPT = "a red chair"
 
 
 def untimed(value):
-    """A JSON value without its timings: every ``*_s`` key (wall_s, train_s, eval_s, sampling_s, total_s)."""
+    """A JSON value without what the clock and the allocator decide: every ``*_s`` key (wall_s, train_s, eval_s,
+    sampling_s, total_s), ``*s_per_*`` rates and ``*_mb`` memory peaks."""
     if isinstance(value, dict):
-        return {k: untimed(v) for k, v in value.items() if not k.endswith("_s")}
+        return {k: untimed(v) for k, v in value.items()
+                if not (k.endswith("_s") or k.endswith("_mb") or "s_per_" in k)}  # fmt: skip
     return [untimed(v) for v in value] if isinstance(value, list) else value
 
 

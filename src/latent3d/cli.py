@@ -18,7 +18,6 @@ from latent3d.data import command as data_commands
 from latent3d.errors import UserError
 from latent3d.priors import command as prior_commands
 from latent3d.systems.autodecoder import command as autodecoder
-from latent3d.systems.autodecoder import object_command
 from latent3d.systems.depthfusion import command as depthfusion
 from latent3d.systems.ldm3d import command as ldm3d
 from latent3d.systems.lucid_dreamer import command as lucid_dreamer
@@ -46,14 +45,14 @@ app.command("dream")(lucid_dreamer.dream)
 app.command("sample")(prior_commands.sample)
 app.command("rgbd")(ldm3d.rgbd)
 app.command("immersive")(depthfusion.immersive)
-app.command("object")(object_command.object_cmd)
+app.command("object")(autodecoder.object_cmd)
 app.command("view")(viewer.view)
 app.add_typer(train_app, name="train")
 train_app.command("prior")(prior_commands.train_prior)
 train_app.command("rgbd-vae")(ldm3d.train_rgbd_vae)
 train_app.command("rgbd")(ldm3d.train_rgbd)
-train_app.command("autodecoder")(autodecoder.train_autodecoder)
-train_app.command("object-diffusion")(object_command.train_object_diffusion)
+train_app.command("autodecoder")(autodecoder.autodecoder_cmd)
+train_app.command("object-diffusion")(autodecoder.object_diffusion_cmd)
 app.add_typer(data_app, name="data")
 data_app.command("rgbd-pairs")(data_commands.rgbd_pairs)
 data_app.command("objects")(data_commands.objects)

@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from latent3d.render.camera import rays_at_pixels
+
 Padding = Literal["border", "zeros"]
 DEPTH_EPS = 1e-10  # depth = sum w t / max(occupancy, DEPTH_EPS)
 
@@ -202,3 +204,39 @@ def render_volume_reference(
     rgb = rgb + (1 - occ)[..., None] * _background(background, B, R, K - 1, grid)
     weights = torch.stack(ws, dim=-1) if return_weights else None
     return VolumeRender(rgb, occ, dsum / occ.clamp_min(DEPTH_EPS), weights)
+
+
+# ------------------------------------------------------------------------------- grids in a box, seen by cameras
+WHITE = (1.0, 1.0, 1.0)  # the background of latent3d / SRN object views
+
+
+def render_grids(density: Tensor, rgb: Tensor, viewmats: Tensor, Ks: Tensor, pixels: Tensor, box: float,
+                 n_samples: int, background: Sequence[float] = WHITE) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Ray-march radiance grids ``density [O, 1, N, N, N]``, ``rgb [O, 3, N, N, N]`` filling the ``[-box, box]^3``
+    cube at ``pixels [O V, R, 2]`` of the views ``viewmats [O V, 4, 4]``, ``Ks [O V, 3, 3]`` (V views of each grid)
+    with ``n_samples`` per ray -> rgb [O V, R, 3], occupancy [O V, R]."""
+    O, M, R = len(density), len(viewmats), pixels.shape[1]
+    origins, dirs = rays_at_pixels(viewmats, Ks, pixels)  # [O V, R, 3]
+    out = render_volume(density, rgb, (-box, -box, -box), (box, box, box), origins.reshape(O, -1, 3),
+                        dirs.reshape(O, -1, 3), n_samples=n_samples,
+                        background=torch.tensor(background, dtype=rgb.dtype, device=rgb.device))  # fmt: skip
+    return out.rgb.reshape(M, R, 3), out.occupancy.reshape(M, R)
+
+
+@torch.no_grad()
+def render_grid_views(density: Tensor, rgb: Tensor, viewmats: Tensor, Ks: Tensor, height: int, width: int,
+                      box: float, n_samples: int, chunk: int = 8192, on_view=None) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Whole images of one radiance grid ``density [1, 1, N, N, N]``, ``rgb [1, 3, N, N, N]`` from V views ->
+    rgb [V, H, W, 3], occupancy [V, H, W] (rays marched in chunks; ``on_view(1)`` after each view, e.g. a tqdm
+    bar's ``update``)."""
+    jj, ii = torch.meshgrid(torch.arange(width) + 0.5, torch.arange(height) + 0.5, indexing="xy")
+    pix = torch.stack([jj, ii], dim=-1).reshape(1, -1, 2).to(density)
+    rgbs, occs = [], []
+    for v in range(len(viewmats)):
+        parts = [render_grids(density, rgb, viewmats[v:v + 1], Ks[v:v + 1], pix[:, s:s + chunk], box, n_samples)
+                 for s in range(0, pix.shape[1], chunk)]  # fmt: skip
+        rgbs.append(torch.cat([p[0] for p in parts], dim=1).reshape(height, width, 3))
+        occs.append(torch.cat([p[1] for p in parts], dim=1).reshape(height, width))
+        if on_view is not None:
+            on_view(1)
+    return torch.stack(rgbs), torch.stack(occs)

@@ -21,7 +21,8 @@ from latent3d.diffusion.edm import EDMPrecond, sample_heun
 from latent3d.diffusion.guidance import CFGModel
 from latent3d.diffusion.schedules import karras_sigmas
 from latent3d.systems.autodecoder.config import ObjectConfig
-from latent3d.systems.autodecoder.diffusion import ObjectGenerator, encode_text, tokenize
+from latent3d.systems.autodecoder.stage2.generator import ObjectGenerator
+from latent3d.systems.autodecoder.stage2.text import encode_text, tokenize
 
 FOV = 0.7  # radians, the field of view of latent3d's object renders
 
@@ -68,18 +69,20 @@ def write_sample(out: Path, density: Tensor, rgb: Tensor, gen: ObjectGenerator, 
     from latent3d.io.volume import write_volume_npz
     from latent3d.render.camera import turntable_cameras
     from latent3d.render.grid_assets import grid_gaussians, grid_mesh
-    from latent3d.systems.autodecoder.train import render_grid_views
+    from latent3d.render.volume import render_grid_views
 
     ad = gen.decoder.cfg
     box = float(gen.meta["box"])
     lo, hi = (-box,) * 3, (box,) * 3
     V, K = turntable_cameras(cfg.views, cfg.size, cfg.radius, FOV, cfg.elevation)
-    views, _ = render_grid_views(density, rgb, V.to(density), K.to(density), cfg.size, cfg.size, ad, on_view=on_view)
+    views, _ = render_grid_views(density, rgb, V.to(density), K.to(density), cfg.size, cfg.size, ad.box, ad.samples,
+                                 on_view=on_view)  # fmt: skip
     views = views.clamp(0, 1).cpu()
     for i, img in enumerate(views):
         save_image(out / "views" / f"{i:03d}.png", img.numpy())
     V, K = turntable_cameras(cfg.frames, cfg.size, cfg.radius, FOV, cfg.elevation)
-    frames, _ = render_grid_views(density, rgb, V.to(density), K.to(density), cfg.size, cfg.size, ad, on_view=on_view)
+    frames, _ = render_grid_views(density, rgb, V.to(density), K.to(density), cfg.size, cfg.size, ad.box, ad.samples,
+                                  on_view=on_view)  # fmt: skip
     video = write_video(out / "turntable.mp4", frames.clamp(0, 1).cpu().numpy(), fps=24)
     d, c = density[0, 0].cpu(), rgb[0].cpu()
     write_volume_npz(out / "volume.npz", d, c, lo, hi)

@@ -34,14 +34,15 @@ def dream(
     from latent3d.systems.lucid_dreamer.export import write_dream_outputs
     from latent3d.systems.lucid_dreamer.dream import dream as optimise
 
-    if init not in ("sphere", "box", "object") and not Path(init).is_file():
-        raise UserError(f"--init {init!r} is neither sphere, box, object nor an existing PLY file")
+    from latent3d.priors.initializer import get_initializer, initializer_names
+
+    named = ("sphere", "box", *initializer_names())
+    if init not in named and not Path(init).is_file():
+        raise UserError(f"--init {init!r} is neither {', '.join(named)} nor an existing PLY file")
     if not prompt.strip():
         raise UserError("the prompt is empty: say what to make, e.g. 'a red snowman'")
-    if init == "object":
-        from latent3d.systems.autodecoder.diffusion import read_generator_config, resolve_model
-
-        read_generator_config(resolve_model(DreamConfig.init_model))  # the generator is there, before anything loads
+    if init in initializer_names():
+        get_initializer(init, DreamConfig.init_model).check()  # its model is there, before anything loads
     elif init not in ("sphere", "box"):
         from latent3d.io.ply import read_gaussian_ply
 

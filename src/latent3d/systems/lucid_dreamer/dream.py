@@ -52,12 +52,11 @@ def init_gaussians(cfg: DreamConfig, generator: torch.Generator) -> GaussianMode
     """Random Gaussians in a sphere/box of radius ``init_extent`` (grey), a sample of the bundled 3DVADER object
     generator for the same prompt (``"object"``: the most opaque ``init_points`` voxels of its radiance grid, as
     LucidDreamer starts from a Point-E point cloud), or a given PLY (3DGS or points)."""
-    if cfg.init == "object":
-        from latent3d.systems.autodecoder.diffusion import load_generator, resolve_model
-        from latent3d.systems.autodecoder.generate import object_gaussians
+    from latent3d.priors.initializer import get_initializer, initializer_names
 
-        gen = load_generator(resolve_model(cfg.init_model))
-        return GaussianModel.from_gaussian_ply(object_gaussians(gen, cfg.prompt, cfg.seed, cfg.init_points))
+    if cfg.init in initializer_names():  # a registered text-to-3D initialiser (3DVADER's generator: "object")
+        init = get_initializer(cfg.init, cfg.init_model)
+        return GaussianModel.from_gaussian_ply(init.gaussians(cfg.prompt, cfg.seed, cfg.init_points))
     if cfg.init in ("sphere", "box"):
         g = GaussianModel.random(cfg.init_points, cfg.init_extent, cfg.init, sh_degree=0, opacity=0.1,
                                  generator=generator)  # fmt: skip

@@ -12,7 +12,6 @@ and the data folder).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -22,16 +21,13 @@ from torch import Tensor, nn
 
 from latent3d.nets.embeddings import embedding_nbytes
 from latent3d.nets.losses import pyramid_l1
-from latent3d.render.camera import rays_at_pixels
-from latent3d.render.volume import render_volume
+from latent3d.render.volume import render_grid_views, render_grids
 from latent3d.runtime import seeded
-from latent3d.systems.autodecoder.cameras import CameraRefiner
 from latent3d.systems.autodecoder.config import AutodecoderConfig
-from latent3d.systems.autodecoder.decoder import Autodecoder
-from latent3d.systems.autodecoder.views import PatchBatch, ViewSet, sample_patches, split_views
-
-WHITE = (1.0, 1.0, 1.0)  # SRN / latent3d object views have white backgrounds
-
+from latent3d.systems.autodecoder.stage1.cameras import CameraRefiner
+from latent3d.systems.autodecoder.stage1.decoder import Autodecoder
+from latent3d.systems.autodecoder.stage1.run import export_run
+from latent3d.systems.autodecoder.stage1.views import PatchBatch, ViewSet, sample_patches, split_views
 
 class AutodecoderModel(nn.Module):
     """What the trainer optimises: the autodecoder and, optionally, one pose correction per training view.
@@ -50,25 +46,12 @@ class AutodecoderModel(nn.Module):
             viewmats = self.refiner(viewmats, views)
         density, rgb = self.decoder.decode(self.decoder.latent(ids))
         tv = total_variation(rgb) if self.cfg.tv_weight > 0 else rgb.new_zeros(())
-        return (*render_grids(density, rgb, viewmats, Ks, pixels, self.cfg), tv)
+        return (*render_grids(density, rgb, viewmats, Ks, pixels, self.cfg.box, self.cfg.samples), tv)
 
 
 def total_variation(grid: Tensor) -> Tensor:  # [B, C, X, Y, Z] -> []
     """Anisotropic total variation: the mean absolute difference of neighbouring voxels along x, y and z, summed."""
     return sum((grid.diff(dim=d)).abs().mean() for d in (2, 3, 4))  # type: ignore[return-value]
-
-
-def render_grids(density: Tensor, rgb: Tensor, viewmats: Tensor, Ks: Tensor, pixels: Tensor,
-                 cfg: AutodecoderConfig) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """Ray-march decoded radiance grids ``density [O, 1, N, N, N]``, ``rgb [O, 3, N, N, N]`` in the ``[-box, box]^3``
-    cube at ``pixels [O V, R, 2]`` of the views ``viewmats``, ``Ks`` -> rgb [O V, R, 3], occupancy [O V, R]."""
-    O, M, R = len(density), len(viewmats), pixels.shape[1]
-    origins, dirs = rays_at_pixels(viewmats, Ks, pixels)  # [O V, R, 3]
-    box = cfg.box
-    out = render_volume(density, rgb, (-box, -box, -box), (box, box, box), origins.reshape(O, -1, 3),
-                        dirs.reshape(O, -1, 3), n_samples=cfg.samples,
-                        background=torch.tensor(WHITE, dtype=rgb.dtype, device=rgb.device))  # fmt: skip
-    return out.rgb.reshape(M, R, 3), out.occupancy.reshape(M, R)
 
 
 def autodecoder_loss(rgb: Tensor, occupancy: Tensor, batch: PatchBatch, cfg: AutodecoderConfig,
@@ -100,26 +83,7 @@ def render_full_views(decoder: Autodecoder, latent: Tensor, viewmats: Tensor, Ks
                       cfg: AutodecoderConfig, chunk: int = 8192) -> tuple[Tensor, Tensor]:  # fmt: skip
     """Whole images of one object: ``latent [1, C, 8, 8, 8]``, V views -> rgb [V, H, W, 3], occupancy [V, H, W]
     (the grid is decoded once, then :func:`render_grid_views`)."""
-    return render_grid_views(*decoder.decode(latent), viewmats, Ks, height, width, cfg, chunk)
-
-
-@torch.no_grad()
-def render_grid_views(density: Tensor, rgb: Tensor, viewmats: Tensor, Ks: Tensor, height: int, width: int,
-                      cfg: AutodecoderConfig, chunk: int = 8192, on_view=None) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """Whole images of one decoded grid ``density [1, 1, N, N, N]``, ``rgb [1, 3, N, N, N]`` from V views ->
-    rgb [V, H, W, 3], occupancy [V, H, W] (rays marched in chunks; ``on_view(1)`` after each view, e.g. a tqdm
-    bar's ``update``)."""
-    jj, ii = torch.meshgrid(torch.arange(width) + 0.5, torch.arange(height) + 0.5, indexing="xy")
-    pix = torch.stack([jj, ii], dim=-1).reshape(1, -1, 2).to(density)
-    rgbs, occs = [], []
-    for v in range(len(viewmats)):
-        parts = [render_grids(density, rgb, viewmats[v:v + 1], Ks[v:v + 1], pix[:, s:s + chunk], cfg)
-                 for s in range(0, pix.shape[1], chunk)]  # fmt: skip
-        rgbs.append(torch.cat([p[0] for p in parts], dim=1).reshape(height, width, 3))
-        occs.append(torch.cat([p[1] for p in parts], dim=1).reshape(height, width))
-        if on_view is not None:
-            on_view(1)
-    return torch.stack(rgbs), torch.stack(occs)
+    return render_grid_views(*decoder.decode(latent), viewmats, Ks, height, width, cfg.box, cfg.samples, chunk)
 
 
 def evaluate_heldout(decoder: Autodecoder, held: ViewSet, object_ids: list[str], cfg: AutodecoderConfig,
@@ -195,55 +159,3 @@ def train_autodecoder(data: str | Path, out_dir: str | Path, cfg: AutodecoderCon
     if main:
         export_run(out_dir, decoder, object_ids, cfg, data, report, command, captions)
     return report
-
-
-def export_run(out_dir: Path, decoder: Autodecoder, object_ids: list[str], cfg: AutodecoderConfig, data, report: dict,
-               command: str | None, captions: list[str] | None = None) -> None:  # fmt: skip
-    """``model/`` (decoder safetensors + config.json: what the model is, no paths or times), ``latents.safetensors``
-    (latents [N, C, 8, 8, 8] float32, ids [N]; the object ids, their captions ("" where a folder has none) and the
-    latent shape in its metadata), ``eval.json`` and ``run.json`` (the command and the data folder), each written
-    atomically; the same run writes the same bytes (the timings in eval.json aside)."""
-    from latent3d.io.atomic import atomic_dir, write_text
-    from latent3d.io.model_folder import save_tensors
-
-    dev = next(decoder.parameters()).device
-    with torch.no_grad():
-        lat = torch.cat([decoder.latent(torch.arange(s, min(s + 16, len(object_ids)), device=dev)).cpu()
-                         for s in range(0, len(object_ids), 16)])  # fmt: skip
-    meta = {"autodecoder": asdict(cfg), "num_objects": len(object_ids), "grid_size": decoder.grid_size,
-            "latent_shape": list(lat.shape[1:]), "box": cfg.box}  # fmt: skip
-    with atomic_dir(out_dir / "model") as tmp:
-        save_tensors(decoder.cpu().state_dict(), tmp / "model.safetensors")
-        (tmp / "config.json").write_text(json.dumps(meta, indent=1))
-    save_tensors({"latents": lat, "ids": torch.arange(len(object_ids))}, out_dir / "latents.safetensors",
-                 metadata={"object_ids": json.dumps(object_ids), "latent_shape": json.dumps(list(lat.shape[1:])),
-                           "captions": json.dumps(captions or [""] * len(object_ids))})  # fmt: skip
-    write_text(out_dir / "eval.json", json.dumps(report, indent=1))
-    write_text(out_dir / "run.json", json.dumps({"command": command, "data": str(data)}, indent=1))
-
-
-def load_autodecoder(run_dir: str | Path) -> tuple[Autodecoder, dict]:
-    """The decoder of a finished ``latent3d train autodecoder`` run and its model/config.json, with the run's
-    ``command`` and ``data`` (run.json) added when it has them; a damaged run is one UserError line."""
-    from latent3d.io.model_folder import fit_weights, get, load_tensors, make_config, read_config
-
-    fix = "pass the --out folder of a finished `latent3d train autodecoder` run (retrain or copy it again)"
-    folder = Path(run_dir) / "model"
-    path = folder / "config.json"
-    meta = read_config(path, fix)
-    cfg = make_config(AutodecoderConfig, meta, "autodecoder", path, fix)
-    n = get(meta, "num_objects", int, path, fix)
-    tensors = load_tensors(folder / "model.safetensors", fix)
-
-    def build() -> Autodecoder:
-        decoder = Autodecoder(n, cfg)
-        decoder.load_state_dict(tensors)
-        return decoder
-
-    decoder = fit_weights(build, folder, fix)
-    try:  # provenance only: a run without it (or with a damaged one) still loads
-        run = json.loads((Path(run_dir) / "run.json").read_text())
-        meta |= {k: run[k] for k in ("command", "data") if isinstance(run.get(k), str)}
-    except (OSError, ValueError, AttributeError, RecursionError):
-        pass
-    return decoder.eval(), meta

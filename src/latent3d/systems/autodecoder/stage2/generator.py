@@ -1,0 +1,185 @@
+"""A 3DVADER generator folder (stage 2's export, what ``latent3d object`` and ``dream --init object`` load): written
+by :func:`export_generator`, resolved from a bundled name or a folder by :func:`resolve_model`, read back whole by
+:func:`load_generator` (every problem one UserError line, before any weight loads where possible)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from latent3d.errors import UserError
+from latent3d.nets.unet3d import UNet3D
+from latent3d.systems.autodecoder.config import AutodecoderConfig, ObjectConfig, ObjectDiffusionConfig
+from latent3d.systems.autodecoder.stage1.decoder import VolumeDecoder
+from latent3d.systems.autodecoder.stage2.denoiser import ObjectDenoiser, build_unet
+from latent3d.systems.autodecoder.stage2.normalize import LatentNormalizer
+from latent3d.systems.autodecoder.stage2.text import load_text_encoder, text_width
+
+KIND = "latent3d object generator"
+
+
+# what a training summary holds that depends on the clock or the paths: the model card shows it, config.json not
+_RUN_ONLY = ("train_s", "command", "autodecoder_command", "data")
+
+
+def export_generator(folder: Path, unet: UNet3D, decoder: VolumeDecoder, norm: LatentNormalizer, text_encoder: nn.Module,
+                     tokenizer, cfg: ObjectDiffusionConfig, ad_meta: dict, summary: dict,
+                     card: str | None = None) -> Path:  # fmt: skip
+    """Write a generator folder (module docstring) atomically. config.json holds no wall time and no path (the same
+    training writes the same bytes); those go to the model card."""
+    from latent3d.io.atomic import atomic_dir
+    from latent3d.io.model_folder import save_tensors
+
+    dec_keys = set(VolumeDecoder(decoder.cfg).state_dict())
+    tensors = {f"unet.{k}": v.detach().half() for k, v in unet.state_dict().items()}
+    tensors |= {f"decoder.{k}": v.detach().cpu() for k, v in decoder.state_dict().items() if k in dec_keys}
+    tensors |= {f"normalizer.{k}": v for k, v in norm.state_dict().items()}
+    d = ObjectConfig()
+    meta = {"latent3d": {"kind": KIND, "format": 1}, "object_diffusion": asdict(cfg),
+            "autodecoder": ad_meta["autodecoder"], "grid_size": ad_meta["grid_size"],
+            "latent_shape": ad_meta["latent_shape"], "box": ad_meta["box"],
+            "defaults": {"steps": d.steps, "guidance": d.guidance},
+            "training": {k: v for k, v in summary.items() if k not in _RUN_ONLY}}  # fmt: skip
+    with atomic_dir(folder) as tmp:
+        save_tensors(tensors, tmp / "model.safetensors")
+        text_encoder.cpu().save_pretrained(tmp / "text_encoder")
+        tokenizer.save_pretrained(tmp / "tokenizer")
+        (tmp / "config.json").write_text(json.dumps(meta, indent=1))
+        (tmp / "MODEL_CARD.md").write_text(card or _card({**meta, "training": summary}))
+    return folder
+
+
+def _card(meta: dict) -> str:
+    t, d = meta["training"], meta["object_diffusion"]
+    ev = t.get("autodecoder_eval") or {}
+    held = (f" Held-out views of the autodecoder: PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.3f}, mask IoU "
+            f"{ev['mask_iou']:.3f}." if ev else "")  # fmt: skip
+    return f"""# latent3d object generator (3DVADER)
+
+Text -> 8^3 x {meta['latent_shape'][0]} latent volume (EDM diffusion, 3D UNet) -> {meta['grid_size']}^3 radiance
+grid in the box [-{meta['box']}, {meta['box']}]^3 (the autodecoder's G2). Used by `latent3d object --model`.
+
+- Data: `{t.get('data') or 'posed views with captions'}`.
+- Stage 1: `{t.get('autodecoder_command') or 'latent3d train autodecoder'}`.{held}
+- Stage 2: `{t.get('command') or 'latent3d train object-diffusion'}`: {t['objects']} latent volumes,
+  {t['captions']} distinct captions, {t['steps']} steps in {t['train_s']} s on {t.get('device', '?')}; final EDM loss
+  {t['final_loss']:.4f}.
+- Networks: UNet3D {d['model_channels']} x {list(d['channel_mult'])}, attention at {list(d['attention'])},
+  {t.get('parameters', 0) / 1e6:.2f}M parameters with the text encoder (UNet stored float16);
+  normalisation: {d['normalization']}; EDM sigma_data {d['sigma_data']:g} (the normalised latents' std), training
+  noise ln(sigma) ~ N({d['p_mean']:g}, {d['p_std']:g}^2).{_card_noise(t.get('noise_report'))}
+- Sampling defaults: Heun {meta['defaults']['steps']} steps, guidance {meta['defaults']['guidance']}.
+"""
+
+
+def _card_noise(rep: dict | None) -> str:
+    if not rep:
+        return ""
+    share = ", ".join(f"{s}: {100 * p:.1f} %" for s, p in rep["share_above"].items() if s in ("10", "20", "40"))
+    post = ", ".join(f"{s}: {p:.2f}" for s, p in rep.get("condition_posterior", {}).items())
+    return (f"\n- Noise report: latent std {rep['std']:.3f}; training draws above sigma {share}"
+            + (f"; posterior of a noised training latent's caption at sigma {post} (chance {rep['chance']:.2f})."
+               if post else "."))
+
+
+# --------------------------------------------------------------------------------------------------- loading
+@dataclass
+class ObjectGenerator:
+    """A loaded generator folder: ``denoiser`` is ``F`` (wrap in EDMPrecond), ``decoder`` G2, ``normalizer`` the
+    latent statistics, ``text_encoder`` + ``tokenizer``, ``meta`` its config.json."""
+
+    denoiser: ObjectDenoiser
+    decoder: VolumeDecoder
+    normalizer: LatentNormalizer
+    text_encoder: nn.Module
+    tokenizer: Any
+    meta: dict
+    folder: Path
+
+    @property
+    def cfg(self) -> ObjectDiffusionConfig:
+        return ObjectDiffusionConfig(**_tuples(self.meta["object_diffusion"]))
+
+    def to(self, device: torch.device) -> "ObjectGenerator":
+        for m in (self.denoiser, self.decoder, self.text_encoder):
+            m.to(device)
+        return self
+
+
+def _tuples(d: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
+def resolve_model(name_or_dir: str) -> Path:
+    """A generator folder from a path (a ``latent3d train object-diffusion`` run folder means its ``model/``), or a
+    bundled checkpoint's name (one UserError line otherwise)."""
+    from latent3d.weights import bundled_path
+
+    p = Path(name_or_dir)
+    if p.is_dir():
+        if not (p / "model.safetensors").is_file() and (p / "model" / "config.json").is_file():
+            p = p / "model"  # the run folder of `latent3d train object-diffusion` (its config.json is the trainer's)
+        return p
+    if "/" in name_or_dir or name_or_dir.startswith("."):
+        raise UserError(f"--model {name_or_dir}: no such folder; pass a bundled model's name or the model/ folder of "
+                        "`latent3d train object-diffusion`")
+    return bundled_path(name_or_dir)
+
+
+_FIX = "pass a bundled object model or `latent3d train object-diffusion`'s model/ folder (retrain or copy it again)"
+
+
+def read_generator_config(folder: Path) -> dict:
+    """config.json of a generator folder, checked to be one, with the entries the loader reads of the right types
+    (before any weights load)."""
+    from latent3d.io.model_folder import get, read_config
+
+    path = Path(folder) / "config.json"
+    meta = read_config(path, _FIX)
+    tag = meta.get("latent3d")
+    if not isinstance(tag, dict) or tag.get("kind") != KIND:
+        raise UserError(f"{path}: not a latent3d object generator (expected the model/ folder of "
+                        "`latent3d train object-diffusion`)")
+    for key in ("object_diffusion", "autodecoder"):
+        get(meta, key, dict, path, _FIX)
+    shape = get(meta, "latent_shape", list, path, _FIX, items=int)
+    if len(shape) != 4 or shape[1:] != [8, 8, 8] or shape[0] < 1:
+        raise UserError(f"{path}: 'latent_shape' must be [C, 8, 8, 8], got {shape}; {_FIX}")
+    if not 0 < get(meta, "box", float, path, _FIX) < float("inf"):
+        raise UserError(f"{path}: 'box' must be a positive number, got {meta['box']}; {_FIX}")
+    get(meta, "grid_size", int, path, _FIX)
+    return meta
+
+
+def load_generator(folder: str | Path) -> ObjectGenerator:
+    """Read a generator folder written by :func:`export_generator` (float32 modules in eval mode); a damaged one is
+    one UserError line naming the file (:mod:`latent3d.io.model_folder`)."""
+    from latent3d.io.model_folder import fit_weights, load_tensors, make_config
+
+    folder = Path(folder)
+    meta = read_generator_config(folder)
+    path = folder / "config.json"
+    cfg = make_config(ObjectDiffusionConfig, meta, "object_diffusion", path, _FIX)
+    sd = cfg.sigma_data
+    if isinstance(sd, bool) or not (isinstance(sd, (int, float)) and 0 < sd < float("inf")):
+        raise UserError(f"{path}: 'object_diffusion.sigma_data' must be a positive number, got {sd!r}; {_FIX}")
+    ad_cfg = make_config(AutodecoderConfig, meta, "autodecoder", path, _FIX)
+    tensors = load_tensors(folder / "model.safetensors", _FIX)
+    enc, tok = load_text_encoder(folder, f"{folder}: a damaged text encoder or tokenizer", _FIX)
+
+    def build() -> tuple[UNet3D, VolumeDecoder, LatentNormalizer]:
+        unet = build_unet(cfg, meta["latent_shape"][0], text_width(enc))
+        unet.load_state_dict({k[5:]: v.float() for k, v in tensors.items() if k.startswith("unet.")})
+        decoder = VolumeDecoder(ad_cfg)
+        decoder.load_state_dict({k[8:]: v.float() for k, v in tensors.items() if k.startswith("decoder.")})
+        norm = LatentNormalizer.from_state_dict({k[11:]: v for k, v in tensors.items() if k.startswith("normalizer.")})
+        return unet, decoder, norm
+
+    unet, decoder, norm = fit_weights(build, folder, _FIX)
+    den = ObjectDenoiser(unet, None).eval()
+    return ObjectGenerator(den, decoder.eval(), norm, enc.eval(), tok, meta, folder)
