@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, get_args
 
 import typer
 
@@ -30,11 +30,12 @@ def dream(
 ) -> dict:
     """Text to 3D Gaussian splats: writes gaussians.ply, turntable.mp4, grid.png, mesh.glb and run.json."""
     from latent3d.priors.loading import load_prior
+    from latent3d.render.gaussians import InitShape
     from latent3d.runtime import resolve_device, seed_everything
     from latent3d.systems.lucid_dreamer.export import write_dream_outputs
     from latent3d.systems.lucid_dreamer.dream import dream as optimise
 
-    if init not in ("sphere", "box", "object") and not Path(init).is_file():
+    if init not in (*get_args(InitShape), "object") and not Path(init).is_file():
         raise UserError(f"--init {init!r} is neither sphere, box, object nor an existing PLY file")
     if not prompt.strip():
         raise UserError("the prompt is empty: say what to make, e.g. 'a red snowman'")
@@ -42,7 +43,7 @@ def dream(
         from latent3d.systems.autodecoder.diffusion import read_generator_config, resolve_model
 
         read_generator_config(resolve_model(DreamConfig.init_model))  # the generator is there, before anything loads
-    elif init not in ("sphere", "box"):
+    elif init not in get_args(InitShape):
         from latent3d.io.ply import read_gaussian_ply
 
         read_gaussian_ply(init, plausible=True)  # a bad file is refused before the prior loads
