@@ -37,7 +37,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-ELEVATION, RADIUS, FOV = 20.0, 3.0, 0.7  # the turntable of the evaluation (latent3d object renders' defaults)
+from latent3d.data.multiview_config import OBJECT_FOV_Y
+from latent3d.systems.autodecoder.config import ObjectConfig
+
+ELEVATION, RADIUS, FOV = 20.0, 3.0, OBJECT_FOV_Y  # the turntable of the evaluation (object renders' defaults)
 # seconds on one CPU thread of the dev machine, for the estimate printed before the run
 RAYCAST_S = 0.042  # per 64^2 view at ss=2
 POINT_VIEW_S = 0.009  # per 64^2 depth view (ss=1)
@@ -50,7 +53,7 @@ CELL = 0.025  # thinning of the GT surface points (about one 96^2 pixel's footpr
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="generator folder (OUT/model of train object-diffusion) or a "
-                    "bundled name (object3d-tiny)")  # fmt: skip
+                    f"bundled name ({ObjectConfig.model})")  # fmt: skip
     ap.add_argument("--autodecoder", required=True, help="the autodecoder run folder (its latents.safetensors)")
     ap.add_argument("--data", required=True, help="the multi-view object dataset (objects.json)")
     ap.add_argument("--out", default="runs/object_generation_eval", help="writes OUT/eval.json and previews")
@@ -245,19 +248,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def run(a: argparse.Namespace) -> int:
+def load_inputs(a: argparse.Namespace):
+    """Threads, device and global seed; the training latents, the generator and the training objects (with their
+    colours) -> (latents file, generator, training entries, dataset settings). Refuses mismatched folders."""
     from latent3d.errors import UserError
-    from latent3d.io.atomic import write_text
-    from latent3d.io.image import make_grid, save_image
-    from latent3d.metrics.classifier import train_classifier
-    from latent3d.metrics.generation import chamfer_matrix, coverage_mmd, frechet_distance, kernel_inception_distance
-    from latent3d.render.camera import turntable_cameras
     from latent3d.runtime import resolve_device
     from latent3d.systems.autodecoder.stage2.generator import load_generator, resolve_model
     from latent3d.systems.autodecoder.stage2.latents import read_latents
-    from latent3d.systems.autodecoder.generate import sample_latents
 
-    t_start = time.time()
     if a.threads:
         torch.set_num_threads(a.threads)
     a.threads = torch.get_num_threads()
@@ -275,25 +273,26 @@ def run(a: argparse.Namespace) -> int:
         raise UserError(f"--data {a.data}: objects.json lacks {len(missing)} of the autodecoder's objects (e.g. "
                         f"{missing[0]}); pass the dataset the autodecoder was trained on")
     train = [dict(by_id[i], color=color_of(by_id[i]["caption"])) for i in data.object_ids]
-    cats, colors = tuple(settings["categories"]), tuple(settings["colors"])
-    variation, a.ss, a.size = float(settings.get("variation", 1.0)), int(settings.get("ss", 2)), int(settings["size"])
-    N = len(train)
-    a.samples = a.samples or N
-    a.heldout_objects = a.heldout_objects or a.samples
-    guidance = gen.meta["defaults"]["guidance"] if a.guidance is None else a.guidance
-    prompts = matched_prompts(data.captions, a.samples)
-    rng = random.Random(f"heldout-{a.seed}")
+    return data, gen, train, settings
+
+
+def heldout_entries(n: int, seed: int, train: list[dict], cats: tuple[str, ...], colors: tuple[str, ...]) -> list[dict]:
+    """``n`` ground-truth objects of seeds no training object has (categories round-robin, colours drawn)."""
+    rng = random.Random(f"heldout-{seed}")
     used = {e["seed"] for e in train}
     seeds: list[int] = []
-    while len(seeds) < a.heldout_objects:
+    while len(seeds) < n:
         s = rng.getrandbits(63)
         seeds += [s] if s not in used else []
-    held = [{"category": cats[k % len(cats)], "color": rng.choice(colors), "seed": s} for k, s in enumerate(seeds)]
-    V, K = turntable_cameras(a.views, a.size, RADIUS, FOV, ELEVATION)
-    g = torch.Generator().manual_seed(a.seed)
-    out = Path(a.out)
+    return [{"category": cats[k % len(cats)], "color": rng.choice(colors), "seed": s} for k, s in enumerate(seeds)]
 
-    # calibrate the estimate: one guided sampler step (3 network calls) and one decode + render + points
+
+def plan_rows(a: argparse.Namespace, gen, data, prompts: list[str], guidance: float, V: Tensor, K: Tensor,
+              N: int) -> tuple[list[tuple[str, int | None, float | None]], float]:  # (name, steps, guidance), est s
+    """The rows to evaluate and the run's estimated seconds, calibrated on one guided sampler step (3 network
+    calls) and one decode + render + points; prints the estimate."""
+    from latent3d.systems.autodecoder.generate import sample_latents
+
     t0 = time.time()
     sample_latents(gen, prompts[: a.batch], 2, guidance, a.seed)
     t_call = (time.time() - t0) / 3
@@ -309,85 +308,127 @@ def run(a: argparse.Namespace) -> int:
     n_cov = len(rows_spec) if a.cov_all else 2
     est = estimate(a, N, n_calls, t_call, t_render, len(rows_spec), n_cov)
     print(f"{N} training objects ({len(set(data.captions))} captions), {a.samples} samples per row x {a.views} views "
-          f"at {a.size}^2, P={a.points}, device {dev}, {a.threads} threads; estimated ~{est / 60:.1f} min "
+          f"at {a.size}^2, P={a.points}, device {a.device_obj}, {a.threads} threads; estimated ~{est / 60:.1f} min "
           f"(one guided call on {min(a.batch, a.samples)} latents {t_call:.2f}s, decode+render {t_render:.2f}s)",
           flush=True)  # fmt: skip
+    return rows_spec, est
 
-    # ground truth, classifier, reference features
-    gt_img, gt_caps, gt_pts = ground_truth(train, variation, V, K, a.size, a.ss, a.points, g, "GT training objects")
-    ho_img, ho_caps, _ = ground_truth(held, variation, V, K, a.size, a.ss, 0, g, "GT held-out objects")
-    t0 = time.time()
-    clf = train_classifier(gt_img, gt_caps, cats, colors, steps=a.clf_steps, batch_size=a.clf_batch, seed=a.seed)
-    t_clf = time.time() - t0
-    clf = clf.to(dev)
-    gt_f, gt_p = embed(clf, gt_img, dev)
-    ho_f, ho_p = embed(clf, ho_img, dev)
-    kid_g = torch.Generator().manual_seed(a.seed + 1)
-    z_train = gen.normalizer.normalize(data.latents).flatten(1)
-    gt_fv = gt_f.reshape(N, -1)  # the V views of an object concatenated
 
-    def agreement(pred: Tensor, caps: list[str]) -> dict:
-        y = clf.labels(caps)
+class Reference:
+    """The ground truth the rows are scored against: the training objects' turntable renders, their features and
+    surface points, and the in-domain classifier fitted on them (its accuracy on held-out objects is the ceiling)."""
+
+    def __init__(self, a: argparse.Namespace, train: list[dict], held: list[dict], variation: float, V: Tensor,
+                 K: Tensor, g: torch.Generator, cats: tuple[str, ...], colors: tuple[str, ...]):
+        from latent3d.metrics.classifier import train_classifier
+
+        self.a, dev = a, a.device_obj
+        gt_img, self.gt_caps, self.gt_pts = ground_truth(train, variation, V, K, a.size, a.ss, a.points, g,
+                                                         "GT training objects")
+        ho_img, ho_caps, _ = ground_truth(held, variation, V, K, a.size, a.ss, 0, g, "GT held-out objects")
+        t0 = time.time()
+        clf = train_classifier(gt_img, self.gt_caps, cats, colors, steps=a.clf_steps, batch_size=a.clf_batch,
+                               seed=a.seed)
+        self.t_clf = time.time() - t0
+        self.clf = clf.to(dev)
+        self.gt_f, gt_p = embed(self.clf, gt_img, dev)
+        ho_f, ho_p = embed(self.clf, ho_img, dev)
+        self.kid_g = torch.Generator().manual_seed(a.seed + 1)
+        self.gt_fv = self.gt_f.reshape(len(train), -1)  # the V views of an object concatenated
+        self.n_gt_img, self.n_ho_img = len(gt_img), len(ho_img)
+        self.ceiling = {**self.scores("GT held-out objects", ho_f), **self.agreement(ho_p, ho_caps),
+                        "n_objects": len(held)}
+        self.train_acc = self.agreement(gt_p, self.gt_caps)
+
+    def agreement(self, pred: Tensor, caps: list[str]) -> dict:
+        """Classifier accuracy of object, colour and view against the captions."""
+        y = self.clf.labels(caps)
         return {k: float((pred[:, i] == y[:, i]).double().mean()) for i, k in enumerate(("object", "color", "view"))}
 
-    def scores(name: str, feats: Tensor) -> dict:
-        kid, kid_std = kernel_inception_distance(feats, gt_f, a.kid_subsets, a.kid_subset_size, kid_g)
-        return {"row": name, "fid": frechet_distance(feats, gt_f), "kid_x1e3": kid * 1e3, "kid_std_x1e3": kid_std * 1e3,
-                "n_images": len(feats)}  # fmt: skip
+    def scores(self, name: str, feats: Tensor) -> dict:
+        """FID and KID of image features against the training objects' (Table 1 / Table 3)."""
+        from latent3d.metrics.generation import frechet_distance, kernel_inception_distance
 
-    ceiling = {**scores("GT held-out objects", ho_f), **agreement(ho_p, ho_caps), "n_objects": len(held)}
-    train_acc = agreement(gt_p, gt_caps)
-    print(f"classifier: {a.clf_steps} steps x {a.clf_batch} on {len(gt_img)} GT renders in {t_clf:.0f}s; held-out "
-          f"({len(ho_img)} renders of {len(held)} other seeds): object {ceiling['object']:.3f} colour "
-          f"{ceiling['color']:.3f} view {ceiling['view']:.3f} (training renders: object {train_acc['object']:.3f} "
-          f"colour {train_acc['color']:.3f} view {train_acc['view']:.3f})", flush=True)  # fmt: skip
+        a = self.a
+        kid, kid_std = kernel_inception_distance(feats, self.gt_f, a.kid_subsets, a.kid_subset_size, self.kid_g)
+        return {"row": name, "fid": frechet_distance(feats, self.gt_f), "kid_x1e3": kid * 1e3,
+                "kid_std_x1e3": kid_std * 1e3, "n_images": len(feats)}  # fmt: skip
 
-    rows = []
-    for name, steps, w in rows_spec:
+    def report(self) -> None:
+        c, t = self.ceiling, self.train_acc
+        print(f"classifier: {self.a.clf_steps} steps x {self.a.clf_batch} on {self.n_gt_img} GT renders in "
+              f"{self.t_clf:.0f}s; held-out ({self.n_ho_img} renders of {c['n_objects']} other seeds): object "
+              f"{c['object']:.3f} colour {c['color']:.3f} view {c['view']:.3f} (training renders: object "
+              f"{t['object']:.3f} colour {t['color']:.3f} view {t['view']:.3f})", flush=True)  # fmt: skip
+
+
+def row_latents(name: str, steps: int | None, w: float | None, a: argparse.Namespace, gen, data, prompts: list[str],
+                g: torch.Generator) -> tuple[Tensor, list[str] | None]:  # latents [S, C, 8, 8, 8], their prompts
+    """The latents of a row: the training latents, Table 3's direct sampling, or Heun with ``steps`` at CFG ``w``."""
+    if name == "reconstruction":
+        return data.latents, data.captions
+    if name == "direct":
+        return direct_latents(gen, data.latents, a.samples, g), None
+    return diffusion_latents(gen, prompts, steps, w, a.seed, a.batch), prompts
+
+
+def coverage_row(pts: list[Tensor | None], gt_pts: Tensor, dev: torch.device) -> dict:
+    """COV % and MMD x10^3 (Chamfer) of the non-empty samples' surface points against the training objects'."""
+    from latent3d.metrics.generation import chamfer_matrix, coverage_mmd
+
+    ok = [q for q in pts if q is not None]
+    r: dict = {"empty": len(pts) - len(ok)}
+    if ok:
         t0 = time.time()
-        if name == "reconstruction":
-            lat, caps = data.latents, data.captions
-        elif name == "direct":
-            lat, caps = direct_latents(gen, data.latents, a.samples, g), None
-        else:
-            lat, caps = diffusion_latents(gen, prompts, steps, w, a.seed, a.batch), prompts
-        t_sample = time.time() - t0
-        want_pts = a.points if (a.cov_all or name == "reconstruction" or name == f"heun{a.table1_steps}") else 0
-        t0 = time.time()
-        img, pts = decode_render(gen, lat, V, K, a.size, want_pts, g, f"decode+render {name}")
-        t_dec = time.time() - t0
-        save_image(out / f"preview_{name}.png", make_grid([img[i * a.views] for i in range(min(16, len(lat)))], 8))
-        f, p = embed(clf, img, dev)
-        r = {**scores(name, f), "n_samples": len(lat), "sample_s_per_obj": t_sample / len(lat),
-             "decode_render_s_per_obj": t_dec / len(lat), "steps": steps, "guidance": w,
-             "latent_std": float(gen.normalizer.normalize(lat).double().std()),
-             "memorisation_latent": memorisation(gen.normalizer.normalize(lat).flatten(1), z_train),
-             "memorisation_image": memorisation(f.reshape(len(lat), -1), gt_fv)}  # fmt: skip
-        if caps is not None:
-            vcaps = [f"{c}, {v}" for c in caps for v in (s.split(", ")[1] for s in gt_caps[: a.views])]
-            r |= agreement(p, vcaps)
-        if want_pts:
-            ok = [q for q in pts if q is not None]
-            r["empty"] = len(pts) - len(ok)
-            if ok:
-                t0 = time.time()
-                cm = chamfer_matrix(torch.stack(ok).to(dev), gt_pts.to(dev), 2**26 if dev.type == "cuda" else 2**22)
-                cm = coverage_mmd(cm)
-                r |= {"cov_pct": cm["cov"] * 100, "mmd_x1e3": cm["mmd"] * 1e3, "chamfer_s": time.time() - t0,
-                      "n_shapes": len(ok)}  # fmt: skip
-        rows.append(r)
-        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
-                          if not k.startswith("memorisation")}), flush=True)  # fmt: skip
+        cm = chamfer_matrix(torch.stack(ok).to(dev), gt_pts.to(dev), 2**26 if dev.type == "cuda" else 2**22)
+        cm = coverage_mmd(cm)
+        r |= {"cov_pct": cm["cov"] * 100, "mmd_x1e3": cm["mmd"] * 1e3, "chamfer_s": time.time() - t0,
+              "n_shapes": len(ok)}  # fmt: skip
+    return r
 
-    def fmt(r: dict, k: str, d: int = 2) -> str:
-        return f"{r[k]:.{d}f}" if isinstance(r.get(k), (int, float)) else "n/a"
 
-    def label(r: dict) -> str:
-        fixed = {"reconstruction": "autodecoder reconstructions (training latents)",
-                 "direct": "direct latent sampling (Gaussian fit)"}
-        return fixed.get(r["row"]) or f"diffusion, Heun {r['steps']}, CFG {r['guidance']:g}"
+def evaluate_row(name: str, steps: int | None, w: float | None, a: argparse.Namespace, gen, data, prompts: list[str],
+                 ref: Reference, V: Tensor, K: Tensor, g: torch.Generator, z_train: Tensor) -> dict:
+    """Sample, decode and render one row; its FID / KID, prompt agreement, memorisation and (Table 1's row, the
+    reconstructions, or all with --cov-all) COV / MMD. Writes OUT/preview_<name>.png and prints the row."""
+    from latent3d.io.image import make_grid, save_image
 
-    ref = f"{N} x {a.views}"
+    t0 = time.time()
+    lat, caps = row_latents(name, steps, w, a, gen, data, prompts, g)
+    t_sample = time.time() - t0
+    want_pts = a.points if (a.cov_all or name == "reconstruction" or name == f"heun{a.table1_steps}") else 0
+    t0 = time.time()
+    img, pts = decode_render(gen, lat, V, K, a.size, want_pts, g, f"decode+render {name}")
+    t_dec = time.time() - t0
+    save_image(Path(a.out) / f"preview_{name}.png", make_grid([img[i * a.views] for i in range(min(16, len(lat)))], 8))
+    f, p = embed(ref.clf, img, a.device_obj)
+    r = {**ref.scores(name, f), "n_samples": len(lat), "sample_s_per_obj": t_sample / len(lat),
+         "decode_render_s_per_obj": t_dec / len(lat), "steps": steps, "guidance": w,
+         "latent_std": float(gen.normalizer.normalize(lat).double().std()),
+         "memorisation_latent": memorisation(gen.normalizer.normalize(lat).flatten(1), z_train),
+         "memorisation_image": memorisation(f.reshape(len(lat), -1), ref.gt_fv)}  # fmt: skip
+    if caps is not None:
+        vcaps = [f"{c}, {v}" for c in caps for v in (s.split(", ")[1] for s in ref.gt_caps[: a.views])]
+        r |= ref.agreement(p, vcaps)
+    if want_pts:
+        r |= coverage_row(pts, ref.gt_pts, a.device_obj)
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
+                      if not k.startswith("memorisation")}), flush=True)  # fmt: skip
+    return r
+
+
+def fmt(r: dict, k: str, d: int = 2) -> str:
+    return f"{r[k]:.{d}f}" if isinstance(r.get(k), (int, float)) else "n/a"
+
+
+def label(r: dict) -> str:
+    fixed = {"reconstruction": "autodecoder reconstructions (training latents)",
+             "direct": "direct latent sampling (Gaussian fit)"}
+    return fixed.get(r["row"]) or f"diffusion, Heun {r['steps']}, CFG {r['guidance']:g}"
+
+
+def print_table1(a: argparse.Namespace, rows: list[dict], ceiling: dict, ref: str, n_held: int) -> None:
+    """Table 1 style (Ntavelis et al. 2023): FID / KID / COV / MMD of Table 1's row and the reconstructions."""
     t1 = next(r for r in rows if r["row"] == f"heun{a.table1_steps}")
     print(f"\n### Table 1 style: {a.views} views x {a.samples} samples vs {a.views} GT views per training object "
           f"(paper: 10 x 1K); COV / MMD: Chamfer on {a.points} points (paper: 2048)\n")
@@ -396,21 +437,32 @@ def run(a: argparse.Namespace) -> int:
     for r in [t1, rows[0]] + [r for r in rows if r is not t1 and r is not rows[0] and "cov_pct" in r]:
         print(f"| {label(r)} | {r['n_samples']} x {a.views} | {ref} | {fmt(r, 'fid')} | {fmt(r, 'kid_x1e3')} | "
               f"{fmt(r, 'cov_pct', 1)} | {fmt(r, 'mmd_x1e3')} | {r.get('empty', 'n/a')} |")
-    print(f"| GT renders of other seeds (floor) | {len(held)} x {a.views} | {ref} | {fmt(ceiling, 'fid')} | "
+    print(f"| GT renders of other seeds (floor) | {n_held} x {a.views} | {ref} | {fmt(ceiling, 'fid')} | "
           f"{fmt(ceiling, 'kid_x1e3')} | n/a | n/a | n/a |")
-    print(f"\n### Table 3 style: direct latent sampling vs diffusion (whole set, unconditional comparison; refs {ref})\n")
+
+
+def print_table3(a: argparse.Namespace, rows: list[dict], ref: str) -> None:
+    """Table 3 style: direct latent sampling vs diffusion, with sampling and decoding times."""
+    print(f"\n### Table 3 style: direct latent sampling vs diffusion (whole set, unconditional comparison; refs "
+          f"{ref})\n")
     print("| sampler | samples x views | FID | KID x10^3 (std) | latent std | sampling s/obj | decode+render s/obj |\n"
           "|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {label(r)} | {r['n_samples']} x {a.views} | {fmt(r, 'fid')} | {fmt(r, 'kid_x1e3')} "
               f"({fmt(r, 'kid_std_x1e3')}) | {r['latent_std']:.3f} | {r['sample_s_per_obj']:.4f} | "
               f"{r['decode_render_s_per_obj']:.3f} |")
+
+
+def print_agreement(rows: list[dict], ceiling: dict, n_ho_img: int) -> None:
     print("\n### Prompt agreement (classifier accuracy of each view vs its prompt; view = turntable azimuth bin)\n")
     print("| images | n views | object | colour | view |\n|---|---|---|---|---|")
-    print(f"| GT held-out objects (ceiling) | {len(ho_img)} | {fmt(ceiling, 'object', 3)} | {fmt(ceiling, 'color', 3)} "
+    print(f"| GT held-out objects (ceiling) | {n_ho_img} | {fmt(ceiling, 'object', 3)} | {fmt(ceiling, 'color', 3)} "
           f"| {fmt(ceiling, 'view', 3)} |")
     for r in rows:
         print(f"| {label(r)} | {r['n_images']} | {fmt(r, 'object', 3)} | {fmt(r, 'color', 3)} | {fmt(r, 'view', 3)} |")
+
+
+def print_memorisation(rows: list[dict]) -> None:
     print("\n### Memorisation: nearest training object (latent: normalised 8^3 volume; image: the V views' features "
           "concatenated)\n")
     print("| samples | space | sample->train median | p10 | train->train median | p10 | samples closer than train "
@@ -421,13 +473,46 @@ def run(a: argparse.Namespace) -> int:
             print(f"| {label(r)} | {space} | {m['sample_to_train']['median']:.3f} | {m['sample_to_train']['p10']:.3f} "
                   f"| {m['train_to_train']['median']:.3f} | {m['train_to_train']['p10']:.3f} | "
                   f"{100 * m['frac_closer_than_train_median']:.1f} % |")
+
+
+def run(a: argparse.Namespace) -> int:
+    from latent3d.io.atomic import write_text
+    from latent3d.render.camera import turntable_cameras
+
+    t_start = time.time()
+    data, gen, train, settings = load_inputs(a)
+    dev = a.device_obj
+    cats, colors = tuple(settings["categories"]), tuple(settings["colors"])
+    variation, a.ss, a.size = float(settings.get("variation", 1.0)), int(settings.get("ss", 2)), int(settings["size"])
+    N = len(train)
+    a.samples = a.samples or N
+    a.heldout_objects = a.heldout_objects or a.samples
+    guidance = gen.meta["defaults"]["guidance"] if a.guidance is None else a.guidance
+    prompts = matched_prompts(data.captions, a.samples)
+    held = heldout_entries(a.heldout_objects, a.seed, train, cats, colors)
+    V, K = turntable_cameras(a.views, a.size, RADIUS, FOV, ELEVATION)
+    g = torch.Generator().manual_seed(a.seed)
+    out = Path(a.out)
+    rows_spec, est = plan_rows(a, gen, data, prompts, guidance, V, K, N)
+    ref = Reference(a, train, held, variation, V, K, g, cats, colors)
+    z_train = gen.normalizer.normalize(data.latents).flatten(1)
+    ref.report()
+    rows = [evaluate_row(name, steps, w, a, gen, data, prompts, ref, V, K, g, z_train) for name, steps, w in rows_spec]
+
+    refs = f"{N} x {a.views}"
+    print_table1(a, rows, ref.ceiling, refs, len(held))
+    print_table3(a, rows, refs)
+    print_agreement(rows, ref.ceiling, ref.n_ho_img)
+    print_memorisation(rows)
     wall, rss = time.time() - t_start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\nfeatures: pooled trunk of latent3d's ObjectViewClassifier ({gt_f.shape[1]}-d) trained on the {len(gt_img)} "
-          f"GT renders (not Inception); KID {a.kid_subsets} subsets of {min(a.kid_subset_size, len(gt_f))}")
+    print(f"\nfeatures: pooled trunk of latent3d's ObjectViewClassifier ({ref.gt_f.shape[1]}-d) trained on the "
+          f"{ref.n_gt_img} GT renders (not Inception); KID {a.kid_subsets} subsets of "
+          f"{min(a.kid_subset_size, len(ref.gt_f))}")
     print(f"wall {wall:.0f}s (estimate {est:.0f}s), peak RSS {rss:.0f} MB, {a.threads} threads, device {dev}")
     doc = {"settings": {k: v for k, v in vars(a).items() if k != "device_obj"} | {"guidance": guidance,
-           "training_objects": N, "feature_dim": gt_f.shape[1]}, "classifier": {"heldout": ceiling, "train": train_acc,
-           "fit_s": t_clf}, "rows": rows, "wall_s": wall, "peak_rss_mb": rss, "estimate_s": est}  # fmt: skip
+           "training_objects": N, "feature_dim": ref.gt_f.shape[1]}, "classifier": {"heldout": ref.ceiling,
+           "train": ref.train_acc, "fit_s": ref.t_clf}, "rows": rows, "wall_s": wall, "peak_rss_mb": rss,
+           "estimate_s": est}  # fmt: skip
     write_text(out / "eval.json", json.dumps(doc, indent=1))
     print(f"wrote {out / 'eval.json'}")
     return 0

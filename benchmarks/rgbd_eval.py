@@ -96,7 +96,7 @@ def autoencoder_row(vae, test, batch: int = 16) -> dict:
             **e.as_dict(), "disparity_mae": float((disp - exact).abs().mean())}  # fmt: skip
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=DEFAULT_RGBD_MODEL, help="bundled name, LDM3D-layout folder or hub id")
     ap.add_argument("--ae", action="append", default=[], help="extra VAE / pipeline folders for table 1 (repeat)")
@@ -109,7 +109,77 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
-    a = ap.parse_args()
+    return ap.parse_args()
+
+
+def autoencoder_table(vaes: dict, test, h: int, w: int) -> dict:
+    """Table 1: :func:`autoencoder_row` of each named VAE, printed as markdown."""
+    rows = {name: autoencoder_row(vae, test) for name, vae in vaes.items()}
+    print(f"\nTable 1 -- autoencoder reconstructions of {len(test)} held-out renders ({h}x{w})")
+    print("| VAE | channels | RGB PSNR | RGB SSIM | depth AbsRel | depth RMSE | depth δ1 | disparity MAE |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['channels']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['abs_rel']:.4f} | "
+              f"{r['rmse']:.3f} | {r['delta1']:.3f} | {r['disparity_mae']:.4f} |")  # fmt: skip
+    return rows
+
+
+def generate(pipe, captions: list[str], steps: int, guidance: float, h: int, w: int,
+             seed: int) -> tuple[torch.Tensor, torch.Tensor, float]:  # rgb [N, 3, H, W], disparity [N, H, W], ms
+    """One sample per caption, 16 at a time from one generator; and the milliseconds per sample."""
+    g = torch.Generator().manual_seed(seed)
+    t0 = time.time()
+    gens = [pipe(captions[i:i + 16], steps, guidance, "", h, w, generator=g, disable_progress=True)
+            for i in range(0, len(captions), 16)]  # fmt: skip
+    dt = time.time() - t0
+    gen_rgb = torch.cat([r.rgb for r in gens]).permute(0, 3, 1, 2)  # [N, 3, H, W]
+    gen_disp = dequantize_depth(torch.cat([r.depth for r in gens]))  # [N, H, W]
+    return gen_rgb, gen_disp, dt / len(captions) * 1000
+
+
+def depth_table(depth_ref, gen_rgb: torch.Tensor, gen_disp: torch.Tensor, test) -> dict:
+    """Table 2: generated and exact disparity against the reference estimator on the same RGB, printed."""
+    far = 0.95 * depth_ref.max_depth  # beyond this the reference says "sky / far": excluded
+    ref_gen = depth_ref.predict_depth(gen_rgb)[:, 0]
+    ref_real = depth_ref.predict_depth(test.rgb)[:, 0]
+    out = {"depth": {
+        "generated": disparity_errors(gen_disp, ref_gen, max_depth=far).as_dict(),
+        "renders (exact disparity)": disparity_errors(test.disparity[:, 0], ref_real, max_depth=far).as_dict(),
+    }}  # fmt: skip
+    out["reference_vs_exact"] = depth_errors(ref_real, test.depth[:, 0], max_depth=far, align_mode="median").as_dict()
+    print("\nTable 2 -- depth vs the reference estimator on the same RGB (least-squares scale+shift in inverse depth)")
+    print("| depth maps | AbsRel | RMSE | δ1 |")
+    print("|---|---|---|---|")
+    for name, r in out["depth"].items():
+        print(f"| {name} | {r['abs_rel']:.4f} | {r['rmse']:.3f} | {r['delta1']:.3f} |")
+    r = out["reference_vs_exact"]
+    print(f"(reference estimator vs exact depth of the renders, median-scaled: AbsRel {r['abs_rel']:.4f}, "
+          f"δ1 {r['delta1']:.3f})")
+    return out
+
+
+def clip_table(clip_ref, gen_rgb: torch.Tensor, test) -> dict:
+    """Table 3: CLIP-style scores of generated images and of renders with their own / shuffled captions, printed."""
+    perm = torch.randperm(len(test), generator=torch.Generator().manual_seed(1)).tolist()
+    shuffled = [test.captions[i] for i in perm]
+    out = {"clip": {
+        "generated": float(clip_scores(clip_ref, gen_rgb, test.captions).mean()),
+        "renders (ceiling)": float(clip_scores(clip_ref, test.rgb, test.captions).mean()),
+        "renders, shuffled captions (floor)": float(clip_scores(clip_ref, test.rgb, shuffled).mean()),
+    }}  # fmt: skip
+    out["retrieval"] = {"generated": retrieval_accuracy(clip_ref, gen_rgb, test.captions),
+                        "renders": retrieval_accuracy(clip_ref, test.rgb, test.captions)}  # fmt: skip
+    print(f"\nTable 3 -- in-domain CLIP-style score (100 x cosine), {len(set(test.captions))} distinct prompts")
+    print("| images | score | top-1 retrieval |")
+    print("|---|---|---|")
+    for name, s in out["clip"].items():
+        ret = out["retrieval"].get(name.split(" ")[0], None) if "shuffled" not in name else None
+        print(f"| {name} | {s:.2f} | {'' if ret is None else f'{ret:.3f}'} |")
+    return out
+
+
+def main() -> None:
+    a = parse_args()
     t_start = time.time()
     try:
         pipe = RGBDPipeline.from_pretrained(a.model, a.device)
@@ -124,62 +194,12 @@ def main() -> None:
     test = render_rgbd_set(a.n, h, w, seed=TEST_SEED)
     depth_ref, clip_ref = references(Path(a.refs), h, a.quick_refs)
     out: dict = {"model": a.model, "size": [h, w], "n": a.n, "steps": steps, "guidance": guidance}
-
-    # -- table 1: autoencoders
-    rows = {f"{a.model} (own VAE)": pipe.prior.vae} if pipe.prior.vae is not None else {}
-    rows.update({str(f): load_vae(f) for f in a.ae})
-    out["autoencoder"] = {name: autoencoder_row(vae, test) for name, vae in rows.items()}
-    print(f"\nTable 1 -- autoencoder reconstructions of {a.n} held-out renders ({h}x{w})")
-    print("| VAE | channels | RGB PSNR | RGB SSIM | depth AbsRel | depth RMSE | depth δ1 | disparity MAE |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, r in out["autoencoder"].items():
-        print(f"| {name} | {r['channels']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['abs_rel']:.4f} | {r['rmse']:.3f} | "
-              f"{r['delta1']:.3f} | {r['disparity_mae']:.4f} |")  # fmt: skip
-
-    # -- generation
-    g = torch.Generator().manual_seed(a.seed)
-    t0 = time.time()
-    gens = [pipe(test.captions[i:i + 16], steps, guidance, "", h, w, generator=g, disable_progress=True)
-            for i in range(0, a.n, 16)]  # fmt: skip
-    dt = time.time() - t0
-    gen_rgb = torch.cat([r.rgb for r in gens]).permute(0, 3, 1, 2)  # [N, 3, H, W]
-    gen_disp = dequantize_depth(torch.cat([r.depth for r in gens]))  # [N, H, W]
-    out["ms_per_sample"] = dt / a.n * 1000
-
-    # -- table 2: depth against the reference estimator
-    far = 0.95 * depth_ref.max_depth  # beyond this the reference says "sky / far": excluded
-    ref_gen = depth_ref.predict_depth(gen_rgb)[:, 0]
-    ref_real = depth_ref.predict_depth(test.rgb)[:, 0]
-    out["depth"] = {
-        "generated": disparity_errors(gen_disp, ref_gen, max_depth=far).as_dict(),
-        "renders (exact disparity)": disparity_errors(test.disparity[:, 0], ref_real, max_depth=far).as_dict(),
-    }
-    out["reference_vs_exact"] = depth_errors(ref_real, test.depth[:, 0], max_depth=far, align_mode="median").as_dict()
-    print("\nTable 2 -- depth vs the reference estimator on the same RGB (least-squares scale+shift in inverse depth)")
-    print("| depth maps | AbsRel | RMSE | δ1 |")
-    print("|---|---|---|---|")
-    for name, r in out["depth"].items():
-        print(f"| {name} | {r['abs_rel']:.4f} | {r['rmse']:.3f} | {r['delta1']:.3f} |")
-    r = out["reference_vs_exact"]
-    print(f"(reference estimator vs exact depth of the renders, median-scaled: AbsRel {r['abs_rel']:.4f}, "
-          f"δ1 {r['delta1']:.3f})")
-
-    # -- table 3: image-text
-    perm = torch.randperm(a.n, generator=torch.Generator().manual_seed(1)).tolist()
-    shuffled = [test.captions[i] for i in perm]
-    out["clip"] = {
-        "generated": float(clip_scores(clip_ref, gen_rgb, test.captions).mean()),
-        "renders (ceiling)": float(clip_scores(clip_ref, test.rgb, test.captions).mean()),
-        "renders, shuffled captions (floor)": float(clip_scores(clip_ref, test.rgb, shuffled).mean()),
-    }
-    out["retrieval"] = {"generated": retrieval_accuracy(clip_ref, gen_rgb, test.captions),
-                        "renders": retrieval_accuracy(clip_ref, test.rgb, test.captions)}  # fmt: skip
-    print(f"\nTable 3 -- in-domain CLIP-style score (100 x cosine), {len(set(test.captions))} distinct prompts")
-    print("| images | score | top-1 retrieval |")
-    print("|---|---|---|")
-    for name, s in out["clip"].items():
-        ret = out["retrieval"].get(name.split(" ")[0], None) if "shuffled" not in name else None
-        print(f"| {name} | {s:.2f} | {'' if ret is None else f'{ret:.3f}'} |")
+    vaes = {f"{a.model} (own VAE)": pipe.prior.vae} if pipe.prior.vae is not None else {}
+    vaes.update({str(f): load_vae(f) for f in a.ae})
+    out["autoencoder"] = autoencoder_table(vaes, test, h, w)
+    gen_rgb, gen_disp, out["ms_per_sample"] = generate(pipe, test.captions, steps, guidance, h, w, a.seed)
+    out |= depth_table(depth_ref, gen_rgb, gen_disp, test)
+    out |= clip_table(clip_ref, gen_rgb, test)
     print(f"\nsampling: {out['ms_per_sample']:.0f} ms/sample ({steps} DDIM steps, guidance {guidance}, {a.device}); "
           f"total {time.time() - t_start:.0f}s")  # fmt: skip
     if a.json:

@@ -22,7 +22,8 @@ def _renders(gen, prompt: str, seed: int, V, K) -> list[tuple[torch.Tensor, torc
     """Two samples' views: per sample rgb [V, 32, 32, 3], occupancy [V, 32, 32]."""
     lat = sample_latents(gen, [prompt] * 2, steps=16, guidance=3.0, seed=seed)
     with torch.no_grad():
-        return [render_grid_views(*gen.decoder.decode(lat[k:k + 1]), V, K, 32, 32, gen.decoder.cfg.box, gen.decoder.cfg.samples) for k in range(2)]
+        ad = gen.decoder.cfg
+        return [render_grid_views(*gen.decoder.decode(lat[k:k + 1]), V, K, 32, 32, ad.box, ad.samples) for k in range(2)]
 
 
 def _foreground_colour(gen, prompt: str, seed: int) -> torch.Tensor:  # -> [S, 3] mean foreground RGB per sample

@@ -2,7 +2,10 @@
 
 Modules: ``primitives`` (shapes + ray casting), ``shading`` (materials, textures, lights, sky), ``raycast``
 (pinhole / equirect renders), ``objects`` (named objects), ``scenes`` (floors, rooms, outdoor places),
-``captions``, ``dataset`` (transforms.json writer/reader), ``generate`` (render + write datasets).
+``captions``, ``dataset`` (transforms.json writer/reader), ``generate`` (render + write datasets),
+``multiview_config`` (settings of a multi-view object set, torch-free) and ``multiview`` (SRN / transforms.json
+multi-view object datasets, written and read), ``rgbd`` (procedural RGBD sets with captions), ``rgbd_builder``
+(RGBD pairs from real captioned images and a depth model), ``command`` (``latent3d data ...``).
 Importing this package loads nothing heavy: each name below loads its module (torch, numpy) on first use, so
 that the command line can import ``latent3d.data.command`` quickly.
 """

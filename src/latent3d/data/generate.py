@@ -9,6 +9,7 @@ import torch
 
 from latent3d.data.captions import caption
 from latent3d.data.dataset import write_transforms_dataset
+from latent3d.data.multiview_config import OBJECT_FOV_Y
 from latent3d.data.objects import Object3D
 from latent3d.data.raycast import Render, render_views
 from latent3d.data.scenes import Scene, scene_cameras
@@ -23,7 +24,7 @@ def object_views(
     seed: int = 0,
     radius: float | tuple[float, float] = 3.0,
     elevation_range_deg: tuple[float, float] = (-10.0, 60.0),
-    fov_y: float = 0.7,
+    fov_y: float = OBJECT_FOV_Y,
     ss: int = 1,
 ) -> tuple[Render, list[str]]:
     """Orbit views with stratified azimuth (first view at azimuth 0 = front when ``seed`` gives offset 0),

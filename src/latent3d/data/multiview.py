@@ -34,7 +34,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -43,6 +43,7 @@ from torch import Tensor
 from latent3d.data.multiview_config import MultiviewConfig
 from latent3d.errors import UserError
 
+Format = Literal["srn", "transforms"]  # SRN / pixelNeRF folders, or NeRF-synthetic transforms.json
 WHITE_LEVEL = 250  # 8-bit: a pixel with every channel >= this is white background (SRN data has no masks)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _EXPECTED = ("expected an SRN/pixelNeRF object folder (rgb/NNNNNN.png, pose/NNNNNN.txt, intrinsics.txt) or a "
@@ -170,7 +171,7 @@ def check_object_settings(categories: Sequence[str], n_objects: int, views: int,
     for c in colors:
         if c not in COLORS:
             raise UserError(f"--colors: unknown colour {c!r}; choose from: {', '.join(COLORS)}")
-    if fmt not in ("srn", "transforms"):
+    if fmt not in get_args(Format):
         raise UserError(f"--format {fmt!r}: choose srn or transforms")
     # the numbers: their declared ranges and relations (latent3d.ranges), then the cameras they make
     MultiviewConfig(n_objects=n_objects, views=views, size=size, radius=radius, elevation_range_deg=elevation_range_deg,
@@ -198,7 +199,7 @@ def write_multiview_dataset(
     n_objects: int,
     views: int,
     size: int,
-    fmt: Literal["srn", "transforms"],
+    fmt: Format,
     seed: int,
     radius: float | tuple[float, float] = MultiviewConfig.radius,
     elevation_range_deg: tuple[float, float] = MultiviewConfig.elevation_range_deg,

@@ -8,6 +8,8 @@ from typing import Iterator
 
 from latent3d.ranges import check_config, within
 
+OBJECT_FOV_Y = 0.7  # radians: the vertical field of view of latent3d's object renders (orbit cameras)
+
 
 @dataclass
 class MultiviewConfig:
@@ -25,7 +27,7 @@ class MultiviewConfig:
     """Camera distance from the object centre: R, or LO,HI drawn uniformly per view (objects fit in the unit sphere)."""
     elevation_range_deg: tuple[float, float] = within(-90, 90, (-10.0, 60.0), count=(2, 2))
     """Camera elevation range LO,HI in degrees above the ground plane."""
-    fov_y: float = within(0.01, 3.0, 0.7)
+    fov_y: float = within(0.01, 3.0, OBJECT_FOV_Y)
     """Vertical field of view in radians (0.57 to 172 degrees)."""
     variation: float = within(0, 2, 1.0)
     """Shape variation within a category (0 = one fixed shape per category; above 2 parts would shrink to

@@ -25,6 +25,7 @@ from typing import Any, Literal, Sequence
 import torch
 from torch import Tensor
 
+from latent3d.data.multiview_config import OBJECT_FOV_Y
 from latent3d.data.primitives import Primitive, cast
 from latent3d.data.shading import Light, Sky, albedo_at, background_color, shade
 from latent3d.render.camera import equirect_directions, orbit_cameras, pixel_rays
@@ -164,7 +165,7 @@ def render_orbit(
     azimuth_deg: float | Sequence[float] | Tensor,  # [C] or scalar; 0 = front (+x)
     elevation_deg: float | Sequence[float] | Tensor = 15.0,  # [C] or scalar
     radius: float = 3.0,
-    fov_y: float = 0.7,  # radians
+    fov_y: float = OBJECT_FOV_Y,  # radians
     width: int = 256,
     height: int = 256,
     **kw: Any,

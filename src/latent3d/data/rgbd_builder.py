@@ -30,6 +30,7 @@ from latent3d.errors import UserError
 
 _FILE_KEYS = ("file_name", "image", "path", "filename", "file")
 _TEXT_KEYS = ("text", "caption", "prompt")
+Output = Literal["auto", "disparity", "depth"]  # what the estimator gives (auto: from METRIC_MODELS)
 METRIC_MODELS = ("zoedepth", "depth_pro")  # model_type values whose output is metric depth, not inverse depth
 
 
@@ -115,7 +116,7 @@ def estimate_disparity(
     model: Any,
     processor: Any,
     images: Sequence[Any],  # PIL images (any sizes)
-    output: Literal["auto", "disparity", "depth"] = "auto",
+    output: Output = "auto",
 ) -> list[Tensor]:  # [H_i, W_i] in [0, 1] each, bright = near
     """Normalised inverse depth of each image as LDM3D uses it: the model's prediction, resized to the image
     (bicubic, the processor's ``post_process_depth_estimation``), then min-max normalised per image.
@@ -144,7 +145,7 @@ def build_rgbd_pairs(
     size: tuple[int, int] | None,  # (H, W) centre crop + resize; None keeps each image's size
     batch_size: int,
     device: str = "auto",
-    output: Literal["auto", "disparity", "depth"] = "auto",
+    output: Output = "auto",
     progress: bool = True,
 ) -> Path:
     """Write ``out`` (latent3d RGBD layout) from the captioned images in ``src``; depth by ``depth_model``.

@@ -114,125 +114,185 @@ def _m(color: str) -> Material:
     return Material(COLORS[color])
 
 
-def make_scene(kind: str = "floor", seed: int = 0, n_objects: int | None = None) -> Scene:
-    """Build a scene of ``kind`` (one of :data:`SCENE_KINDS`) deterministically from ``seed``."""
-    if kind not in SCENE_KINDS:
-        raise ValueError(f"unknown scene kind {kind!r}; choose one of {', '.join(SCENE_KINDS)}")
-    rng = random.Random(f"{kind}-{seed}")
-    prims: list[Primitive] = []
-    objects: list[dict[str, Any]] = []
-    taken: list[tuple[float, float, float]] = []
+@dataclass
+class _Builder:
+    """The parts of a scene as :func:`make_scene` places them, with the one RNG every draw comes from (in order)."""
 
-    def add_object(name: str, size: float, extent: float, clear: float, color: str | None = None,
+    rng: random.Random
+    prims: list[Primitive] = field(default_factory=list)
+    objects: list[dict[str, Any]] = field(default_factory=list)
+    taken: list[tuple[float, float, float]] = field(default_factory=list)  # x, y, radius of every placed thing
+
+    def add_object(self, name: str, size: float, extent: float, clear: float, color: str | None = None,
                    variation: float = 0.0, ring=None, caption: bool = True, lane=None) -> None:
+        """A procedural object ``size`` metres tall at a free position (or in a road ``lane``: (y, direction))."""
+        rng = self.rng
         obj = make_object(name, color, seed=rng.randrange(2**31), variation=variation)
         lo, hi = bounds(obj.primitives)
         scale = size / float(hi[2] - lo[2])  # ``size`` = height in metres
         r_xy = scale * float(torch.maximum(lo[:2].abs(), hi[:2].abs()).norm())
         if lane is not None:  # fixed y and heading, x along the road
             pos, yaw = (rng.uniform(-2.0, 2.0) + 5.0 * lane[1], lane[0]), 0.0 if lane[1] > 0 else 180.0
-            taken.append((pos[0], pos[1], r_xy))
+            self.taken.append((pos[0], pos[1], r_xy))
         else:
-            (pos,) = _place(rng, [r_xy], extent, clear, taken, ring)
+            (pos,) = _place(rng, [r_xy], extent, clear, self.taken, ring)
             if pos is None:
                 return
             yaw = rng.uniform(-180, 180) if name not in ("house",) else rng.choice([0.0, 90.0, 180.0, -90.0])
         offset = (pos[0], pos[1], -scale * float(lo[2]))
-        prims.extend(obj.placed(scale, offset, yaw))
-        objects.append(dict(name=name, color=obj.color_name, position=offset, scale=scale, yaw=yaw, radius=r_xy,
-                            caption=caption))
+        self.prims.extend(obj.placed(scale, offset, yaw))
+        self.objects.append(dict(name=name, color=obj.color_name, position=offset, scale=scale, yaw=yaw,
+                                 radius=r_xy, caption=caption))
 
-    def add_prop(name: str, extent: float, clear: float, ring=None) -> None:
-        parts = _props(name, rng)
+    def add_prop(self, name: str, extent: float, clear: float, ring=None) -> None:
+        """A scene-only prop (:func:`_props`) at a free position, never captioned."""
+        parts = _props(name, self.rng)
         lo, hi = bounds(parts)
         r_xy = float(torch.maximum(lo[:2].abs(), hi[:2].abs()).norm())
-        (pos,) = _place(rng, [r_xy], extent, clear, taken, ring)
+        (pos,) = _place(self.rng, [r_xy], extent, clear, self.taken, ring)
         if pos is not None:
-            prims.extend(p.transformed(1.0, (pos[0], pos[1], 0.0), rng.uniform(-180, 180)) for p in parts)
-            objects.append(dict(name=name, color=None, position=(pos[0], pos[1], 0.0), scale=1.0, yaw=0.0,
-                                radius=r_xy, caption=False))
+            self.prims.extend(p.transformed(1.0, (pos[0], pos[1], 0.0), self.rng.uniform(-180, 180)) for p in parts)
+            self.objects.append(dict(name=name, color=None, position=(pos[0], pos[1], 0.0), scale=1.0, yaw=0.0,
+                                     radius=r_xy, caption=False))
 
-    sun = (0.55, 0.35, 0.76)
-    if kind == "floor":
-        floor = rng.choice(sorted(_FLOORS))
-        prims.append(quad(30.0, 30.0, material=_FLOORS[floor], foreground=False, label="floor"))
-        names = ["sphere", "cube", "cylinder", "cone", "snowman", "chair", "mushroom", "lamp", "rocket", "table"]
-        for _ in range(n_objects if n_objects is not None else rng.randint(1, 3)):
-            add_object(rng.choice(names), rng.uniform(0.5, 1.0), 1.6, 0.0, rng.choice(sorted(COLORS)))
-        light, bg = Light(direction=sun), Sky((0.93, 0.93, 0.95), (0.8, 0.8, 0.82), (0.7, 0.7, 0.7))
-        setting, eye, extent = f"on {'a' if floor != 'marble' else 'a'} {floor} floor", (0.0, 0.0, 1.0), 2.0
-    elif kind == "room":
-        floor, wall = rng.choice(sorted(_FLOORS)), rng.choice(_WALLS)
-        hx, hy, H = rng.uniform(2.5, 3.5), rng.uniform(2.0, 3.0), rng.uniform(2.6, 3.0)
-        wm = Material(COLORS[wall]) if wall != "white" else Material((0.88, 0.87, 0.84))
-        prims += [quad(hx, hy, material=_FLOORS[floor], foreground=False, label="floor"),
-                  quad(hx, hy, (0, 0, H), material=Material((0.95, 0.95, 0.95)), foreground=False, label="ceiling")]
-        for c, yaw, half in (((hx, 0, H / 2), 0, hy), ((-hx, 0, H / 2), 0, hy), ((0, hy, H / 2), 90, hx),
-                             ((0, -hy, H / 2), 90, hx)):  # a wall is a quad rotated to stand upright
-            prims.append(Primitive("quad", (H / 2, half), c, rotation(yaw, pitch_deg=90), wm, False, "wall"))
-        names = ["chair", "table", "lamp", "sphere", "cube", "mushroom", "snowman"]
-        heights = {"chair": 1.0, "table": 0.75, "lamp": 1.6, "snowman": 1.2}
-        for _ in range(n_objects if n_objects is not None else rng.randint(2, 4)):
-            name = rng.choice(names)
-            add_object(name, heights.get(name, rng.uniform(0.4, 0.8)), min(hx, hy), 1.0,
-                       rng.choice(sorted(COLORS)))
-        light, bg = Light("point", position=(0.3, 0.2, H - 0.25), ambient=0.45), (0.0, 0.0, 0.0)
-        setting = f"in a room with {wall} walls and a {floor} floor"
-        eye, extent = (0.0, 0.0, 1.5), min(hx, hy)
-    else:
-        prims.append(quad(200.0, 200.0, material=_GROUNDS[kind], foreground=False, label="ground"))
-        extent, clear = 12.0, 2.0
-        if kind == "beach":
-            prims.append(quad(200.0, 200.0, (204.0, 0, 0.01), material=Material((0.15, 0.4, 0.65), shininess=0.6,
-                                                                                 exponent=64.0), foreground=False,
-                              label="sea"))
-            for _ in range(rng.randint(2, 4)):
-                add_prop(rng.choice(["umbrella", "rock"]), 3.5, clear)
-            add_object("sphere", 0.4, 3.5, clear, rng.choice(["red", "yellow", "blue"]))
-        elif kind == "forest":
-            for _ in range(n_objects if n_objects is not None else rng.randint(10, 16)):
-                add_object("tree", rng.uniform(3.0, 6.0), extent, clear, None, variation=1.0, caption=False)
-            add_prop("rock", extent, clear)
-        elif kind == "desert":
-            for _ in range(rng.randint(4, 7)):
-                add_prop(rng.choice(["cactus", "rock", "rock"]), 7.0, clear)
-        elif kind == "snow":
-            for _ in range(rng.randint(5, 9)):
-                add_object("tree", rng.uniform(3.0, 5.0), extent, clear, "white", variation=0.5, caption=False)
-            add_object("snowman", 1.7, 6.0, clear, "white")
-        elif kind == "street":
-            prims.append(quad(200.0, 0.08, (0, 0, 0.005), material=Material((0.95, 0.95, 0.9), "stripes",
-                                                                            (0.3, 0.3, 0.32), scale=0.25),
-                              foreground=False, label="road marking"))
-            for side in (-1, 1):
-                for k in range(-2, 3):
-                    obj = make_object("house", rng.choice(_WALLS[:4] + ("orange",)), seed=rng.randrange(2**31),
-                                      variation=0.5)
-                    lo, hi = bounds(obj.primitives)
-                    scale = rng.uniform(5.0, 7.0) / float(hi[2] - lo[2])
-                    off = (k * 10.0, side * 10.0, -scale * float(lo[2]))
-                    prims.extend(obj.placed(scale, off, 90.0 * -side))
-                    r_xy = scale * float(torch.maximum(lo[:2].abs(), hi[:2].abs()).norm())
-                    taken.append((off[0], off[1], r_xy))
-                    objects.append(dict(name="house", color=obj.color_name, position=off, scale=scale,
-                                        yaw=90.0 * -side, radius=r_xy, caption=False))
-            for side in (-1, 1):  # one car per lane, driving along x
-                add_object("car", 1.4, 0, 0, rng.choice(["red", "blue", "white", "black"]), lane=(side * 1.6, side))
-        else:  # generic outdoor meadow
-            for _ in range(n_objects if n_objects is not None else rng.randint(2, 4)):
-                name = rng.choice(["tree", "house", "sphere", "rocket", "mushroom"])
-                size = {"tree": 4.0, "house": 5.0, "rocket": 3.0}.get(name, 1.0)
-                add_object(name, size, 8.0, clear, None if name in ("tree", "house") else rng.choice(sorted(COLORS)),
-                           variation=0.5 if name in ("tree", "house") else 0.0)
-        light = Light(direction=sun, ambient=0.4)
-        bg = Sky(sun=sun) if kind != "snow" else Sky((0.55, 0.65, 0.8), (0.88, 0.9, 0.93), sun=sun)
-        setting, eye = _SETTINGS[kind], (0.0, 0.0, 1.6)
+    def add_house(self, x: float, side: int) -> None:
+        """A street-side house at ``x``, 10 m to the ``side`` (-1 or 1) of the road, facing it."""
+        rng = self.rng
+        obj = make_object("house", rng.choice(_WALLS[:4] + ("orange",)), seed=rng.randrange(2**31), variation=0.5)
+        lo, hi = bounds(obj.primitives)
+        scale = rng.uniform(5.0, 7.0) / float(hi[2] - lo[2])
+        off = (x, side * 10.0, -scale * float(lo[2]))
+        self.prims.extend(obj.placed(scale, off, 90.0 * -side))
+        r_xy = scale * float(torch.maximum(lo[:2].abs(), hi[:2].abs()).norm())
+        self.taken.append((off[0], off[1], r_xy))
+        self.objects.append(dict(name="house", color=obj.color_name, position=off, scale=scale, yaw=90.0 * -side,
+                                 radius=r_xy, caption=False))
+
+
+_SUN = (0.55, 0.35, 0.76)  # direction towards the sun of the floor and outdoor scenes
+# light, background, setting (caption words), eye, extent
+_Setup = tuple[Light, Sky | tuple[float, float, float], str, tuple[float, float, float], float]
+
+
+def _floor_scene(b: _Builder, n_objects: int | None) -> _Setup:
+    """Objects on a wooden / tiled / marble / carpeted floor under a studio backdrop."""
+    rng = b.rng
+    floor = rng.choice(sorted(_FLOORS))
+    b.prims.append(quad(30.0, 30.0, material=_FLOORS[floor], foreground=False, label="floor"))
+    names = ["sphere", "cube", "cylinder", "cone", "snowman", "chair", "mushroom", "lamp", "rocket", "table"]
+    for _ in range(n_objects if n_objects is not None else rng.randint(1, 3)):
+        b.add_object(rng.choice(names), rng.uniform(0.5, 1.0), 1.6, 0.0, rng.choice(sorted(COLORS)))
+    light, bg = Light(direction=_SUN), Sky((0.93, 0.93, 0.95), (0.8, 0.8, 0.82), (0.7, 0.7, 0.7))
+    return light, bg, f"on a {floor} floor", (0.0, 0.0, 1.0), 2.0
+
+
+def _room_scene(b: _Builder, n_objects: int | None) -> _Setup:
+    """A closed box room (floor, ceiling, four walls) lit by a ceiling point light, with furniture."""
+    rng = b.rng
+    floor, wall = rng.choice(sorted(_FLOORS)), rng.choice(_WALLS)
+    hx, hy, H = rng.uniform(2.5, 3.5), rng.uniform(2.0, 3.0), rng.uniform(2.6, 3.0)
+    wm = Material(COLORS[wall]) if wall != "white" else Material((0.88, 0.87, 0.84))
+    b.prims += [quad(hx, hy, material=_FLOORS[floor], foreground=False, label="floor"),
+                quad(hx, hy, (0, 0, H), material=Material((0.95, 0.95, 0.95)), foreground=False, label="ceiling")]
+    for c, yaw, half in (((hx, 0, H / 2), 0, hy), ((-hx, 0, H / 2), 0, hy), ((0, hy, H / 2), 90, hx),
+                         ((0, -hy, H / 2), 90, hx)):  # a wall is a quad rotated to stand upright
+        b.prims.append(Primitive("quad", (H / 2, half), c, rotation(yaw, pitch_deg=90), wm, False, "wall"))
+    names = ["chair", "table", "lamp", "sphere", "cube", "mushroom", "snowman"]
+    heights = {"chair": 1.0, "table": 0.75, "lamp": 1.6, "snowman": 1.2}
+    for _ in range(n_objects if n_objects is not None else rng.randint(2, 4)):
+        name = rng.choice(names)
+        b.add_object(name, heights.get(name, rng.uniform(0.4, 0.8)), min(hx, hy), 1.0, rng.choice(sorted(COLORS)))
+    light, bg = Light("point", position=(0.3, 0.2, H - 0.25), ambient=0.45), (0.0, 0.0, 0.0)
+    return light, bg, f"in a room with {wall} walls and a {floor} floor", (0.0, 0.0, 1.5), min(hx, hy)
+
+
+def _beach(b: _Builder, extent: float, clear: float, n_objects: int | None) -> None:
+    """The sea beyond x = 4, umbrellas and rocks on the sand, a ball."""
+    rng = b.rng
+    b.prims.append(quad(200.0, 200.0, (204.0, 0, 0.01), material=Material((0.15, 0.4, 0.65), shininess=0.6,
+                                                                           exponent=64.0), foreground=False,
+                        label="sea"))
+    for _ in range(rng.randint(2, 4)):
+        b.add_prop(rng.choice(["umbrella", "rock"]), 3.5, clear)
+    b.add_object("sphere", 0.4, 3.5, clear, rng.choice(["red", "yellow", "blue"]))
+
+
+def _forest(b: _Builder, extent: float, clear: float, n_objects: int | None) -> None:
+    """Tall trees of varied shape and a rock."""
+    for _ in range(n_objects if n_objects is not None else b.rng.randint(10, 16)):
+        b.add_object("tree", b.rng.uniform(3.0, 6.0), extent, clear, None, variation=1.0, caption=False)
+    b.add_prop("rock", extent, clear)
+
+
+def _desert(b: _Builder, extent: float, clear: float, n_objects: int | None) -> None:
+    """Cacti and rocks on the sand."""
+    for _ in range(b.rng.randint(4, 7)):
+        b.add_prop(b.rng.choice(["cactus", "rock", "rock"]), 7.0, clear)
+
+
+def _snow(b: _Builder, extent: float, clear: float, n_objects: int | None) -> None:
+    """White trees and a snowman."""
+    for _ in range(b.rng.randint(5, 9)):
+        b.add_object("tree", b.rng.uniform(3.0, 5.0), extent, clear, "white", variation=0.5, caption=False)
+    b.add_object("snowman", 1.7, 6.0, clear, "white")
+
+
+def _street(b: _Builder, extent: float, clear: float, n_objects: int | None) -> None:
+    """A road along x with a centre line, five houses on each side and one car per lane."""
+    b.prims.append(quad(200.0, 0.08, (0, 0, 0.005), material=Material((0.95, 0.95, 0.9), "stripes",
+                                                                      (0.3, 0.3, 0.32), scale=0.25),
+                        foreground=False, label="road marking"))
+    for side in (-1, 1):
+        for k in range(-2, 3):
+            b.add_house(k * 10.0, side)
+    for side in (-1, 1):  # one car per lane, driving along x
+        b.add_object("car", 1.4, 0, 0, b.rng.choice(["red", "blue", "white", "black"]), lane=(side * 1.6, side))
+
+
+def _meadow(b: _Builder, extent: float, clear: float, n_objects: int | None) -> None:
+    """The generic outdoor scene: trees, houses and a few objects on a green meadow."""
+    rng = b.rng
+    for _ in range(n_objects if n_objects is not None else rng.randint(2, 4)):
+        name = rng.choice(["tree", "house", "sphere", "rocket", "mushroom"])
+        size = {"tree": 4.0, "house": 5.0, "rocket": 3.0}.get(name, 1.0)
+        b.add_object(name, size, 8.0, clear, None if name in ("tree", "house") else rng.choice(sorted(COLORS)),
+                     variation=0.5 if name in ("tree", "house") else 0.0)
+
+
+_PLACE_CONTENT = {"beach": _beach, "forest": _forest, "desert": _desert, "snow": _snow, "street": _street,
+                  "outdoor": _meadow}
+
+
+def _outdoor_scene(b: _Builder, kind: str, n_objects: int | None) -> _Setup:
+    """An outdoor place: its ground, its content (:data:`_PLACE_CONTENT`), sunlight and a sky."""
+    b.prims.append(quad(200.0, 200.0, material=_GROUNDS[kind], foreground=False, label="ground"))
+    extent, clear = 12.0, 2.0
+    _PLACE_CONTENT[kind](b, extent, clear, n_objects)
+    light = Light(direction=_SUN, ambient=0.4)
+    bg = Sky(sun=_SUN) if kind != "snow" else Sky((0.55, 0.65, 0.8), (0.88, 0.9, 0.93), sun=_SUN)
+    return light, bg, _SETTINGS[kind], (0.0, 0.0, 1.6), extent
+
+
+def _scene_caption(kind: str, objects: list[dict[str, Any]], setting: str) -> str:
+    """The caption: the captioned objects and the setting ("a red chair on a wooden floor"), else the place."""
     named = [(o["name"], o["color"]) for o in objects if o["caption"]]
     if named:
-        text = f"{join_phrases([object_phrase(n, c) for n, c in named])} {setting}"
+        return f"{join_phrases([object_phrase(n, c) for n, c in named])} {setting}"
+    return _PLACE_NOUNS.get(kind, setting)
+
+
+def make_scene(kind: str = "floor", seed: int = 0, n_objects: int | None = None) -> Scene:
+    """Build a scene of ``kind`` (one of :data:`SCENE_KINDS`) deterministically from ``seed``."""
+    if kind not in SCENE_KINDS:
+        raise ValueError(f"unknown scene kind {kind!r}; choose one of {', '.join(SCENE_KINDS)}")
+    b = _Builder(random.Random(f"{kind}-{seed}"))
+    if kind == "floor":
+        light, bg, setting, eye, extent = _floor_scene(b, n_objects)
+    elif kind == "room":
+        light, bg, setting, eye, extent = _room_scene(b, n_objects)
     else:
-        text = _PLACE_NOUNS.get(kind, setting)
-    return Scene(kind, prims, light, bg, text, objects, eye, extent, seed)
+        light, bg, setting, eye, extent = _outdoor_scene(b, kind, n_objects)
+    return Scene(kind, b.prims, light, bg, _scene_caption(kind, b.objects, setting), b.objects, eye, extent, seed)
 
 
 def scene_cameras(

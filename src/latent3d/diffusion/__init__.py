@@ -5,7 +5,8 @@
 * :mod:`.ddim` -- DDIM step between any two timesteps, sampling, inversion (LucidDreamer ISM schedule);
 * :mod:`.edm` -- EDM preconditioning (a function and the ``EDMPrecond`` module), loss, Euler/Heun samplers
   (k-diffusion signature);
-* :mod:`.guidance` -- classifier-free and negative guidance.
+* :mod:`.guidance` -- classifier-free and negative guidance;
+* :mod:`.noise_levels` -- fitting EDM's noise levels (sigma_data, P_mean / P_std) to the data.
 
 Only torch, numpy and tqdm are imported here (no diffusers).
 """

@@ -15,7 +15,7 @@ Models are called as ``model(x, t, **extra_args)`` with ``t`` a ``[B]`` long ten
 
 from __future__ import annotations
 
-from typing import Callable, Literal, NamedTuple, Sequence
+from typing import Callable, Literal, NamedTuple, Sequence, get_args
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 Spacing = Literal["leading", "trailing", "linspace"]
+ModelT = Literal["current", "next"]  # ddim_invert: call the model at the current or the next timestep
 Timestep = int | Tensor  # int, [] or [B] long
 
 
@@ -213,7 +214,7 @@ def ddim_invert(
     extra_args: dict | None = None,
     prediction_type: PredictionType = "epsilon",
     set_alpha_to_one: bool = True,
-    model_t: Literal["current", "next"] = "current",
+    model_t: ModelT = "current",
     return_trajectory: bool = False,
 ) -> Tensor | DDIMInversion:
     """DDIM inversion (Song et al. 2021, eq. 14 run from data to noise): ``n - 1`` model calls along
@@ -238,7 +239,7 @@ def ddim_invert(
         raise ValueError(f"ddim_invert needs non-decreasing timesteps, got {ts}")
     if model_t == "current" and ts and ts[0] < 0:
         raise ValueError("timesteps[0] = -1 needs model_t='next' (the model cannot be called at t = -1)")
-    if model_t not in ("current", "next"):
+    if model_t not in get_args(ModelT):
         raise ValueError(f"unknown model_t {model_t!r}; use 'current' or 'next'")
     s_in = torch.ones(x.shape[0], dtype=torch.long, device=x.device)
     xs, outs = [x], []

@@ -1,1 +1,4 @@
-"""File formats: depth PNG-16 and LDM3D packing, 3DGS PLY, meshes (GLB/OBJ), video, atomic writes."""
+"""File formats: ``depth`` (PNG-16, the LDM3D packing, depth <-> disparity), ``ply`` (3DGS splats, point clouds),
+``mesh`` (GLB / OBJ / PLY), ``image``, ``video``, ``volume`` (radiance grids as .npz), ``atomic`` (atomic writes);
+reading untrusted input: ``files`` (regular files, walks that stay in the dataset), ``manifest`` (dataset JSON) and
+``model_folder`` (model and run folders)."""

@@ -4,6 +4,11 @@
 name of a bundled checkpoint, and returns a :class:`~.diffusers_prior.DiffusersPrior`: the same code runs real and
 bundled weights. The two names load on first use, so that the command line can read
 :mod:`latent3d.priors.object_prior.config` without importing torch.
+
+Modules: ``base`` (the protocol), ``diffusers_prior`` (any diffusers/transformers components), ``loading``
+(``--prior`` to a prior), ``sampling`` (DDIM + classifier-free guidance), ``bundle`` (the text-to-image networks
+latent3d trains, exported as diffusers folders), ``vocab`` (word-level tokenizers), ``command`` (``latent3d sample``,
+``latent3d train prior``) and ``object_prior/`` (the bundled object prior: config, data, nets, train, card).
 """
 
 from __future__ import annotations

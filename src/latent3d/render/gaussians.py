@@ -17,6 +17,8 @@ from torch import Tensor, nn
 from latent3d.render.rasterize import RenderMode, rasterize
 from latent3d.render.sh import num_sh_bases, rgb_to_sh, sh_degree_from_bases
 
+InitShape = Literal["sphere", "box"]  # GaussianModel.random: uniform in a ball or a cube
+
 
 def inverse_sigmoid(x: Tensor) -> Tensor:
     """logit, the inverse of the opacity activation."""
@@ -92,7 +94,7 @@ class GaussianModel(nn.Module):
         cls,
         n: int,
         extent: float = 1.0,
-        shape: Literal["sphere", "box"] = "sphere",
+        shape: InitShape = "sphere",
         sh_degree: int = 3,
         scale: float | None = None,
         opacity: float = 0.1,

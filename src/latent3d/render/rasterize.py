@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from latent3d.render.camera import camera_centers
-from latent3d.render.project import isect_tiles, project_gaussians, quat_scale_to_covar
+from latent3d.render.project import Projection, isect_tiles, project_gaussians, quat_scale_to_covar
 from latent3d.render.sh import eval_sh
 
 ALPHA_MAX = 0.99  # 3DGS clamps alpha at 0.99 (gsplat: 0.999)
@@ -318,6 +318,89 @@ def _gsplat_available(device: torch.device) -> bool:
     return True
 
 
+def _rasterize_gsplat(*args, **kwargs) -> tuple[Tensor, Tensor, dict]:  # colors [C, H, W, X], alphas, meta
+    """:func:`rasterize` by gsplat's ``rasterization`` (same arguments, ``packed=False``); meta["backend"] "gsplat"."""
+    from gsplat import rasterization as _gs
+
+    out, alphas, meta = _gs(*args, **kwargs, packed=False)
+    meta = dict(meta)
+    meta["backend"] = "gsplat"
+    return out, alphas, meta
+
+
+def _view_colors(
+    means: Tensor,  # [N, 3]
+    colors: Tensor,  # [N, D] or [C, N, D], or SH [N, K, 3] / [C, N, K, 3] when sh_degree is given
+    viewmats: Tensor,  # [C, 4, 4]
+    sh_degree: int | None,
+) -> Tensor:  # [C, N, D]
+    """The colour of each Gaussian in each view: as given, or ``max(SH(dir) + 0.5, 0)`` with dir from the camera
+    centre to the mean (3DGS Sec. 4)."""
+    C = viewmats.shape[0]
+    if sh_degree is None:
+        return colors if colors.dim() == 3 else colors[None].expand(C, -1, -1)
+    dirs = means[None] - camera_centers(viewmats)[:, None]  # [C, N, 3]
+    sh = colors if colors.dim() == 4 else colors[None].expand(C, -1, -1, -1)
+    return torch.clamp_min(eval_sh(sh_degree, dirs, sh) + 0.5, 0.0)
+
+
+def _render_channels(
+    cols: Tensor,  # [C, N, D]
+    depths: Tensor,  # [C, N]
+    render_mode: RenderMode,
+) -> Tensor:  # [C, N, X]: the colours, the depths, or both (depth last)
+    """What is blended for ``render_mode``: colours (RGB), depth (D, ED) or colours with depth appended."""
+    if render_mode in ("RGB+D", "RGB+ED"):
+        return torch.cat([cols, depths[..., None]], -1)
+    if render_mode in ("D", "ED"):
+        return depths[..., None]
+    if render_mode != "RGB":
+        raise ValueError(f"render_mode must be one of RGB, D, ED, RGB+D, RGB+ED; got {render_mode!r}")
+    return cols
+
+
+def _render_backgrounds(
+    backgrounds: Tensor | None,  # [C, D] (colour channels only)
+    render_mode: RenderMode,
+    C: int,
+) -> Tensor | None:  # [C, X]: a depth channel of 0 appended (or alone) for the depth modes
+    if backgrounds is None or render_mode == "RGB":
+        return backgrounds
+    extra = backgrounds.new_zeros(C, 1)
+    return extra if render_mode in ("D", "ED") else torch.cat([backgrounds, extra], -1)
+
+
+def _rasterize_torch_pixels(
+    proj: Projection,  # of C views
+    cols: Tensor,  # [C, N, X]
+    opac: Tensor,  # [C, N]
+    width: int,
+    height: int,
+    tile_size: int,
+    backgrounds: Tensor | None,  # [C, X]
+    impl: Literal["fused", "reference"],
+    chunk_size: int,
+) -> tuple[Tensor, Tensor, dict]:  # colors [C, H, W, X], alphas [C, H, W, 1], tile meta (fused only)
+    """The pixel stage of the torch backend: the fast path or its dense reference twin."""
+    meta: dict = {}
+    if impl == "fused":
+        img, alpha, isect = rasterize_to_pixels(
+            proj.means2d, proj.conics, cols, opac, proj.depths, proj.radii, width, height, tile_size, backgrounds,
+            chunk_size,
+        )  # fmt: skip
+        meta.update(
+            tile_width=isect["tiles_x"], tile_height=isect["tiles_y"], tiles_per_gauss=isect["tiles_per_gauss"],
+            flatten_ids=isect["flatten_ids"], isect_offsets=isect["isect_offsets"],
+        )  # fmt: skip
+    elif impl == "reference":
+        img, alpha = rasterize_to_pixels_reference(
+            proj.means2d, proj.conics, cols, opac, proj.depths, proj.radii, width, height, tile_size, backgrounds
+        )
+    else:
+        raise ValueError(f"impl must be 'fused' or 'reference', got {impl!r}")
+    return img, alpha, meta
+
+
 def rasterize(
     means: Tensor,  # [N, 3]
     quats: Tensor,  # [N, 4] wxyz, need not be normalised
@@ -355,16 +438,11 @@ def rasterize(
     if backend == "auto":
         backend = "gsplat" if _gsplat_available(means.device) else "torch"
     if backend == "gsplat":
-        from gsplat import rasterization as _gs
-
-        out, alphas, meta = _gs(
+        return _rasterize_gsplat(
             means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane=near_plane,
             far_plane=far_plane, eps2d=eps2d, sh_degree=sh_degree, backgrounds=backgrounds, render_mode=render_mode,
-            rasterize_mode=rasterize_mode, tile_size=tile_size, packed=False,
+            rasterize_mode=rasterize_mode, tile_size=tile_size,
         )  # fmt: skip
-        meta = dict(meta)
-        meta["backend"] = "gsplat"
-        return out, alphas, meta
     if backend != "torch":
         raise ValueError(f"backend must be 'auto', 'torch' or 'gsplat', got {backend!r}")
 
@@ -375,39 +453,10 @@ def rasterize(
     opac = opacities[None].expand(C, -1)
     if rasterize_mode == "antialiased":
         opac = opac * proj.compensations
-
-    if sh_degree is None:
-        cols = colors if colors.dim() == 3 else colors[None].expand(C, -1, -1)
-    else:
-        dirs = means[None] - camera_centers(viewmats)[:, None]  # [C, N, 3]
-        sh = colors if colors.dim() == 4 else colors[None].expand(C, -1, -1, -1)
-        cols = torch.clamp_min(eval_sh(sh_degree, dirs, sh) + 0.5, 0.0)
-    if render_mode in ("RGB+D", "RGB+ED"):
-        cols = torch.cat([cols, proj.depths[..., None]], -1)
-    elif render_mode in ("D", "ED"):
-        cols = proj.depths[..., None]
-    elif render_mode != "RGB":
-        raise ValueError(f"render_mode must be one of RGB, D, ED, RGB+D, RGB+ED; got {render_mode!r}")
-    if backgrounds is not None and render_mode != "RGB":
-        extra = backgrounds.new_zeros(C, 1)
-        backgrounds = extra if render_mode in ("D", "ED") else torch.cat([backgrounds, extra], -1)
-
-    meta: dict = {}
-    if impl == "fused":
-        img, alpha, isect = rasterize_to_pixels(
-            proj.means2d, proj.conics, cols, opac, proj.depths, proj.radii, width, height, tile_size, backgrounds,
-            chunk_size,
-        )  # fmt: skip
-        meta.update(
-            tile_width=isect["tiles_x"], tile_height=isect["tiles_y"], tiles_per_gauss=isect["tiles_per_gauss"],
-            flatten_ids=isect["flatten_ids"], isect_offsets=isect["isect_offsets"],
-        )  # fmt: skip
-    elif impl == "reference":
-        img, alpha = rasterize_to_pixels_reference(
-            proj.means2d, proj.conics, cols, opac, proj.depths, proj.radii, width, height, tile_size, backgrounds
-        )
-    else:
-        raise ValueError(f"impl must be 'fused' or 'reference', got {impl!r}")
+    cols = _render_channels(_view_colors(means, colors, viewmats, sh_degree), proj.depths, render_mode)
+    backgrounds = _render_backgrounds(backgrounds, render_mode, C)
+    img, alpha, meta = _rasterize_torch_pixels(proj, cols, opac, width, height, tile_size, backgrounds, impl,
+                                               chunk_size)
     if render_mode in ("ED", "RGB+ED"):
         img = torch.cat([img[..., :-1], img[..., -1:] / alpha.clamp(min=1e-10)], -1)
     meta.update(

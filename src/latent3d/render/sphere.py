@@ -30,15 +30,14 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from latent3d.io.mesh import z_up_to_y_up  # noqa: F401  (re-exported: world.glb is y up)
-
-DepthMode = Literal["disparity", "linear", "metric"]
+from latent3d.render.depth_modes import DepthMode
 
 
 @dataclass

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -42,7 +42,7 @@ def ods_rays(
 ) -> tuple[Tensor, Tensor]:  # origins [H, W, 3], directions [H, W, 3]
     """ODS rays of one eye (Peleg et al. 2001; Google's ODS note): origins on the circle of radius ``ipd / 2``
     around ``center`` in the horizontal plane, each ray tangent to the circle."""
-    if eye not in ("left", "right"):
+    if eye not in get_args(Eye):
         raise ValueError(f"eye must be 'left' or 'right', got {eye!r}")
     dirs = equirect_directions(width, height)  # [H, W, 3]
     lon = 2.0 * math.pi * (torch.arange(width, dtype=torch.float32) + 0.5) / width - math.pi  # [W]
@@ -66,7 +66,7 @@ def render_ods(
         raise ValueError(f"ipd/2 = {0.5 * ipd:.4g} reaches the nearest surface point ({sphere.r_min:.4g}); "
                          "use a smaller ipd or a weaker displacement")
     images, hits = [], []
-    for eye in ("left", "right"):
+    for eye in get_args(Eye):
         o, d = ods_rays(width, height, ipd, eye)  # type: ignore[arg-type]
         rgb, _, hit = trace_sphere(sphere, o.reshape(-1, 3), d.reshape(-1, 3))
         images.append(rgb.reshape(height, width, 3))

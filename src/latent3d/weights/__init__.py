@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
+OBJECT_MODEL = "object3d-tiny"  # the bundled 3DVADER generator: `latent3d object` and `dream --init object` default
 _MARKERS = ("config.json", "model_index.json")
 
 

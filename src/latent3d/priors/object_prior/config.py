@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from latent3d.data.multiview_config import OBJECT_FOV_Y
 from latent3d.ranges import SEED_MAX, check_config, within
 
 PRIOR_OBJECTS = ("snowman", "chair", "table", "mushroom", "lamp", "rocket", "tree", "house")
@@ -27,7 +28,7 @@ class ObjectPriorConfig:
     """Rendered views per (object, colour)."""
     elevation_range_deg: tuple[float, float] = (-10.0, 80.0)
     radius: float = within(1, 1e3, 3.0, open_lo=True)
-    fov_y: float = within(0.01, 3.0, 0.7)
+    fov_y: float = within(0.01, 3.0, OBJECT_FOV_Y)
     supersample: int = within(1, 16, 4)
     block_out_channels: tuple[int, ...] = (32, 64, 64)
     attn_levels: int = within(0, 8, 1)

@@ -15,6 +15,7 @@ from latent3d.nets.text_denoiser import TextConditionedDenoiser
 from latent3d.priors.bundle import export_bundle
 from latent3d.priors.object_prior.card import model_card
 from latent3d.priors.object_prior.config import PRIOR_DEFAULTS, ObjectPriorConfig
+from latent3d.ranges import choices
 from latent3d.priors.object_prior.data import cached_training_set
 from latent3d.priors.object_prior.nets import build_components, load_init
 from latent3d.runtime import resolve_device, seeded
@@ -49,7 +50,7 @@ def train_object_prior(
     data = images.mul(2).sub(1)  # [N, 3, R, R] in [-1, 1]
     abar = alphas_cumprod(cfg.beta_schedule).float()
     model = TextConditionedDenoiser(unet, text)
-    if cfg.prediction_type not in ("epsilon", "v_prediction"):
+    if cfg.prediction_type not in choices(ObjectPriorConfig, "prediction_type"):
         raise ValueError(f"prediction_type must be 'epsilon' or 'v_prediction', got {cfg.prediction_type!r}")
 
     def batch_fn(step: int, g: torch.Generator):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Iterator, Literal
 
 from latent3d.ranges import SEED_MAX, check_config, within
+from latent3d.weights import OBJECT_MODEL
 
 
 @dataclass
@@ -157,7 +158,7 @@ class ObjectConfig:
     """``latent3d object``: sample latent volumes with the Heun sampler and classifier-free guidance, decode them
     to radiance grids, and write views, a turntable, the grid, a mesh and Gaussians per sample."""
 
-    model: str = "object3d-tiny"
+    model: str = OBJECT_MODEL
     """A bundled object model's name or the model/ folder of `latent3d train object-diffusion`."""
     n: int = within(1, 256, 4)
     """Samples to draw."""

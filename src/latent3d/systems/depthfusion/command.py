@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, get_args
 
 import typer
 
 from latent3d.options import DeviceOpt, ModelGuidanceOpt, ModelStepsOpt, OutOpt, SeedOpt, defaults, field_option
 from latent3d.ranges import OneOf
+from latent3d.render.depth_modes import DisplacementMode
 from latent3d.systems.depthfusion.config import WorldConfig
 
 _W = defaults(WorldConfig)
@@ -27,7 +28,7 @@ def immersive(
     strength: Annotated[float, field_option(WorldConfig, "strength")] = _W.strength,
     resolution: Annotated[int, field_option(WorldConfig, "sphere_lon", "--resolution", help="Sphere segments around (half as many pole to pole).")] = _W.sphere_lon,
     radius: Annotated[float, field_option(WorldConfig, "radius")] = _W.radius,
-    depth_mode: Annotated[str, typer.Option(callback=OneOf(("disparity", "linear")), help="disparity (1/r linear in depth, as LDM3D/DPT) or linear (DepthFusion's displacement).")] = _W.depth_mode,
+    depth_mode: Annotated[str, typer.Option(callback=OneOf(get_args(DisplacementMode)), help="disparity (1/r linear in depth, as LDM3D/DPT) or linear (DepthFusion's displacement).")] = _W.depth_mode,
     stereo_width: Annotated[int, field_option(WorldConfig, "stereo_width")] = _W.stereo_width,
     tour_seconds: Annotated[float, field_option(WorldConfig, "tour_seconds")] = _W.tour_seconds,
     seed: SeedOpt = 0,

@@ -4,12 +4,10 @@ line reads its defaults and help from here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 from latent3d.ranges import check_config, within
-
-if TYPE_CHECKING:
-    from latent3d.render.sphere import DepthMode
+from latent3d.render.depth_modes import DepthMode
 
 
 @dataclass

@@ -18,7 +18,7 @@ from latent3d.errors import UserError
 from latent3d.options import (CHECKPOINT_EVERY, CheckpointEveryOpt, DeviceOpt, ModelGuidanceOpt, ModelStepsOpt,
                               NegativeOpt, OutOpt, ResumeOpt, SeedOpt, defaults, field_doc, field_option,
                               invocation)  # fmt: skip
-from latent3d.ranges import OneOf, Range
+from latent3d.ranges import OneOf, Range, choices
 from latent3d.systems.ldm3d.config import RGBDDataConfig, RGBDLDMConfig, RGBDVAEConfig
 
 FILES = ("rgb.png", "depth.png", "depth_preview.png", "points.ply", "run.json")
@@ -118,7 +118,7 @@ def train_rgbd_vae(
     steps: Annotated[int, field_option(RGBDVAEConfig, "steps")] = _VAE.steps,
     batch_size: Annotated[int, field_option(RGBDVAEConfig, "batch_size")] = _VAE.batch_size,
     lr: Annotated[float, field_option(RGBDVAEConfig, "lr")] = _VAE.lr,
-    variant: Annotated[Optional[str], typer.Option(callback=OneOf(("6c", "4c")), help=field_doc(RGBDVAEConfig, "variant") + " Default: 4c with --pano, else 6c.")] = None,
+    variant: Annotated[Optional[str], typer.Option(callback=OneOf(choices(RGBDVAEConfig, "variant")), help=field_doc(RGBDVAEConfig, "variant") + " Default: 4c with --pano, else 6c.")] = None,
     vae: Annotated[Optional[str], field_option(RGBDVAEConfig, "rgb_vae", "--vae")] = _VAE.rgb_vae,
     disc_start: Annotated[Optional[int], typer.Option(callback=Range(0, 10**8), help="Step at which the PatchGAN loss starts (default: steps / 3).")] = None,
     pano: PanoOpt = _VAE.pano,

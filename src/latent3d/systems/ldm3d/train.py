@@ -162,6 +162,56 @@ def _psnr(a: Tensor, b: Tensor) -> float:
 
 
 # ------------------------------------------------------------------------------------------------ stage 1
+def _latent_scaling(vae, packed: _Packed, dev: torch.device, seed: int) -> float:
+    """LDM's latent scaling (Rombach et al. 2022, Sec. 4.3.2 / SD's 0.18215): 1 / std of posterior samples of every
+    training image, so that stage 2 sees unit-variance latents."""
+    mean, std = _encode_all(vae, packed, dev)
+    g = torch.Generator().manual_seed(seed)
+    z = mean + std * torch.randn(mean.shape, generator=g)
+    return float(1.0 / z.std())
+
+
+def _vae_held_out_eval(vae, cfg: RGBDVAEConfig, out_dir: Path) -> dict:
+    """RGB PSNR and disparity MAE of the posterior-mean reconstructions of :func:`_held_out` ({} for real data)."""
+    from latent3d.nets.rgbd_vae import rgbd_to_vae_input, vae_output_to_rgbd
+
+    held = _held_out(cfg, out_dir)
+    if held is None:
+        return {}
+    with torch.no_grad():
+        xr = vae.decode(vae.encode(rgbd_to_vae_input(held.rgb, held.disparity, cfg.variant)).latent_dist.mean)
+        rgb, disp = vae_output_to_rgbd(xr.sample, cfg.variant)  # type: ignore[arg-type]
+    return {"held_out_images": len(held), "rgb_psnr_db": round(_psnr(rgb, held.rgb), 2),
+            "disparity_mae": round(float((disp - held.disparity).abs().mean()), 4)}  # fmt: skip
+
+
+def _vae_card(cfg: RGBDVAEConfig, vae, out_dir: Path, command: str | None, ds: int, lat: tuple[int, int, int],
+              scaling: float, n_data: int, data_s: float, perceptual: bool, wall_s: float, final: dict,
+              evaluation: dict) -> str:
+    """MODEL_CARD.md of a stage-1 autoencoder (LDM3D Sec. 3.1)."""
+    H, W = cfg.size
+    n_params = sum(p.numel() for p in vae.parameters())
+    cmd = command or (f"latent3d train rgbd-vae --out {out_dir} --steps {cfg.steps} --batch-size {cfg.batch_size}"
+                      f"{' --pano' if cfg.pano else ''} --variant {cfg.variant} --seed {cfg.seed}")  # fmt: skip
+    return f"""# LDM3D RGBD autoencoder ({cfg.variant}{', panorama' if cfg.pano else ''})
+
+KL-autoencoder over RGB + depth (LDM3D, arXiv 2305.10853, Sec. 3.1): {vae.config.in_channels} input/output
+channels ({'RGB + 16-bit disparity packed (0, d >> 8, d & 255) / 255' if cfg.variant == '6c' else 'RGB + disparity'}),
+each in [-1, 1]; downsampling {ds}: {H}x{W} images -> {lat[1]}x{lat[2]}x{lat[0]} latents. Depth is normalised
+[0, 1] inverse depth (disparity, bright = near). `scaling_factor` = {scaling:.5f} (1 / std of the latents).
+
+- Command: `{cmd}`
+- Start: {cfg.rgb_vae or f'a fresh RGB AutoencoderKL {list(cfg.block_out_channels)}'}, widened (conv_in / conv_out only).
+- Data: {n_data} images {'from ' + str(cfg.data) if cfg.data else f'rendered by latent3d ({data_s:.0f} s)'}, {H}x{W}.
+- Loss: {'L1 + perceptual' if perceptual else 'pyramid L1 (3 scales)'} + {cfg.loss.kl_weight:g} KL + hinge PatchGAN ({cfg.loss.disc_layers} layers) from step
+  {cfg.loss.disc_start}, {'adaptive' if cfg.loss.adaptive else 'fixed'} weight {cfg.loss.disc_weight}; AdamW lr {cfg.lr},
+  betas {cfg.betas}, batch {cfg.batch_size}, {cfg.steps} steps; {n_params / 1e6:.2f}M parameters.
+- Wall time: {wall_s / 60:.1f} min training.
+- Final losses (mean of the last logged windows): {json.dumps({k: round(v, 5) for k, v in final.items()})}
+- Held-out reconstruction: {json.dumps(evaluation) if evaluation else 'n/a (real data)'}
+"""
+
+
 def train_rgbd_vae(
     out_dir: Path, cfg: RGBDVAEConfig, device: str = "auto", resume: bool = False, progress: bool = True,
     command: str | None = None, perceptual: Callable[[Tensor, Tensor], Tensor] | None = None,
@@ -172,8 +222,7 @@ def train_rgbd_vae(
 
     ``perceptual``: an optional perceptual distance on RGB in [-1, 1] (e.g. an LPIPS module, frozen), used as in
     the paper on top of L1; without it the reconstruction term is the multi-scale L1 of :func:`pyramid_l1`."""
-    from latent3d.nets.rgbd_vae import RGBDAutoencoderWithLoss, make_rgb_vae, rgbd_to_vae_input, widen_vae
-    from latent3d.nets.rgbd_vae import vae_output_to_rgbd
+    from latent3d.nets.rgbd_vae import RGBDAutoencoderWithLoss, make_rgb_vae, widen_vae
     from latent3d.runtime import resolve_device, seeded
     from latent3d.train.trainer import TrainConfig, preflight, process_state, train
 
@@ -217,44 +266,13 @@ def train_rgbd_vae(
     res = train(model, batch_fn, loss_fn, tcfg)
     vae = vae.cpu().eval()
 
-    # LDM's latent scaling (Rombach et al. 2022, Sec. 4.3.2 / SD's 0.18215): unit variance latents for stage 2
-    dev = resolve_device(device)
-    mean, std = _encode_all(vae, packed, dev)
-    g = torch.Generator().manual_seed(cfg.seed)
-    z = mean + std * torch.randn(mean.shape, generator=g)
-    scaling = float(1.0 / z.std())
+    scaling = _latent_scaling(vae, packed, resolve_device(device), cfg.seed)
     vae = vae.cpu()
     vae.register_to_config(scaling_factor=scaling, sample_size=H)
-
-    evaluation = {}
-    held = _held_out(cfg, out_dir)
-    if held is not None:
-        with torch.no_grad():
-            xr = vae.decode(vae.encode(rgbd_to_vae_input(held.rgb, held.disparity, cfg.variant)).latent_dist.mean)
-            rgb, disp = vae_output_to_rgbd(xr.sample, cfg.variant)  # type: ignore[arg-type]
-        evaluation = {"held_out_images": len(held), "rgb_psnr_db": round(_psnr(rgb, held.rgb), 2),
-                      "disparity_mae": round(float((disp - held.disparity).abs().mean()), 4)}  # fmt: skip
+    evaluation = _vae_held_out_eval(vae, cfg, out_dir)
     final = _last_losses(out_dir, ("loss", "rec", "kl", "g", "d"))
-    n_params = sum(p.numel() for p in vae.parameters())
-    cmd = command or (f"latent3d train rgbd-vae --out {out_dir} --steps {cfg.steps} --batch-size {cfg.batch_size}"
-                      f"{' --pano' if cfg.pano else ''} --variant {cfg.variant} --seed {cfg.seed}")  # fmt: skip
-    card = f"""# LDM3D RGBD autoencoder ({cfg.variant}{', panorama' if cfg.pano else ''})
-
-KL-autoencoder over RGB + depth (LDM3D, arXiv 2305.10853, Sec. 3.1): {vae.config.in_channels} input/output
-channels ({'RGB + 16-bit disparity packed (0, d >> 8, d & 255) / 255' if cfg.variant == '6c' else 'RGB + disparity'}),
-each in [-1, 1]; downsampling {ds}: {H}x{W} images -> {lat[1]}x{lat[2]}x{lat[0]} latents. Depth is normalised
-[0, 1] inverse depth (disparity, bright = near). `scaling_factor` = {scaling:.5f} (1 / std of the latents).
-
-- Command: `{cmd}`
-- Start: {cfg.rgb_vae or f'a fresh RGB AutoencoderKL {list(cfg.block_out_channels)}'}, widened (conv_in / conv_out only).
-- Data: {n_data} images {'from ' + str(cfg.data) if cfg.data else f'rendered by latent3d ({data_s:.0f} s)'}, {H}x{W}.
-- Loss: {'L1 + perceptual' if perceptual is not None else 'pyramid L1 (3 scales)'} + {cfg.loss.kl_weight:g} KL + hinge PatchGAN ({cfg.loss.disc_layers} layers) from step
-  {cfg.loss.disc_start}, {'adaptive' if cfg.loss.adaptive else 'fixed'} weight {cfg.loss.disc_weight}; AdamW lr {cfg.lr},
-  betas {cfg.betas}, batch {cfg.batch_size}, {cfg.steps} steps; {n_params / 1e6:.2f}M parameters.
-- Wall time: {res.wall_s / 60:.1f} min training.
-- Final losses (mean of the last logged windows): {json.dumps({k: round(v, 5) for k, v in final.items()})}
-- Held-out reconstruction: {json.dumps(evaluation) if evaluation else 'n/a (real data)'}
-"""
+    card = _vae_card(cfg, vae, out_dir, command, ds, lat, scaling, n_data, data_s, perceptual is not None, res.wall_s,
+                     final, evaluation)
     if not process_state(device).is_main_process:  # under `accelerate launch` only the main process exports
         return out_dir / "model"
     with atomic_dir(out_dir / "model") as tmp:
@@ -292,6 +310,36 @@ def export_ldm3d(folder: Path, vae, unet, text_encoder, tokenizer, scheduler, de
                   "scheduler": scheduler, "safety_checker": None, "feature_extractor": None}  # fmt: skip
     return export_bundle(folder, components, "StableDiffusionLDM3DPipeline", defaults, card,
                          extra={"requires_safety_checker": False})  # fmt: skip
+
+
+def _ldm_card(cfg: RGBDLDMConfig, out_dir: Path, command: str | None, vae_dir: Path, variant: str, defaults: dict,
+              n_data: int, data_s: float, n_words: int, lat: tuple[int, ...], scale: float, nets: dict[str, nn.Module],
+              wall_s: float, final: dict) -> str:
+    """MODEL_CARD.md of an LDM3D stage-2 model (Stan et al. 2023), naming the stage-1 command from its own card."""
+    H, W = cfg.size
+    n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in nets.items()}
+    cmd = command or (f"latent3d train rgbd --out {out_dir} --vae {cfg.vae} --steps {cfg.steps} --batch-size "
+                      f"{cfg.batch_size}{' --pano' if cfg.pano else ''} --seed {cfg.seed}")  # fmt: skip
+    vae_card = (vae_dir / "MODEL_CARD.md").read_text() if (vae_dir / "MODEL_CARD.md").is_file() else ""
+    vae_cmd = next((ln.split("`")[1] for ln in vae_card.splitlines() if ln.startswith("- Command: `")), "n/a")
+    return f"""# LDM3D{'-pano' if cfg.pano else ''} (latent3d, {variant})
+
+Text -> RGB + depth latent diffusion (LDM3D, Stan et al. 2023, arXiv 2305.10853), diffusers
+`StableDiffusionLDM3DPipeline` layout (like Intel/ldm3d{'-pano' if cfg.pano else ''}{'-4c' if variant == '4c' else ''}),
+float16 weights. {H}x{W} {'equirectangular panoramas' if cfg.pano else 'images'}; depth output is normalised [0, 1] inverse
+depth (bright = near). Recommended: {defaults['num_inference_steps']} DDIM steps, guidance {defaults['guidance_scale']}.
+
+- Stage 1 (autoencoder): `{vae_cmd}`
+- Stage 2 (this model): `{cmd}`
+- Data: {n_data} captioned RGBD images {'from ' + str(cfg.data) if cfg.data else f'rendered by latent3d ({data_s:.0f} s)'}
+  ({n_words} words in the vocabulary; other words run with a warning).
+- Model: UNet2DConditionModel {list(cfg.block_out_channels)} (cross-attention {list(cfg.attention_levels)}) on
+  {lat[1]}x{lat[2]}x{lat[0]} latents (scaling {scale:.5f}), {cfg.text_layers}-layer CLIPTextModel ({cfg.text_dim}-d),
+  frozen {variant} KL-autoencoder; parameters: {', '.join(f'{k} {v / 1e6:.2f}M' for k, v in n_params.items())}.
+- Objective: eps-prediction MSE, {cfg.beta_schedule} schedule T=1000, caption dropout {cfg.cond_drop}; AdamW lr
+  {cfg.lr} (warm-up {cfg.warmup_steps}), batch {cfg.batch_size}, {cfg.steps} steps, EMA {cfg.ema_decay} (exported).
+- Wall time: {wall_s / 60:.1f} min training. Final training loss (last logged windows): {final.get('loss', math.nan):.4f}.
+"""
 
 
 def train_rgbd(
@@ -357,31 +405,10 @@ def train_rgbd(
         res.ema.copy_to(model)
     unet, text = unet.cpu().eval(), text.cpu().eval()
     final = _last_losses(out_dir, ("loss",))
-    n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in (("vae", vae), ("unet", unet), ("text", text))}
     defaults = {**SAMPLE_DEFAULTS, "height": H, "width": W, "variant": variant, "pano": cfg.pano,
                 "depth": "normalised inverse depth (disparity) in [0, 1], 1 = near"}  # fmt: skip
-    cmd = command or (f"latent3d train rgbd --out {out_dir} --vae {cfg.vae} --steps {cfg.steps} --batch-size "
-                      f"{cfg.batch_size}{' --pano' if cfg.pano else ''} --seed {cfg.seed}")  # fmt: skip
-    vae_card = (vae_dir / "MODEL_CARD.md").read_text() if (vae_dir / "MODEL_CARD.md").is_file() else ""
-    vae_cmd = next((ln.split("`")[1] for ln in vae_card.splitlines() if ln.startswith("- Command: `")), "n/a")
-    card = f"""# LDM3D{'-pano' if cfg.pano else ''} (latent3d, {variant})
-
-Text -> RGB + depth latent diffusion (LDM3D, Stan et al. 2023, arXiv 2305.10853), diffusers
-`StableDiffusionLDM3DPipeline` layout (like Intel/ldm3d{'-pano' if cfg.pano else ''}{'-4c' if variant == '4c' else ''}),
-float16 weights. {H}x{W} {'equirectangular panoramas' if cfg.pano else 'images'}; depth output is normalised [0, 1] inverse
-depth (bright = near). Recommended: {defaults['num_inference_steps']} DDIM steps, guidance {defaults['guidance_scale']}.
-
-- Stage 1 (autoencoder): `{vae_cmd}`
-- Stage 2 (this model): `{cmd}`
-- Data: {len(data)} captioned RGBD images {'from ' + str(cfg.data) if cfg.data else f'rendered by latent3d ({data_s:.0f} s)'}
-  ({len(tok) - 4} words in the vocabulary; other words run with a warning).
-- Model: UNet2DConditionModel {list(cfg.block_out_channels)} (cross-attention {list(cfg.attention_levels)}) on
-  {lat[1]}x{lat[2]}x{lat[0]} latents (scaling {scale:.5f}), {cfg.text_layers}-layer CLIPTextModel ({cfg.text_dim}-d),
-  frozen {variant} KL-autoencoder; parameters: {', '.join(f'{k} {v / 1e6:.2f}M' for k, v in n_params.items())}.
-- Objective: eps-prediction MSE, {cfg.beta_schedule} schedule T=1000, caption dropout {cfg.cond_drop}; AdamW lr
-  {cfg.lr} (warm-up {cfg.warmup_steps}), batch {cfg.batch_size}, {cfg.steps} steps, EMA {cfg.ema_decay} (exported).
-- Wall time: {res.wall_s / 60:.1f} min training. Final training loss (last logged windows): {final.get('loss', math.nan):.4f}.
-"""
+    card = _ldm_card(cfg, out_dir, command, vae_dir, variant, defaults, len(data), data_s, len(tok) - 4, lat, scale,
+                     {"vae": vae, "unet": unet, "text": text}, res.wall_s, final)
     if not process_state(device).is_main_process:
         return out_dir / "model"
     return export_ldm3d(out_dir / "model", vae, unet, text, tok, sched, defaults, card)

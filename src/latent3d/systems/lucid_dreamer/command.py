@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, get_args
 
 import typer
 
@@ -30,20 +30,21 @@ def dream(
 ) -> dict:
     """Text to 3D Gaussian splats: writes gaussians.ply, turntable.mp4, grid.png, mesh.glb and run.json."""
     from latent3d.priors.loading import load_prior
+    from latent3d.render.gaussians import InitShape
     from latent3d.runtime import resolve_device, seed_everything
     from latent3d.systems.lucid_dreamer.export import write_dream_outputs
     from latent3d.systems.lucid_dreamer.dream import dream as optimise
 
     from latent3d.priors.initializer import get_initializer, initializer_names
 
-    named = ("sphere", "box", *initializer_names())
+    named = (*get_args(InitShape), *initializer_names())
     if init not in named and not Path(init).is_file():
         raise UserError(f"--init {init!r} is neither {', '.join(named)} nor an existing PLY file")
     if not prompt.strip():
         raise UserError("the prompt is empty: say what to make, e.g. 'a red snowman'")
     if init in initializer_names():
         get_initializer(init, DreamConfig.init_model).check()  # its model is there, before anything loads
-    elif init not in ("sphere", "box"):
+    elif init not in get_args(InitShape):
         from latent3d.io.ply import read_gaussian_ply
 
         read_gaussian_ply(init, plausible=True)  # a bad file is refused before the prior loads

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from latent3d.ranges import SEED_MAX, check_config, within
+from latent3d.weights import OBJECT_MODEL
 
 if TYPE_CHECKING:
     from latent3d.distill import ISMSettings, SDSSettings
@@ -31,7 +32,7 @@ class DreamConfig:
     init: str = "sphere"
     """sphere, box, object (a `latent3d object` sample of the same prompt), or a PLY (3DGS or point cloud) to start
     from."""
-    init_model: str = "object3d-tiny"
+    init_model: str = OBJECT_MODEL
     """The object generator of --init object (bundled name or a `latent3d train object-diffusion` model/ folder)."""
     init_points: int = within(1, 10**7, 2048)
     init_extent: float = within(0, 100, 0.7, open_lo=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, get_args
 
 import torch
 from torch import Tensor
@@ -20,7 +20,7 @@ from latent3d.distill import distillation_loss, ism_grad, ism_timestep, sds_grad
 from latent3d.distill.sds import sds_timestep
 from latent3d.render.camera import sample_orbit_cameras
 from latent3d.render.densify import DensifyConfig, DensityController, LearningRates, make_optimizer, update_means_lr
-from latent3d.render.gaussians import GaussianModel
+from latent3d.render.gaussians import GaussianModel, InitShape
 from latent3d.systems.lucid_dreamer.config import DreamConfig
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def init_gaussians(cfg: DreamConfig, generator: torch.Generator) -> GaussianMode
     if cfg.init in initializer_names():  # a registered text-to-3D initialiser (3DVADER's generator: "object")
         init = get_initializer(cfg.init, cfg.init_model)
         return GaussianModel.from_gaussian_ply(init.gaussians(cfg.prompt, cfg.seed, cfg.init_points))
-    if cfg.init in ("sphere", "box"):
+    if cfg.init in get_args(InitShape):
         g = GaussianModel.random(cfg.init_points, cfg.init_extent, cfg.init, sh_degree=0, opacity=0.1,
                                  generator=generator)  # fmt: skip
         with torch.no_grad():
