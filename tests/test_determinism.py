@@ -6,12 +6,15 @@ blanking their wall times. Model folders' config.json hold no wall time and no p
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 from latent3d.cli import main
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from output_hashes import comparable as _comparable  # noqa: E402 (one normaliser: the refactor harness's)
 
 TINY_AUTODECODER = ["--steps", "4", "--embedding-dim", "16", "--latent-channels", "4", "--widths", "8", "--shuffle",
                     "1", "--samples", "16", "--patch", "8", "--objects-per-step", "2", "--views-per-object", "2",
@@ -32,24 +35,6 @@ def _chain(w: Path) -> None:
          "32", "--frames", "2", "--views", "2", "--seed", "3", "--device", "cpu"],
     ):  # fmt: skip
         assert main(argv) in (0, None), argv
-
-
-def _untimed(value):
-    """A JSON value without its timings: every ``*_s`` key (wall_s, train_s, eval_s, sampling_s, total_s)."""
-    if isinstance(value, dict):
-        return {k: _untimed(v) for k, v in value.items() if not k.endswith("_s")}
-    return [_untimed(v) for v in value] if isinstance(value, list) else value
-
-
-def _comparable(path: Path) -> bytes | object:
-    data = path.read_bytes()
-    if path.suffix == ".json":
-        return _untimed(json.loads(data))
-    if path.suffix == ".jsonl":
-        return [_untimed(json.loads(ln)) for ln in data.splitlines()]
-    if path.name == "MODEL_CARD.md":
-        return re.sub(rb"\d+(\.\d+)? (s|min)\b", b"_ s", data)
-    return data
 
 
 def test_the_same_commands_write_the_same_bytes_but_the_timings(tmp_path):
