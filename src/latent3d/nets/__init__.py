@@ -3,4 +3,6 @@
 ``rgbd_vae``: LDM3D's RGB+depth KL-autoencoder (a widened diffusers ``AutoencoderKL``), its 6c/4c input/output
 packing, the PatchGAN discriminator and the autoencoder fine-tuning loss.
 ``text_denoiser``: a UNet and the text encoder it cross-attends to as one trainable module.
+``norm``, ``attention``: the norms (batch / group, 2-D and 3-D, the adaptive group norm) and the one attention block
+that ``blocks3d`` (3DVADER's decoder parts) and ``unet3d`` (the ADM-style UNet, 3-D or 2-D) are built from.
 """
