@@ -125,3 +125,42 @@ def test_zero_init_attention_is_the_identity_and_errors():
         SelfAttention3D(6, heads=4)
     with pytest.raises(ValueError, match="unknown norm"):
         UpBlock3D(4, 2, norm="layer")
+
+
+def test_norms_for_both_ranks_and_the_adaptive_group_norm_formula():
+    from latent3d.nets.norm import AdaptiveGroupNorm, make_norm
+
+    assert type(make_norm("batch", 6, dims=2)) is torch.nn.BatchNorm2d
+    assert type(make_norm("batch", 6)) is torch.nn.BatchNorm3d
+    assert make_norm("group", 12, groups=8, dims=2).num_groups == 4  # gcd(8, 12)
+    with pytest.raises(ValueError, match="dims=1"):
+        make_norm("group", 4, dims=1)
+    torch.manual_seed(0)
+    ada = AdaptiveGroupNorm(4, 3, groups=2).double()
+    for shape in [(2, 4, 5, 3), (2, 4, 2, 3, 2)]:  # an image, a volume
+        x, e = torch.randn(*shape, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64)
+        scale, shift = (e @ ada.emb.weight.T + ada.emb.bias).chunk(2, dim=1)
+        pad = (None,) * (x.dim() - 2)
+        ref = F.group_norm(x, 2, ada.norm.weight, ada.norm.bias, ada.norm.eps) * (1 + scale[(..., *pad)]) \
+            + shift[(..., *pad)]
+        assert_close(ada(x, e), ref, rtol=1e-12, atol=1e-12)
+    zero = AdaptiveGroupNorm(4, 3, groups=2, zero_init=True)
+    x = torch.randn(2, 4, 3, 3)
+    assert torch.equal(zero(x, torch.randn(2, 3)), zero.norm(x))  # starts as the plain group norm
+
+
+def test_one_attention_block_for_images_and_volumes_self_and_cross():
+    from latent3d.nets.attention import Attention
+
+    torch.manual_seed(0)
+    blk = SelfAttention3D(4, heads=2, groups=2).double()
+    x = torch.randn(2, 4, 2, 3, 2, dtype=torch.float64)
+    # the same block over the 6 x 2 pixels of an image holding the volume's voxels in the same order
+    assert_close(blk(x.reshape(2, 4, 6, 2)).reshape(x.shape), blk(x), rtol=1e-12, atol=1e-12)
+    assert isinstance(blk, Attention) and [n for n, _ in blk.named_parameters()] == [
+        "norm.weight", "norm.bias", "qkv.weight", "qkv.bias", "proj.weight", "proj.bias"]
+    cross = Attention(4, heads=2, context_dim=3)
+    with pytest.raises(ValueError, match="needs a context"):
+        cross(x.float())
+    with pytest.raises(ValueError, match="takes no context"):
+        blk(x, torch.randn(2, 5, 4, dtype=torch.float64))

@@ -90,6 +90,20 @@ def test_the_output_layer_starts_at_zero_so_edm_starts_as_the_skip_connection():
     torch.testing.assert_close(d, x * (0.25 / (torch.tensor([0.5, 2.0]) ** 2 + 0.25)).view(2, 1, 1, 1, 1))  # c_skip x
 
 
+def test_the_same_unet_on_images_with_dims_2():
+    with seeded(0):
+        net = _randomise(UNet3D(3, model_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
+                                input_size=8, cross_attention_dim=6, head_channels=4, groups=4, dims=2)).eval()
+    assert type(net.conv_in) is nn.Conv2d and type(net.down[0][0].res.conv1) is nn.Conv2d
+    x, c, cond = torch.randn(2, 3, 8, 8), torch.randn(2), torch.randn(2, 4, 6)
+    with torch.no_grad():
+        out = net(x, c, cond)
+        alone = torch.cat([net(x[i:i + 1], c[i:i + 1], cond[i:i + 1]) for i in range(2)])
+    assert out.shape == x.shape and (out - alone).abs().max() <= 64 * EPS32 * out.abs().max()
+    with pytest.raises(ValueError, match="dims=4"):
+        UNet3D(3, dims=4)
+
+
 def _two_point(**settings) -> list[tuple[Tensor, Tensor]]:  # -> per condition (own, other distance) / gap [8]
     """Two latent volumes A, B with conditions 0 and 1, drawn at the scale of 3DVADER's robustly normalised latents
     (std 1.4, not EDM's image scale 0.5): after EDM training with the object generator's own noise settings

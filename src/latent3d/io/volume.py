@@ -7,7 +7,7 @@ Layout (``numpy.savez_compressed``, read with ``allow_pickle=False``):
 * ``rgb`` float32 ``[3, X, Y, Z]`` in [0, 1]: float32 as the decoder outputs it, so a file round-trips exactly
   (uint8 would cost 1/510 of colour, float16 3 digits of density);
 * ``bbox_min``, ``bbox_max`` float64 ``[3]``: the world box the grid fills exactly, voxel centres at
-  ``bbox_min + (i + 0.5) * (bbox_max - bbox_min) / N``;
+  ``bbox_min + (i + 0.5) * (bbox_max - bbox_min) / N`` (:mod:`latent3d.render.grid_checks`, which checks the arrays);
 * ``axes`` = ``"xyz"`` (index order i, j, k <-> world x, y, z) and ``up`` = ``"+z"`` (latent3d's world), 0-d strings;
 * ``meta_<name>``: optional 0-d scalars (bool, int, float or str), e.g. the seed or the sample index.
 
@@ -27,6 +27,7 @@ import numpy as np
 
 from latent3d.errors import UserError
 from latent3d.io.atomic import atomic_path
+from latent3d.render.grid_checks import grid_problem
 
 AXES, UP = "xyz", "+z"
 _REQUIRED = ("density", "rgb", "bbox_min", "bbox_max", "axes", "up")
@@ -39,24 +40,6 @@ def _f(x: Any, dtype=np.float32) -> np.ndarray:
     if hasattr(x, "detach"):  # torch tensor
         x = x.detach().cpu().double().numpy()
     return np.asarray(x, dtype=dtype)
-
-
-def _check(density: np.ndarray, rgb: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> str | None:
-    """The first thing wrong with the arrays, or None."""
-    if density.ndim != 3 or min(density.shape) < 1:
-        return f"density must be [X, Y, Z] (or [1, X, Y, Z]), got shape {list(density.shape)}"
-    if rgb.shape != (3, *density.shape):
-        return f"rgb must be [3, {', '.join(map(str, density.shape))}] like density, got {list(rgb.shape)}"
-    if lo.shape != (3,) or hi.shape != (3,):
-        return f"bbox_min and bbox_max must be [3], got {list(lo.shape)} and {list(hi.shape)}"
-    for name, a in (("density", density), ("rgb", rgb), ("bbox_min", lo), ("bbox_max", hi)):
-        if not np.isfinite(a).all():
-            return f"{name} has {int((~np.isfinite(a)).sum())} NaN or infinite values"
-    if (density < 0).any():
-        return f"density must be >= 0, its minimum is {float(density.min()):.3g}"
-    if not (hi > lo).all():
-        return f"bbox_max {hi.tolist()} must exceed bbox_min {lo.tolist()} on every axis"
-    return None
 
 
 def write_volume_npz(
@@ -73,7 +56,7 @@ def write_volume_npz(
     if d.ndim == 4 and d.shape[0] == 1:
         d = d[0]
     lo, hi = _f(bbox_min, np.float64).reshape(-1), _f(bbox_max, np.float64).reshape(-1)
-    problem = _check(d, c, lo, hi)
+    problem = grid_problem(d, c, lo, hi)
     if problem:
         raise ValueError(f"write_volume_npz: {problem}")
     arrays = dict(density=d, rgb=c, bbox_min=lo, bbox_max=hi, axes=np.array(AXES), up=np.array(UP))
@@ -175,7 +158,7 @@ def _read_members(z: Any, path: str | os.PathLike, fix: str) -> dict:
         raise UserError(f"{path}: '{bad[0]}' must hold floats, got {arrays[bad[0]].dtype}; {fix}")
     d, c = arrays["density"].astype(np.float32), arrays["rgb"].astype(np.float32)
     lo, hi = arrays["bbox_min"].astype(np.float64), arrays["bbox_max"].astype(np.float64)
-    problem = _check(d, c, lo, hi)
+    problem = grid_problem(d, c, lo, hi)
     if problem:
         raise UserError(f"{path}: {problem}; the file is corrupt or not a latent3d volume")
     if (axes, up) != (AXES, UP):

@@ -5,27 +5,18 @@ latent, 16^3 x 128, 32^3 x 64, 64^3 x 32) -> BN + 1x1x1 conv -> density + RGB; s
 residual blocks per resolution. The assembly lives in ``systems/autodecoder``; these are its parts.
 
 Normalisation: the paper uses BatchNorm; with a few objects per step its batch statistics are noisy, so every block
-takes ``norm="group"`` (GroupNorm with ``gcd(groups, channels)`` groups) as well.
+takes ``norm="group"`` (GroupNorm with ``gcd(groups, channels)`` groups) as well (:mod:`latent3d.nets.norm`).
 """
 
 from __future__ import annotations
 
-import math
-from typing import Literal
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-Norm = Literal["batch", "group"]
+from latent3d.nets.attention import Attention
+from latent3d.nets.norm import Norm, make_norm
 
-
-def norm3d(kind: Norm, channels: int, groups: int = 8) -> nn.Module:
-    """``BatchNorm3d(channels)`` or ``GroupNorm(gcd(groups, channels), channels)`` (ValueError otherwise)."""
-    if kind == "batch":
-        return nn.BatchNorm3d(channels)
-    if kind == "group":
-        return nn.GroupNorm(math.gcd(groups, channels), channels)
-    raise ValueError(f"unknown norm {kind!r}: use 'batch' (the paper's) or 'group' (for small batches)")
+norm3d = make_norm  # (kind, channels, groups=8, dims=3): the 3-D norm of :mod:`latent3d.nets.norm`
 
 
 def upsample2(x: Tensor) -> Tensor:  # [B, C, D, H, W] -> [B, C, 2D, 2H, 2W]
@@ -54,8 +45,8 @@ class UpBlock3D(nn.Module):
     ):  # fmt: skip
         super().__init__()
         self.cin, self.cout, self.upsample = cin, cout, upsample
-        self.norm1, self.conv1 = norm3d(norm, cin, groups), nn.Conv3d(cin, cout, 3, padding=1)
-        self.norm2, self.conv2 = norm3d(norm, cout, groups), nn.Conv3d(cout, cout, 3, padding=1)
+        self.norm1, self.conv1 = make_norm(norm, cin, groups), nn.Conv3d(cin, cout, 3, padding=1)
+        self.norm2, self.conv2 = make_norm(norm, cout, groups), nn.Conv3d(cout, cout, 3, padding=1)
         self.skip = nn.Conv3d(cin, cout, 1)
         if zero_init:
             nn.init.zeros_(self.conv2.weight)
@@ -68,28 +59,12 @@ class UpBlock3D(nn.Module):
         return h + up(self.skip(x))  # = skip(up(x))
 
 
-class SelfAttention3D(nn.Module):
+class SelfAttention3D(Attention):
     """Multi-head self-attention over the ``D*H*W`` voxels (G1 uses it at 8^3 and 16^3, supp. B), residual:
-    ``x + proj(attn(norm(x)))`` with ``attn = softmax(Q K^T / sqrt(C / heads)) V`` per head (no positional encoding:
-    the conv blocks around it carry position). ``zero_init=True`` zeroes ``proj`` so the block starts as the identity.
+    ``x + proj(attn(norm(x)))`` with ``attn = softmax(Q K^T / sqrt(C / heads)) V`` per head: the
+    :class:`~latent3d.nets.attention.Attention` block with a ``norm`` of :func:`~latent3d.nets.norm.make_norm`.
+    ``zero_init=True`` zeroes ``proj`` so the block starts as the identity.
     """
 
     def __init__(self, channels: int, heads: int = 1, norm: Norm = "group", groups: int = 8, zero_init: bool = False):
-        super().__init__()
-        if heads < 1 or channels % heads:
-            raise ValueError(f"heads={heads} must be >= 1 and divide channels={channels}")
-        self.channels, self.heads = channels, heads
-        self.norm = norm3d(norm, channels, groups)
-        self.qkv = nn.Linear(channels, 3 * channels)  # = a 1x1x1 conv to q, k, v
-        self.proj = nn.Linear(channels, channels)
-        if zero_init:
-            nn.init.zeros_(self.proj.weight)
-            nn.init.zeros_(self.proj.bias)
-
-    def forward(self, x: Tensor) -> Tensor:  # [B, C, D, H, W] -> same
-        b, c = x.shape[:2]
-        h = self.norm(x).flatten(2).transpose(1, 2)  # [B, N, C], N = D*H*W
-        q, k, v = self.qkv(h).view(b, -1, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)  # [B, heads, N, d]
-        a = F.scaled_dot_product_attention(q, k, v)  # [B, heads, N, d]
-        out = self.proj(a.transpose(1, 2).reshape(b, -1, c))  # [B, N, C]
-        return x + out.transpose(1, 2).reshape(x.shape)
+        super().__init__(channels, heads, norm=make_norm(norm, channels, groups), zero_init=zero_init)

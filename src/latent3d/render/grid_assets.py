@@ -1,7 +1,8 @@
 """User assets from a decoded radiance grid (density + RGB voxels filling a world box): mesh, surface points, splats.
 
 The grid is what 3DVADER decodes per sample (Ntavelis et al. 2023, arXiv 2307.05445, Sec. 3.1: 1 density + 3 RGB
-channels) and what :func:`latent3d.render.volume.render_volume` renders, with exactly its conventions:
+channels) and what :func:`latent3d.render.volume.render_volume` renders, with exactly its conventions (those of
+:mod:`latent3d.render.grid_checks`, which also checks the inputs):
 
 - index (i, j, k) <-> world (x, y, z) (world z up); ``density[i, j, k]`` is the voxel at index (i, j, k);
 - the grid fills ``[bbox_min, bbox_max]`` exactly, voxel centres at ``bbox_min + (i + 0.5) * h`` with the voxel step
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from latent3d.render.grid_checks import box_problem, density_problem, finite_problem, grid_sample_coords, rgb_problem
 from latent3d.render.sh import SH_C0
 
 GAUSSIAN_SCALE = 0.5  # Gaussian std-dev as a fraction of the (mean) voxel step
@@ -50,22 +52,21 @@ def _grid(
     d = _as_numpy(density)
     if d.ndim == 4 and d.shape[0] == 1:
         d = d[0]
-    if d.ndim != 3 or min(d.shape) < 1:
-        raise ValueError(f"density must be [X, Y, Z] (or [1, X, Y, Z]), got shape {list(d.shape)}")
-    if not np.isfinite(d).all():
-        raise ValueError("density has NaN or infinite values")
+    problem = density_problem(d) or finite_problem("density", d)
+    if problem:
+        raise ValueError(problem)
     lo, hi = _as_numpy(bbox_min).reshape(3), _as_numpy(bbox_max).reshape(3)
-    if not (hi > lo).all():
-        raise ValueError(f"bbox_max {hi.tolist()} must exceed bbox_min {lo.tolist()} on every axis")
+    problem = box_problem(lo, hi)
+    if problem:
+        raise ValueError(problem)
     return d, lo, (hi - lo) / np.asarray(d.shape, np.float64)
 
 
 def _rgb(rgb: Any, shape: tuple[int, ...]) -> np.ndarray:  # [3, X, Y, Z] float64
     c = _as_numpy(rgb)
-    if c.shape != (3, *shape):
-        raise ValueError(f"rgb must be [3, {', '.join(map(str, shape))}] like density, got {list(c.shape)}")
-    if not np.isfinite(c).all():
-        raise ValueError("rgb has NaN or infinite values")
+    problem = rgb_problem(c, shape) or finite_problem("rgb", c)
+    if problem:
+        raise ValueError(problem)
     return c
 
 
@@ -90,13 +91,12 @@ def sample_grid(
     bbox_max: Any,  # [3]
 ) -> np.ndarray:  # [P, C] float64
     """Trilinear values at world points, exactly as :func:`~latent3d.render.volume.render_volume` samples the grid
-    (``grid_sample``, ``align_corners=False``, border padding; the point passed as (z, y, x))."""
+    (:func:`~latent3d.render.grid_checks.grid_sample_coords`, border padding)."""
     v = torch.from_numpy(_as_numpy(values))
     lo, hi = torch.from_numpy(_as_numpy(bbox_min)), torch.from_numpy(_as_numpy(bbox_max))
     p = torch.from_numpy(_as_numpy(points)).reshape(-1, 3)
-    xyz = (p - lo) / (hi - lo) * 2.0 - 1.0
-    out = F.grid_sample(v[None], xyz.flip(-1)[None, :, None, None, :], mode="bilinear", padding_mode="border",
-                        align_corners=False)  # [1, C, P, 1, 1]
+    out = F.grid_sample(v[None], grid_sample_coords(p, lo, hi)[None, :, None, None, :], mode="bilinear",
+                        padding_mode="border", align_corners=False)  # [1, C, P, 1, 1]
     return out[0, :, :, 0, 0].T.numpy()
 
 

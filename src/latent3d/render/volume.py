@@ -10,11 +10,10 @@ Optical model: emission-absorption (Max 1995, "Optical models for direct volume 
 
 Conventions:
 
-- grid index (x, y, z) <-> world axes x, y, z: ``density[b, 0, i, j, k]`` is the voxel at index (i, j, k);
-- the grid fills ``[bbox_min, bbox_max]`` exactly, voxel centres at ``bbox_min + (i + 0.5) * size / N``
-  (``F.grid_sample(..., align_corners=False)``). ``F.grid_sample`` on a 5-D input ``[N, C, D, H, W]`` reads the last
-  coordinate dimension in (W, H, D) order, so with the grid laid out ``[B, C, X, Y, Z]`` the normalised point is
-  passed as (z, y, x);
+- the grid convention of :mod:`latent3d.render.grid_checks`: ``density[b, 0, i, j, k]`` is the voxel at index
+  (i, j, k) <-> world (x, y, z), the grid fills ``[bbox_min, bbox_max]`` exactly with voxel centres at
+  ``bbox_min + (i + 0.5) * size / N`` (``F.grid_sample(..., align_corners=False)``, points passed as (z, y, x) by
+  :func:`~latent3d.render.grid_checks.grid_sample_coords`); inputs checked there too;
 - outside the box the field is zero (rays are clipped to the box, nothing outside is sampled). Inside the outer
   half-voxel shell, between the boundary voxel centres and the box faces, ``padding="border"`` (default) holds the
   boundary voxel's value, so a constant grid is a constant field on the whole box; ``padding="zeros"`` fades it
@@ -39,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from latent3d.render.camera import rays_at_pixels
+from latent3d.render.grid_checks import batched_grid_problem, box_problem, grid_sample_coords
 
 Padding = Literal["border", "zeros"]
 DEPTH_EPS = 1e-10  # depth = sum w t / max(occupancy, DEPTH_EPS)
@@ -109,15 +109,14 @@ def _background(background: Tensor | None, B: int, R: int, C: int, like: Tensor)
 
 
 def _setup(density, features, bbox_min, bbox_max, origins, dirs, n_samples, generator):
-    if density.dim() != 5 or density.shape[1] != 1 or features.dim() != 5:
-        raise ValueError(f"density must be [B, 1, X, Y, Z] and features [B, C, X, Y, Z], got {list(density.shape)}, "
-                         f"{list(features.shape)}")
-    if features.shape[0] != density.shape[0] or features.shape[2:] != density.shape[2:]:
-        raise ValueError(f"features {list(features.shape)} do not match density {list(density.shape)}")
+    problem = batched_grid_problem(density, features)
+    if problem:
+        raise ValueError(problem)
     o, d = origins.to(density.dtype), dirs.to(density.dtype)
     lo, hi = _vec3(bbox_min, density), _vec3(bbox_max, density)
-    if not bool((hi > lo).all()):
-        raise ValueError(f"bbox_max {hi.tolist()} must exceed bbox_min {lo.tolist()} on every axis")
+    problem = box_problem(lo, hi)
+    if problem:
+        raise ValueError(problem)
     near, far, _ = ray_box_intersect(o, d, lo, hi)  # [B, R] each
     t = ray_samples(near, far, n_samples, generator)  # [B, R, S]
     return o, d, lo, hi, t, (far - near) / n_samples  # delta [B, R]
@@ -143,10 +142,10 @@ def render_volume(
     B, R, _ = t.shape
     C = features.shape[1]
     pts = o[:, :, None, :] + t[..., None] * d[:, :, None, :]  # [B, R, S, 3]
-    xyz = (pts - lo) / (hi - lo) * 2.0 - 1.0  # in [-1, 1] on the box
+    zyx = grid_sample_coords(pts, lo, hi)  # [B, R, S, 3] in [-1, 1] on the box
     grid = torch.cat([density, features], dim=1)  # [B, 1 + C, X, Y, Z] as [N, C, D, H, W]
-    vals = F.grid_sample(grid, xyz.flip(-1)[:, :, :, None, :], mode="bilinear", padding_mode=padding,
-                         align_corners=False)[..., 0]  # [B, 1 + C, R, S]; point passed as (z, y, x)
+    vals = F.grid_sample(grid, zyx[:, :, :, None, :], mode="bilinear", padding_mode=padding,
+                         align_corners=False)[..., 0]  # [B, 1 + C, R, S]
     tau = vals[:, 0] * delta[..., None]  # [B, R, S] optical depth of each interval
     cum = torch.cumsum(tau, dim=-1)
     trans = torch.exp(-F.pad(cum[..., :-1], (1, 0)))  # [B, R, S] T_i = exp(-sum_{j<i} tau_j)
