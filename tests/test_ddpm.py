@@ -59,7 +59,7 @@ def test_ddpm_loss_is_the_simple_loss_on_diffusers_x_t(sched_kw, prediction_type
         seen.update(x_t=x_t, t=t_in, c=c)
         return 0.5 * x_t + c[:, :1, None, None] * (t_in.double() / 1000).reshape(-1, 1, 1, 1)
 
-    loss = ddpm_loss(net, x0, t, noise, sched.alphas_cumprod.double(), cond, prediction_type=prediction_type)
+    loss = ddpm_loss(net, x0, t, noise, sched.alphas_cumprod.double(), prediction_type, c=cond)
     ref_xt = sched.add_noise(x0, noise, t)
     target = noise if prediction_type == "epsilon" else sched.get_velocity(x0, noise, t)
     ref = (net(ref_xt, t, cond) - target).pow(2).mean()

@@ -194,7 +194,7 @@ def test_a_generator_config_of_autodecoder_5_is_one_line(folders, tmp_path, caps
                            "--device", "cpu"], capsys)  # fmt: skip
     assert f"{cfg}: 'autodecoder' must be a JSON object, got 5" in err, err
     cfg.write_text('{"autodecoder": 5}')  # not a generator at all
-    assert "not a latent3d object generator" in _one_line_error(
+    assert "holds no latent3d model, not a 'latent3d object generator'" in _one_line_error(
         ["object", "a red cube", "--model", str(run / "model"), "--out", str(tmp_path / "o")], capsys)  # fmt: skip
 
 

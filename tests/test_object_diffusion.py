@@ -79,7 +79,7 @@ def test_the_generator_folder_holds_the_decoder_the_statistics_and_the_captions(
     stored = load_file(str(tmp / "od" / "model" / "model.safetensors"))
     assert {k.split(".")[0] for k in stored} == {"unet", "decoder", "normalizer"}
     assert not any(k.startswith(("decoder.fc", "decoder.embedding", "decoder.g1")) for k in stored)  # G2 only
-    for k, v in gen.denoiser.unet.state_dict().items():  # the stored float16 weights, as float32
+    for k, v in gen.denoiser.net.unet.state_dict().items():  # the stored float16 weights, as float32
         assert torch.equal(v, stored[f"unet.{k}"].float()), k
     meta = json.loads((tmp / "od" / "model" / "config.json").read_text())
     assert meta["latent_shape"] == [8, 8, 8, 8] and meta["training"]["objects"] == 3 and summary["steps"] == 12
@@ -120,7 +120,7 @@ def test_with_a_zero_network_the_sampler_is_the_closed_form_of_its_sigma_data(ru
     from latent3d.diffusion.schedules import karras_sigmas
 
     gen = load_generator(runs[0] / "od" / "model")
-    out = gen.denoiser.unet.conv_out
+    out = gen.denoiser.net.unet.conv_out
     torch.nn.init.zeros_(out.weight)
     torch.nn.init.zeros_(out.bias)
     steps, sd = 32, gen.cfg.sigma_data
@@ -139,17 +139,16 @@ def test_with_a_zero_network_the_sampler_is_the_closed_form_of_its_sigma_data(ru
 
 
 def test_the_loss_sees_the_empty_prompt_in_cond_drop_of_its_rows(runs, tmp_path, monkeypatch):
-    from latent3d.systems.autodecoder.stage2 import denoiser
-    from latent3d.systems.autodecoder.stage2.text import tokenize
+    from latent3d.nets.text_denoiser import TextConditionedDenoiser, tokenize
 
     seen = []
-    forward = denoiser.ObjectDenoiser.forward
+    forward = TextConditionedDenoiser.forward
 
-    def spy(self, x, c_noise, cond=None, cond_mask=None, input_ids=None):
+    def spy(self, x, c_noise, input_ids=None, cond=None, cond_mask=None):
         seen.append(input_ids.clone())
-        return forward(self, x, c_noise, cond, cond_mask, input_ids)
+        return forward(self, x, c_noise, input_ids, cond, cond_mask)
 
-    monkeypatch.setattr(denoiser.ObjectDenoiser, "forward", spy)
+    monkeypatch.setattr(TextConditionedDenoiser, "forward", spy)
     cfg = ObjectDiffusionConfig(model_channels=8, attention=(4,), head_channels=8, steps=10, batch_size=64)
     train_object_diffusion(runs[0] / "ad", tmp_path / "od", cfg, device="cpu", progress=False)
     ids = torch.cat(seen)
@@ -269,17 +268,17 @@ def test_a_frozen_t5_text_encoder_conditions_the_model_and_stays_unchanged(runs,
     assert type(gen.text_encoder).__name__ == "T5EncoderModel"
     for k, v in t5.state_dict().items():  # frozen: exported exactly as given
         assert torch.equal(gen.text_encoder.state_dict()[k], v), k
-    assert next(iter(gen.denoiser.unet.mid[0].cross.kv.parameters())).shape[1] == 16
+    assert next(iter(gen.denoiser.net.unet.mid[0].cross.kv.parameters())).shape[1] == 16
     from latent3d.nets.unet3d import CrossAttention3D
-    from latent3d.systems.autodecoder.stage2.text import encode_text, tokenize
+    from latent3d.nets.text_denoiser import encode_text, tokenize
 
     with torch.no_grad():  # 3 training steps leave the zero-initialised projections near 0: give them real weights
         g = torch.Generator().manual_seed(0)
-        for m in gen.denoiser.unet.modules():
+        for m in gen.denoiser.net.unet.modules():
             if isinstance(m, CrossAttention3D):
                 m.proj.weight.copy_(0.2 * torch.randn(m.proj.weight.shape, generator=g))
         x, c = torch.randn(1, 8, 8, 8, 8, generator=g), torch.tensor([0.5])
-        red, blue = (gen.denoiser(x, c, encode_text(gen.text_encoder, *t), t[1])
+        red, blue = (gen.denoiser.net(x, c, cond=encode_text(gen.text_encoder, *t), cond_mask=t[1])
                      for t in (tokenize(gen.tokenizer, [p], 8) for p in ("a red cube", "a blue sphere")))
     # the prompt reaches the network through the frozen encoder: a real difference, not float noise (measured
     # 0.074 / 0.075 under avx512 / scalar kernels; with the cross-attention's output scaled by 1e-3, 7.9e-5)

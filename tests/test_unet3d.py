@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from latent3d.diffusion.edm import EDMPrecond, edm_loss, sample_heun
+from latent3d.diffusion.edm import EDMLoss, EDMPrecond, sample_heun
 from latent3d.diffusion.guidance import CFGModel
 from latent3d.diffusion.schedules import karras_sigmas
 from latent3d.nets.unet3d import CrossAttention3D, UNet3D, noise_features
@@ -123,21 +123,22 @@ def _two_point(**settings) -> list[tuple[Tensor, Tensor]]:  # -> per condition (
     params = [*net.parameters(), *tokens.parameters()]
     opt = torch.optim.Adam(params, lr=5e-3)
     g = torch.Generator().manual_seed(0)
+    edm = EDMLoss(cfg.sigma_data, cfg.p_mean, cfg.p_std)
     for step in range(400):
         k = torch.randint(0, 2, (16,), generator=g)
         drop = torch.rand(16, generator=g) < cfg.cond_drop
         cond = tokens(torch.where(drop, 2, k))[:, None]  # [16, 1, 8]
-        loss = edm_loss(net, target[k], cfg.sigma_data, generator=g, P_mean=cfg.p_mean, P_std=cfg.p_std, cond=cond)
+        loss = edm(net, target[k], g, encoder_hidden_states=cond)
         opt.zero_grad()
         loss.backward()
         opt.step()
     with torch.no_grad():
-        den = EDMPrecond(net, cfg.sigma_data)
+        den = edm.precond(net)
         sigmas = karras_sigmas(16)
         out = []
         for k in (0, 1):
-            model = CFGModel(den, {"cond": tokens(torch.tensor([k]))[:, None]},
-                             {"cond": tokens(torch.tensor([2]))[:, None]}, 3.0)  # fmt: skip
+            model = CFGModel(den, {"encoder_hidden_states": tokens(torch.tensor([k]))[:, None]},
+                             {"encoder_hidden_states": tokens(torch.tensor([2]))[:, None]}, 3.0)  # fmt: skip
             x = torch.randn(8, 3, 4, 4, 4, generator=torch.Generator().manual_seed(k)) * sigmas[0]
             out.append(sample_heun(model, x, sigmas, disable=True))
     gap = (target[0] - target[1]).norm()

@@ -44,6 +44,12 @@ def resolve_device(name: str = "auto") -> torch.device:
     return dev
 
 
+def device_name(name: str = "auto") -> str:
+    """What a model card says it was trained on: the GPU's name, or ``CPU (N threads)``."""
+    dev = resolve_device(name)
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed python, numpy and torch; return a CPU generator seeded the same (for explicit noise draws)."""
     random.seed(seed)

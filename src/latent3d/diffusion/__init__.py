@@ -1,10 +1,10 @@
 """Model-agnostic diffusion math shared by every latent3d system.
 
 * :mod:`.schedules` -- alpha_bar schedules (DDPM/LDM/cosine), Karras sigmas, eps/x0/v conversions;
-* :mod:`.ddpm` -- the DDPM training loss (eps / v / x0 targets);
+* :mod:`.ddpm` -- the DDPM training loss (eps / v / x0 targets) and ``DDPMLoss``, its configured form;
 * :mod:`.ddim` -- DDIM step between any two timesteps, sampling, inversion (LucidDreamer ISM schedule);
-* :mod:`.edm` -- EDM preconditioning (a function and the ``EDMPrecond`` module), loss, Euler/Heun samplers
-  (k-diffusion signature);
+* :mod:`.edm` -- EDM preconditioning (a function and the ``EDMPrecond`` module), the loss (``EDMLoss``),
+  Euler/Heun samplers (k-diffusion signature);
 * :mod:`.guidance` -- classifier-free and negative guidance;
 * :mod:`.noise_levels` -- fitting EDM's noise levels (sigma_data, P_mean / P_std) to the data.
 
@@ -19,8 +19,9 @@ from .ddim import (
     ddim_timesteps,
     ism_inversion_schedule,
 )
-from .ddpm import ddpm_loss, ddpm_target, q_sample
+from .ddpm import DDPMLoss, ddpm_loss, ddpm_target, q_sample
 from .edm import (
+    EDMLoss,
     EDMPrecond,
     edm_denoise,
     edm_loss,
@@ -50,6 +51,8 @@ from .schedules import (
 __all__ = [
     "CFGModel",
     "DDIMInversion",
+    "DDPMLoss",
+    "EDMLoss",
     "EDMPrecond",
     "alpha_bar_to_sigma",
     "alphas_cumprod",

@@ -8,13 +8,15 @@ VP view ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` (Ho et al. 2020, eq. 4)
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
+import torch
 from torch import Tensor
 
 from .schedules import PredictionType, expand_like
 
-__all__ = ["ddpm_loss", "ddpm_target", "q_sample"]
+__all__ = ["DDPMLoss", "ddpm_loss", "ddpm_target", "q_sample"]
 
 
 def q_sample(
@@ -50,10 +52,10 @@ def ddpm_loss(
     t: Tensor,  # [B] integer timesteps in [0, T)
     noise: Tensor,  # [B, ...] standard normal
     alpha_bar: Tensor,  # [T] cumulative product of (1 - beta), e.g. schedules.alphas_cumprod(...)
-    *cond: Tensor,  # passed on to net after (x_t, t), e.g. input_ids [B, L]
     prediction_type: PredictionType = "epsilon",
+    **cond: Any,  # passed on to net after (x_t, t), e.g. input_ids=[B, L]
 ) -> Tensor:  # []
-    """The simple DDPM loss ``mean ||net(x_t, t, *cond) - target||^2`` with ``x_t`` of :func:`q_sample` (Ho et al.
+    """The simple DDPM loss ``mean ||net(x_t, t, **cond) - target||^2`` with ``x_t`` of :func:`q_sample` (Ho et al.
     2020, eq. 4 and 14) and the target of :func:`ddpm_target` (eps, v of Salimans & Ho 2022 Sec. 4, or x0).
 
     ``alpha_bar`` is moved to ``x0``'s device and indexed by ``t``; the random draws (``t``, ``noise``) are the
@@ -61,4 +63,22 @@ def ddpm_loss(
     a = expand_like(alpha_bar.to(x0.device)[t], x0)  # [B, 1, ..., 1]
     x_t = q_sample(x0, noise, a)
     target = ddpm_target(x0, noise, a, prediction_type)
-    return (net(x_t, t, *cond) - target).pow(2).mean()
+    return (net(x_t, t, **cond) - target).pow(2).mean()
+
+
+@dataclass
+class DDPMLoss:
+    """The DDPM objective as a configured loss, called like :class:`~latent3d.diffusion.edm.EDMLoss`:
+    ``loss(net, x0 [B, ...], generator, **cond) -> []`` draws ``t ~ U{0..T-1}`` then ``eps ~ N(0, I)`` from
+    ``generator`` (on its device, then moved to ``x0``'s) and returns :func:`ddpm_loss` (Ho et al. 2020, eq. 14; the
+    target of ``prediction_type``)."""
+
+    alpha_bar: Tensor  # [T] cumulative product of (1 - beta)
+    prediction_type: PredictionType = "epsilon"
+
+    def __call__(self, net: Callable[..., Tensor], x0: Tensor, generator: torch.Generator | None = None,
+                 **cond: Any) -> Tensor:  # fmt: skip
+        dev = generator.device if generator is not None else x0.device
+        t = torch.randint(0, len(self.alpha_bar), (x0.shape[0],), generator=generator, device=dev)
+        eps = torch.randn(x0.shape, generator=generator, device=dev, dtype=x0.dtype)
+        return ddpm_loss(net, x0, t.to(x0.device), eps.to(x0.device), self.alpha_bar, self.prediction_type, **cond)

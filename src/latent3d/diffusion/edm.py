@@ -12,6 +12,7 @@ returns the denoised ``D(x, sigma)`` and ``sigmas`` ends with 0 (see
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 import torch
@@ -21,6 +22,7 @@ from tqdm.auto import trange
 from .schedules import expand_like
 
 __all__ = [
+    "EDMLoss",
     "EDMPrecond",
     "edm_precond",
     "edm_denoise",
@@ -140,6 +142,26 @@ def edm_loss(
     d = edm_denoise(net, y, sigma, sigma_data, **net_kwargs) if precond else net(y, sigma, **net_kwargs)
     loss = expand_like(edm_loss_weight(sigma, sigma_data), x0) * (d - x0) ** 2
     return loss.mean() if reduction == "mean" else loss
+
+
+@dataclass
+class EDMLoss:
+    """EDM's loss as a configured object (NVlabs ``training/loss.py: EDMLoss``): the data's ``sigma_data`` and the
+    training noise levels ``ln sigma ~ N(P_mean, P_std^2)`` are set once, and ``loss(net, x0 [B, ...], generator,
+    **cond) -> []`` is :func:`edm_loss` (Karras et al. 2022, eq. 8) of the raw network ``F`` under the
+    preconditioning of this ``sigma_data`` -- the one that :class:`EDMPrecond` applies at sampling time."""
+
+    sigma_data: float = 0.5
+    P_mean: float = -1.2
+    P_std: float = 1.2
+
+    def __call__(self, net: Callable[..., Tensor], x0: Tensor, generator: torch.Generator | None = None,
+                 **cond: Any) -> Tensor:  # fmt: skip
+        return edm_loss(net, x0, self.sigma_data, generator, self.P_mean, self.P_std, **cond)
+
+    def precond(self, net: nn.Module | Callable[..., Tensor]) -> EDMPrecond:
+        """The denoiser ``D`` that ``net`` (``F``) was trained to be under this loss."""
+        return EDMPrecond(net, self.sigma_data)
 
 
 def to_d(

@@ -1,4 +1,5 @@
-"""Reading and writing model and run folders (``config.json`` + safetensors) without trusting them.
+"""Reading and writing model and run folders (``config.json`` + safetensors) without trusting them, and the one
+format of latent3d's own models (:func:`write_model_folder` / :func:`read_model_folder`).
 
 Every loader of a model folder (3DVADER's autodecoder run and generator, the priors, LDM3D folders) reads through
 these helpers, so that a damaged folder -- invalid JSON, a missing key, a value of the wrong type, a truncated or
@@ -14,6 +15,7 @@ them in a Rust hash map whose order changes from process to process, so the same
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -209,3 +211,77 @@ def fit_weights(build: Callable[[], T], folder: str | Path, fix: str = RETRAIN) 
     except (TypeError, ValueError, RuntimeError, ArithmeticError, KeyError, IndexError, AttributeError) as e:
         raise UserError(f"{folder}: config.json does not describe the weights ({type(e).__name__}: "
                         f"{first_line(e)}); {fix}") from None
+
+
+# ------------------------------------------------------------------------------------------ latent3d model folders
+FORMAT = 1
+WEIGHTS = "model.safetensors"
+
+
+def write_model_folder(folder: str | Path, kind: str, config: dict[str, Any], tensors: dict, card: str | None = None,
+                       write_more: Callable[[Path], None] | None = None) -> Path:  # fmt: skip
+    """The one format of every latent3d-native model (measuring nets, autodecoder runs, object generators, NF-LDM's
+    models), written atomically into ``folder``: ``config.json`` = ``{"latent3d": {"kind", "format"}, **config}``
+    (config dataclasses as JSON objects; no wall times or paths, so the same training writes the same bytes),
+    ``model.safetensors`` (``tensors``, never pickle), ``MODEL_CARD.md`` (``card``, when given) and whatever
+    ``write_more(tmp_folder)`` adds (e.g. a transformers text encoder's ``save_pretrained``)."""
+    from latent3d.io.atomic import atomic_dir
+
+    doc = {"latent3d": {"kind": kind, "format": FORMAT},
+           **{k: asdict(v) if is_dataclass(v) and not isinstance(v, type) else v for k, v in config.items()}}  # fmt: skip
+    with atomic_dir(Path(folder)) as tmp:
+        save_tensors(tensors, tmp / WEIGHTS)
+        if write_more is not None:
+            write_more(tmp)
+        (tmp / "config.json").write_text(json.dumps(doc, indent=1))
+        if card is not None:
+            (tmp / "MODEL_CARD.md").write_text(card)
+    return Path(folder)
+
+
+@dataclass
+class ModelFolder:
+    """A folder of :func:`write_model_folder` whose config.json was checked to be of its kind; every accessor turns a
+    bad entry, damaged weights or weights that do not fit into one UserError line ending with ``fix``."""
+
+    path: Path
+    meta: dict  # config.json
+    fix: str
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    def config(self, cls: Callable[..., T], key: str) -> T:
+        """The config dataclass ``cls`` stored under ``key`` (:func:`make_config`)."""
+        return make_config(cls, self.meta, key, self.config_path, self.fix)
+
+    def get(self, key: str, kind: type | tuple[type, ...], **kw: Any) -> Any:
+        """``config.json[key]`` checked to be of ``kind`` (:func:`get`)."""
+        return get(self.meta, key, kind, self.config_path, self.fix, **kw)
+
+    def tensors(self) -> dict:
+        return load_tensors(self.path / WEIGHTS, self.fix)
+
+    def build(self, make: Callable[[], T]) -> T:
+        """``make()`` -- the networks built from the config and given the weights -- under :func:`fit_weights`."""
+        return fit_weights(make, self.path, self.fix)
+
+
+def read_model_folder(folder: str | Path, kind: str, fix: str = RETRAIN) -> ModelFolder:
+    """A folder written by :func:`write_model_folder` for ``kind``; a folder without its two files, or another kind
+    (or no latent3d model at all), is one UserError line, before any weight is read."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file() or not (folder / WEIGHTS).is_file():
+        raise UserError(f"{folder} is not a saved {kind} (config.json + {WEIGHTS} expected); {fix}")
+    path = folder / "config.json"
+    meta = read_config(path, fix)
+    tag = meta.get("latent3d")
+    found = tag.get("kind") if isinstance(tag, dict) else None
+    if found != kind:
+        said = f"a {found!r}" if isinstance(found, str) else "no latent3d model"
+        raise UserError(f"{path}: holds {said}, not a {kind!r}; {fix}")
+    if get(meta, "latent3d.format", int, path, fix) > FORMAT:
+        raise UserError(f"{path}: format {meta['latent3d']['format']} is newer than this latent3d reads ({FORMAT}); "
+                        "update latent3d")
+    return ModelFolder(folder, meta, fix)

@@ -2,9 +2,11 @@
 3DVADER's latent diffusion model (Ntavelis et al. 2023, Sec. 3.2, supplement B.2: "ADM UNet made 3D", channel
 multipliers (3, 4), attention at 8^3 and 4^3, EDM preconditioning); with ``dims=2`` the same UNet over images.
 
-``UNet3D(x [B, C, D, H, W], c_noise [B], cond=None [B, L, E], cond_mask=None [B, L]) -> [B, C, D, H, W]`` is the raw
-network ``F`` of EDM (Karras et al. 2022, eq. 7): wrap it in :class:`latent3d.diffusion.edm.EDMPrecond`, train with
-:func:`~latent3d.diffusion.edm.edm_loss`, sample with :func:`~latent3d.diffusion.edm.sample_heun`.
+``UNet3D(x [B, C, D, H, W], c_noise [B], encoder_hidden_states=None [B, L, E], encoder_attention_mask=None [B, L])
+-> [B, C, D, H, W]`` (called like diffusers' ``UNet2DConditionModel``, so that
+:class:`~latent3d.nets.text_denoiser.TextConditionedDenoiser` takes either) is the raw network ``F`` of EDM (Karras
+et al. 2022, eq. 7): wrap it in :class:`latent3d.diffusion.edm.EDMPrecond`, train with
+:class:`~latent3d.diffusion.edm.EDMLoss`, sample with :func:`~latent3d.diffusion.edm.sample_heun`.
 
 Layout (NVlabs ``DhariwalUNet`` in 3D): a 3x3x3 input conv; per level ``num_res_blocks`` residual blocks (GroupNorm,
 SiLU, conv; the noise embedding scales and shifts the second norm, ADM's "adaptive group norm"), self-attention at
@@ -171,9 +173,10 @@ class UNet3D(nn.Module):
         self,
         x: Tensor,  # [B, C, D, H, W] ([B, C, H, W] with dims=2)
         c_noise: Tensor,  # [B] noise level (EDM: ln(sigma) / 4)
-        cond: Tensor | None = None,  # [B, L, E] text token features
-        cond_mask: Tensor | None = None,  # [B, L] bool, True = a real token
+        encoder_hidden_states: Tensor | None = None,  # [B, L, E] text token features
+        encoder_attention_mask: Tensor | None = None,  # [B, L] bool, True = a real token
     ) -> Tensor:  # [B, C, D, H, W]
+        cond, cond_mask = encoder_hidden_states, encoder_attention_mask
         emb = self.emb(noise_features(c_noise.reshape(-1).expand(x.shape[0]), self.model_channels).to(x.dtype))
         h = self.conv_in(x)
         skips = [h]

@@ -101,6 +101,7 @@ def export_bundle(
                 component.to(torch.float16).save_pretrained(tmp / name)
                 component.float()
             elif component is not None:
+                _without_truncation(component)
                 component.save_pretrained(tmp / name)
         entries = {**{k: _index_entry(v) for k, v in components.items()}, **(extra or {})}
         index = {"_class_name": class_name, "_diffusers_version": diffusers.__version__,
@@ -108,3 +109,12 @@ def export_bundle(
         (tmp / "model_index.json").write_text(json.dumps(index, indent=1))
         (tmp / "MODEL_CARD.md").write_text(card)
     return Path(folder)
+
+
+def _without_truncation(component: Any) -> None:
+    """A fast tokenizer keeps the truncation of its last call in the ``tokenizer.json`` it saves; a bundle's
+    tokenizer is saved without one (diffusers' pipelines ask for ``truncation=True`` on every call), so that the
+    folder does not depend on how the training run last called it."""
+    backend = getattr(component, "backend_tokenizer", None)
+    if backend is not None:
+        backend.no_truncation()

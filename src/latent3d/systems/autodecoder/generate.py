@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from latent3d.diffusion.edm import EDMPrecond, sample_heun
+from latent3d.diffusion.edm import sample_heun
 from latent3d.diffusion.guidance import CFGModel
 from latent3d.diffusion.schedules import karras_sigmas
+from latent3d.nets.text_denoiser import encode_text, tokenize
 from latent3d.systems.autodecoder.config import ObjectConfig
 from latent3d.systems.autodecoder.stage2.generator import ObjectGenerator
-from latent3d.systems.autodecoder.stage2.text import encode_text, tokenize
 
 FOV = 0.7  # radians, the field of view of latent3d's object renders
 
@@ -40,14 +40,14 @@ def sample_latents(
 ) -> Tensor:  # [B, C, 8, 8, 8] latent volumes (de-normalised: what G2 decodes)
     """Heun (``steps`` noise levels, 2 steps - 1 network calls) from ``N(0, sigma_max^2)`` noise drawn on the CPU
     from ``seed`` (the same noise on every device), guided by ``uncond + w (cond - uncond)`` with the empty prompt
-    as ``uncond``; the shared EDM preconditioning (:class:`~latent3d.diffusion.edm.EDMPrecond`)."""
+    as ``uncond``; the generator's denoiser is already preconditioned (:class:`~latent3d.diffusion.edm.EDMPrecond`)."""
     cfg = gen.cfg
     dev = next(gen.denoiser.parameters()).device
     ids, mask = tokenize(gen.tokenizer, list(prompts), cfg.max_tokens)
     e_ids, e_mask = tokenize(gen.tokenizer, [""], cfg.max_tokens)
     cond = encode_text(gen.text_encoder, ids.to(dev), mask.to(dev))
     uncond = encode_text(gen.text_encoder, e_ids.to(dev), e_mask.to(dev))
-    model = CFGModel(EDMPrecond(gen.denoiser, cfg.sigma_data), {"cond": cond, "cond_mask": mask.to(dev)},
+    model = CFGModel(gen.denoiser, {"cond": cond, "cond_mask": mask.to(dev)},
                      {"cond": uncond, "cond_mask": e_mask.to(dev)}, guidance)  # fmt: skip
     shape = (len(prompts), *gen.meta["latent_shape"])
     g = torch.Generator().manual_seed(seed)

@@ -348,12 +348,14 @@ def train_rgbd(
 ) -> Path:  # fmt: skip
     """LDM3D stage 2: eps-prediction on the frozen RGBD autoencoder's latents; export ``out_dir/model``
     (Intel/ldm3d layout, EMA weights, model card)."""
-    from latent3d.diffusion.ddpm import ddpm_loss
+    from latent3d.diffusion.ddpm import DDPMLoss
     from latent3d.diffusion.schedules import alphas_cumprod
     from latent3d.nets.rgbd_vae import variant_of
+    from latent3d.nets.text_denoiser import TextConditionedDenoiser
     from latent3d.priors.vocab import words_of
     from latent3d.runtime import resolve_device, seeded
-    from latent3d.train.trainer import TrainConfig, preflight, process_state, train
+    from latent3d.train.text_diffusion import Captions, fit_text_diffusion
+    from latent3d.train.trainer import TrainConfig, preflight, process_state
 
     if not cfg.vae:
         raise UserError("train rgbd needs the stage-1 autoencoder: run `latent3d train rgbd-vae --out RUN` first, "
@@ -380,29 +382,14 @@ def train_rgbd(
         scale = float(vae.config.scaling_factor)
         lat = tuple(mean.shape[1:])
         unet, text, tok, sched = build_ldm_components(cfg, words_of(data.captions), lat[0], lat[1:])
-    ids = tok(data.captions, padding="max_length", max_length=cfg.max_tokens, truncation=True,
-              return_tensors="pt").input_ids  # fmt: skip
-    empty = tok([""], padding="max_length", max_length=cfg.max_tokens, return_tensors="pt").input_ids
-    abar = alphas_cumprod(cfg.beta_schedule).float()
-    from latent3d.nets.text_denoiser import TextConditionedDenoiser
-
     model = TextConditionedDenoiser(unet, text)
+    loss = DDPMLoss(alphas_cumprod(cfg.beta_schedule).float(), "epsilon")  # LDM eq. 2 / DDPM eq. 14
 
-    def batch_fn(step: int, g: torch.Generator):
-        i = torch.randint(0, len(mean), (cfg.batch_size,), generator=g)
-        z0 = (mean[i] + std[i] * torch.randn((cfg.batch_size, *lat), generator=g)) * scale  # posterior sample
-        drop = torch.rand(cfg.batch_size, generator=g) < cfg.cond_drop
-        t = torch.randint(0, len(abar), (cfg.batch_size,), generator=g)
-        eps = torch.randn(z0.shape, generator=g)
-        return z0, torch.where(drop[:, None], empty, ids[i]), t, eps
+    def posterior_sample(i: torch.Tensor, g: torch.Generator) -> torch.Tensor:  # [B] -> z0 [B, C, h, w]
+        return (mean[i] + std[i] * torch.randn((len(i), *lat), generator=g)) * scale
 
-    def loss_fn(m, batch, g):
-        z0, input_ids, t, eps = (b.to(next(iter(m.parameters())).device) for b in batch)
-        return ddpm_loss(m, z0, t, eps, abar, input_ids, prediction_type="epsilon")  # LDM eq. 2 / DDPM eq. 14
-
-    res = train(model, batch_fn, loss_fn, tcfg)
-    if res.ema is not None:
-        res.ema.copy_to(model)
+    res = fit_text_diffusion(model, len(mean), posterior_sample, Captions.tokenized(tok, data.captions, cfg.max_tokens),
+                             loss, tcfg, cfg.batch_size, cfg.cond_drop)  # fmt: skip
     unet, text = unet.cpu().eval(), text.cpu().eval()
     final = _last_losses(out_dir, ("loss",))
     defaults = {**SAMPLE_DEFAULTS, "height": H, "width": W, "variant": variant, "pano": cfg.pano,

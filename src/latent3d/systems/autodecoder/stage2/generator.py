@@ -4,21 +4,25 @@ by :func:`export_generator`, resolved from a bundled name or a folder by :func:`
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from latent3d.diffusion.edm import EDMPrecond
 from latent3d.errors import UserError
+from latent3d.nets.text_denoiser import TextConditionedDenoiser
 from latent3d.nets.unet3d import UNet3D
 from latent3d.systems.autodecoder.config import AutodecoderConfig, ObjectConfig, ObjectDiffusionConfig
 from latent3d.systems.autodecoder.stage1.decoder import VolumeDecoder
-from latent3d.systems.autodecoder.stage2.denoiser import ObjectDenoiser, build_unet
+from latent3d.systems.autodecoder.stage2.denoiser import build_unet
 from latent3d.systems.autodecoder.stage2.normalize import LatentNormalizer
 from latent3d.systems.autodecoder.stage2.text import load_text_encoder, text_width
+
+if TYPE_CHECKING:
+    from latent3d.io.model_folder import ModelFolder
 
 KIND = "latent3d object generator"
 
@@ -32,26 +36,24 @@ def export_generator(folder: Path, unet: UNet3D, decoder: VolumeDecoder, norm: L
                      card: str | None = None) -> Path:  # fmt: skip
     """Write a generator folder (module docstring) atomically. config.json holds no wall time and no path (the same
     training writes the same bytes); those go to the model card."""
-    from latent3d.io.atomic import atomic_dir
-    from latent3d.io.model_folder import save_tensors
+    from latent3d.io.model_folder import write_model_folder
 
     dec_keys = set(VolumeDecoder(decoder.cfg).state_dict())
     tensors = {f"unet.{k}": v.detach().half() for k, v in unet.state_dict().items()}
     tensors |= {f"decoder.{k}": v.detach().cpu() for k, v in decoder.state_dict().items() if k in dec_keys}
     tensors |= {f"normalizer.{k}": v for k, v in norm.state_dict().items()}
     d = ObjectConfig()
-    meta = {"latent3d": {"kind": KIND, "format": 1}, "object_diffusion": asdict(cfg),
-            "autodecoder": ad_meta["autodecoder"], "grid_size": ad_meta["grid_size"],
+    meta = {"object_diffusion": cfg, "autodecoder": ad_meta["autodecoder"], "grid_size": ad_meta["grid_size"],
             "latent_shape": ad_meta["latent_shape"], "box": ad_meta["box"],
             "defaults": {"steps": d.steps, "guidance": d.guidance},
             "training": {k: v for k, v in summary.items() if k not in _RUN_ONLY}}  # fmt: skip
-    with atomic_dir(folder) as tmp:
-        save_tensors(tensors, tmp / "model.safetensors")
+
+    def text_side(tmp: Path) -> None:
         text_encoder.cpu().save_pretrained(tmp / "text_encoder")
         tokenizer.save_pretrained(tmp / "tokenizer")
-        (tmp / "config.json").write_text(json.dumps(meta, indent=1))
-        (tmp / "MODEL_CARD.md").write_text(card or _card({**meta, "training": summary}))
-    return folder
+
+    card = card or _card({**meta, "object_diffusion": asdict(cfg), "training": summary})
+    return write_model_folder(folder, KIND, meta, tensors, card, text_side)
 
 
 def _card(meta: dict) -> str:
@@ -90,29 +92,24 @@ def _card_noise(rep: dict | None) -> str:
 # --------------------------------------------------------------------------------------------------- loading
 @dataclass
 class ObjectGenerator:
-    """A loaded generator folder: ``denoiser`` is ``F`` (wrap in EDMPrecond), ``decoder`` G2, ``normalizer`` the
-    latent statistics, ``text_encoder`` + ``tokenizer``, ``meta`` its config.json."""
+    """A loaded generator folder: ``denoiser`` is the preconditioned denoiser ``D(x, sigma, cond=, cond_mask=)``
+    (:class:`~latent3d.diffusion.edm.EDMPrecond` of the folder's ``sigma_data`` around ``F``, the UNet; Karras et al.
+    2022, eq. 7), ``decoder`` G2, ``normalizer`` the latent statistics, ``text_encoder`` + ``tokenizer`` (frozen, so
+    the text features come in as ``cond``), ``meta`` its config.json."""
 
-    denoiser: ObjectDenoiser
+    denoiser: EDMPrecond
     decoder: VolumeDecoder
     normalizer: LatentNormalizer
     text_encoder: nn.Module
     tokenizer: Any
+    cfg: ObjectDiffusionConfig
     meta: dict
     folder: Path
-
-    @property
-    def cfg(self) -> ObjectDiffusionConfig:
-        return ObjectDiffusionConfig(**_tuples(self.meta["object_diffusion"]))
 
     def to(self, device: torch.device) -> "ObjectGenerator":
         for m in (self.denoiser, self.decoder, self.text_encoder):
             m.to(device)
         return self
-
-
-def _tuples(d: dict) -> dict:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
 
 
 def resolve_model(name_or_dir: str) -> Path:
@@ -137,49 +134,47 @@ _FIX = "pass a bundled object model or `latent3d train object-diffusion`'s model
 def read_generator_config(folder: Path) -> dict:
     """config.json of a generator folder, checked to be one, with the entries the loader reads of the right types
     (before any weights load)."""
-    from latent3d.io.model_folder import get, read_config
+    return _read(folder).meta
 
-    path = Path(folder) / "config.json"
-    meta = read_config(path, _FIX)
-    tag = meta.get("latent3d")
-    if not isinstance(tag, dict) or tag.get("kind") != KIND:
-        raise UserError(f"{path}: not a latent3d object generator (expected the model/ folder of "
-                        "`latent3d train object-diffusion`)")
+
+def _read(folder: Path) -> ModelFolder:
+    from latent3d.io.model_folder import read_model_folder
+
+    saved = read_model_folder(folder, KIND, _FIX)
     for key in ("object_diffusion", "autodecoder"):
-        get(meta, key, dict, path, _FIX)
-    shape = get(meta, "latent_shape", list, path, _FIX, items=int)
+        saved.get(key, dict)
+    shape = saved.get("latent_shape", list, items=int)
     if len(shape) != 4 or shape[1:] != [8, 8, 8] or shape[0] < 1:
-        raise UserError(f"{path}: 'latent_shape' must be [C, 8, 8, 8], got {shape}; {_FIX}")
-    if not 0 < get(meta, "box", float, path, _FIX) < float("inf"):
-        raise UserError(f"{path}: 'box' must be a positive number, got {meta['box']}; {_FIX}")
-    get(meta, "grid_size", int, path, _FIX)
-    return meta
+        raise UserError(f"{saved.config_path}: 'latent_shape' must be [C, 8, 8, 8], got {shape}; {_FIX}")
+    if not 0 < saved.get("box", float) < float("inf"):
+        raise UserError(f"{saved.config_path}: 'box' must be a positive number, got {saved.meta['box']}; {_FIX}")
+    saved.get("grid_size", int)
+    return saved
 
 
 def load_generator(folder: str | Path) -> ObjectGenerator:
-    """Read a generator folder written by :func:`export_generator` (float32 modules in eval mode); a damaged one is
-    one UserError line naming the file (:mod:`latent3d.io.model_folder`)."""
-    from latent3d.io.model_folder import fit_weights, load_tensors, make_config
-
+    """Read a generator folder written by :func:`export_generator` (float32 modules in eval mode; the denoiser
+    preconditioned by the folder's ``sigma_data``); a damaged one is one UserError line naming the file
+    (:mod:`latent3d.io.model_folder`)."""
     folder = Path(folder)
-    meta = read_generator_config(folder)
-    path = folder / "config.json"
-    cfg = make_config(ObjectDiffusionConfig, meta, "object_diffusion", path, _FIX)
+    saved = _read(folder)
+    cfg = saved.config(ObjectDiffusionConfig, "object_diffusion")
     sd = cfg.sigma_data
     if isinstance(sd, bool) or not (isinstance(sd, (int, float)) and 0 < sd < float("inf")):
-        raise UserError(f"{path}: 'object_diffusion.sigma_data' must be a positive number, got {sd!r}; {_FIX}")
-    ad_cfg = make_config(AutodecoderConfig, meta, "autodecoder", path, _FIX)
-    tensors = load_tensors(folder / "model.safetensors", _FIX)
+        raise UserError(f"{saved.config_path}: 'object_diffusion.sigma_data' must be a positive number, got {sd!r}; "
+                        f"{_FIX}")
+    ad_cfg = saved.config(AutodecoderConfig, "autodecoder")
+    tensors = saved.tensors()
     enc, tok = load_text_encoder(folder, f"{folder}: a damaged text encoder or tokenizer", _FIX)
 
     def build() -> tuple[UNet3D, VolumeDecoder, LatentNormalizer]:
-        unet = build_unet(cfg, meta["latent_shape"][0], text_width(enc))
+        unet = build_unet(cfg, saved.meta["latent_shape"][0], text_width(enc))
         unet.load_state_dict({k[5:]: v.float() for k, v in tensors.items() if k.startswith("unet.")})
         decoder = VolumeDecoder(ad_cfg)
         decoder.load_state_dict({k[8:]: v.float() for k, v in tensors.items() if k.startswith("decoder.")})
         norm = LatentNormalizer.from_state_dict({k[11:]: v for k, v in tensors.items() if k.startswith("normalizer.")})
         return unet, decoder, norm
 
-    unet, decoder, norm = fit_weights(build, folder, _FIX)
-    den = ObjectDenoiser(unet, None).eval()
-    return ObjectGenerator(den, decoder.eval(), norm, enc.eval(), tok, meta, folder)
+    unet, decoder, norm = saved.build(build)
+    den = EDMPrecond(TextConditionedDenoiser(unet, None), float(sd)).eval()
+    return ObjectGenerator(den, decoder.eval(), norm, enc.eval(), tok, cfg, saved.meta, folder)

@@ -1,12 +1,13 @@
 """The text side of 3DVADER stage 2: a frozen transformers text encoder (T5 / CLIP) or the word-level encoder
-trained with the model, tokenising prompts and encoding them for the UNet's cross-attention."""
+trained with the model (tokenising: :func:`latent3d.nets.text_denoiser.tokenize`; encoding:
+:func:`latent3d.nets.text_denoiser.encode_text`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor, nn
+from torch import nn
 
 
 def load_text_encoder(folder: str | Path, what: str | None = None, fix: str | None = None) -> tuple[nn.Module, Any]:
@@ -37,12 +38,3 @@ def load_text_encoder(folder: str | Path, what: str | None = None, fix: str | No
 def text_width(encoder: nn.Module) -> int:
     cfg = encoder.config
     return int(getattr(cfg, "hidden_size", None) or cfg.d_model)
-
-
-def tokenize(tokenizer, prompts: list[str], max_tokens: int) -> tuple[Tensor, Tensor]:  # -> ids, mask [B, L]
-    t = tokenizer(prompts, padding="max_length", max_length=max_tokens, truncation=True, return_tensors="pt")
-    return t.input_ids, t.attention_mask.bool()
-
-
-def encode_text(encoder: nn.Module, ids: Tensor, mask: Tensor) -> Tensor:  # [B, L] -> [B, L, E]
-    return encoder(input_ids=ids, attention_mask=mask.long()).last_hidden_state

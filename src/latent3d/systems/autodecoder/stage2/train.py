@@ -26,12 +26,14 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from latent3d.nets.text_denoiser import TextConditionedDenoiser, encode_text
 from latent3d.systems.autodecoder.config import ObjectDiffusionConfig
-from latent3d.systems.autodecoder.stage2.denoiser import ObjectDenoiser, build_unet
+from latent3d.systems.autodecoder.stage2.denoiser import build_unet
 from latent3d.systems.autodecoder.stage2.generator import export_generator
 from latent3d.systems.autodecoder.stage2.latents import read_latents
 from latent3d.systems.autodecoder.stage2.normalize import LatentNormalizer
-from latent3d.systems.autodecoder.stage2.text import encode_text, load_text_encoder, text_width, tokenize
+from latent3d.systems.autodecoder.stage2.text import load_text_encoder, text_width
+from latent3d.train.text_diffusion import Captions, Condition
 
 
 def train_object_diffusion(autodecoder_run: str | Path, out_dir: str | Path, cfg: ObjectDiffusionConfig,
@@ -39,11 +41,12 @@ def train_object_diffusion(autodecoder_run: str | Path, out_dir: str | Path, cfg
                            checkpoint_every: int = 500, command: str | None = None) -> dict:  # fmt: skip
     """Train on the latents of ``autodecoder_run`` with the shared trainer and export ``out_dir/model`` (the EMA
     weights); returns a summary (final loss, wall time, sizes)."""
-    from latent3d.diffusion.edm import edm_loss
+    from latent3d.diffusion.edm import EDMLoss
     from latent3d.priors.vocab import build_word_text_encoder, build_word_tokenizer, words_of
-    from latent3d.runtime import seeded
+    from latent3d.runtime import device_name, seeded
     from latent3d.systems.autodecoder.stage1.run import load_autodecoder
-    from latent3d.train.trainer import TrainConfig, preflight, process_state, train
+    from latent3d.train.text_diffusion import fit_text_diffusion
+    from latent3d.train.trainer import TrainConfig, preflight, process_state
 
     out_dir = Path(out_dir)
     tcfg = TrainConfig(out_dir=out_dir, steps=cfg.steps, lr=cfg.lr, ema_decay=cfg.ema_decay, ckpt_every=checkpoint_every,
@@ -66,41 +69,35 @@ def train_object_diffusion(autodecoder_run: str | Path, out_dir: str | Path, cfg
             tok = build_word_tokenizer(words_of(data.captions + [""]), cfg.max_tokens)
             trainable = build_word_text_encoder(tok, cfg.text_dim, cfg.text_layers, cfg.max_tokens)
             text_dim = cfg.text_dim
-        model = ObjectDenoiser(build_unet(cfg, z.shape[1], text_dim), trainable)
-    ids, mask = tokenize(tok, data.captions, cfg.max_tokens)
-    empty_ids, empty_mask = tokenize(tok, [""], cfg.max_tokens)
-    cached = None
-    if frozen is not None:  # a frozen encoder's features are computed once per caption
-        with torch.no_grad():
-            cached = encode_text(frozen, torch.cat([ids, empty_ids]), torch.cat([mask, empty_mask]))
-
-    def batch_fn(step: int, g: torch.Generator):
-        i = torch.randint(0, len(z), (cfg.batch_size,), generator=g)
-        drop = torch.rand(cfg.batch_size, generator=g) < cfg.cond_drop
-        j = torch.where(drop, torch.full_like(i, len(z)), i)  # index len(z) = the empty prompt
-        return z[i], j
-
-    all_ids, all_mask = torch.cat([ids, empty_ids]), torch.cat([mask, empty_mask])
-
-    def loss_fn(m: nn.Module, batch, g: torch.Generator) -> Tensor:
-        x0, j = batch
-        dev = next(iter(m.parameters())).device
-        m_ids, m_mask = all_ids[j].to(dev), all_mask[j].to(dev)
-        text = {"cond": cached[j].to(dev)} if cached is not None else {"input_ids": m_ids}
-        return edm_loss(m, x0.to(dev), cfg.sigma_data, generator=g, P_mean=cfg.p_mean, P_std=cfg.p_std,
-                        cond_mask=m_mask, **text)  # fmt: skip
-
-    res = train(model, batch_fn, loss_fn, tcfg)
-    res.ema.copy_to(model)
+        model = TextConditionedDenoiser(build_unet(cfg, z.shape[1], text_dim), trainable)
+    captions = Captions.tokenized(tok, data.captions, cfg.max_tokens)
+    loss = EDMLoss(float(cfg.sigma_data), cfg.p_mean, cfg.p_std)  # type: ignore[arg-type]
+    res = fit_text_diffusion(model, len(z), lambda i, g: z[i], captions, loss, tcfg, cfg.batch_size, cfg.cond_drop,
+                             text_condition(captions, frozen))  # fmt: skip
     n_params = sum(p.numel() for p in model.parameters())
     summary = {"steps": res.step, "train_s": round(res.wall_s, 1), "final_loss": res.last_loss,
                "objects": len(z), "captions": len(set(data.captions)), "parameters": n_params, "command": command,
-               "noise_report": report, "device": _where(device), "autodecoder_command": ad_meta.get("command"),
+               "noise_report": report, "device": device_name(device), "autodecoder_command": ad_meta.get("command"),
                "autodecoder_eval": _eval_mean(Path(autodecoder_run)), "data": _data_command(ad_meta.get("data"))}
     if process_state(device).is_main_process:
         export_generator(out_dir / "model", model.unet.cpu(), decoder, norm, frozen or trainable, tok, cfg,
                          ad_meta, summary)  # fmt: skip
     return summary
+
+
+def text_condition(captions: Captions, frozen: nn.Module | None) -> Condition:
+    """The denoiser's text keywords for caption rows: the token ids, encoded inside the denoiser by its trainable
+    word encoder, or a frozen encoder's features, computed once per caption; the padding mask either way."""
+    feats = None
+    if frozen is not None:
+        with torch.no_grad():
+            feats = encode_text(frozen, captions.ids, captions.mask)
+
+    def condition(rows: Tensor, dev: torch.device) -> dict[str, Tensor]:
+        text = {"cond": feats[rows].to(dev)} if feats is not None else {"input_ids": captions.ids[rows].to(dev)}
+        return {**text, "cond_mask": captions.mask[rows].to(dev)}
+
+    return condition
 
 
 def fit_noise_levels(z: Tensor, captions: list[str], cfg: ObjectDiffusionConfig) -> tuple[ObjectDiffusionConfig, dict]:
@@ -134,13 +131,6 @@ def _log_report(out_dir: Path, report: dict, progress: bool) -> None:
         print(f"latent3d: warning: only {100 * share:.1f} % of training draws sigma above {0.5 * s:g}, where the "
               f"captions are decided (posterior falls by sigma {s:g}); samples will follow the noise seed more than "
               "the prompt: raise --p-mean or --p-std", file=sys.stderr)
-
-
-def _where(device: str) -> str:
-    from latent3d.runtime import resolve_device
-
-    dev = resolve_device(device)
-    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
 
 
 def _eval_mean(run: Path) -> dict:
