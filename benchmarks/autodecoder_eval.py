@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from latent3d.data.multiview import write_multiview_dataset
+    from latent3d.data.procedural.object_sets import write_multiview_dataset
     from latent3d.nets.embeddings import embedding_nbytes, make_embedding
     from latent3d.systems.autodecoder.config import AutodecoderConfig
     from latent3d.systems.autodecoder.stage1.decoder import Autodecoder

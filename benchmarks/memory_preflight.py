@@ -20,8 +20,8 @@ import torch
 from latent3d import memory
 tuples = {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}
 if case == "data objects":
-    from latent3d.data.generate import object_views
-    from latent3d.data.objects import make_object
+    from latent3d.data.procedural.generate import object_views
+    from latent3d.data.procedural.objects import make_object
     obj = make_object("chair", "red", seed=0, variation=1.0)
     object_views(obj, 1, 16, 16)
     est = memory.data_objects_bytes(kw["views"], kw["size"])

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from latent3d.data.multiview_config import OBJECT_FOV_Y
+from latent3d.data.procedural.object_sets_config import OBJECT_FOV_Y
 from latent3d.systems.autodecoder.config import ObjectConfig
 
 ELEVATION, RADIUS, FOV = 20.0, 3.0, OBJECT_FOV_Y  # the turntable of the evaluation (object renders' defaults)
@@ -119,7 +119,7 @@ def surface_cameras(size: int) -> tuple[Tensor, Tensor]:  # 24 views: rings at -
 def surface_points(obj, n: int, g: torch.Generator) -> Tensor:  # -> [n, 3]
     """Back-projected depth of 24 views, thinned to one point per CELL-sided voxel (about uniform by area, not by
     pixel), ``n`` of them drawn."""
-    from latent3d.data.raycast import render_views
+    from latent3d.data.procedural.raycast import render_views
     from latent3d.render.camera import pixel_rays
 
     V, K = surface_cameras(96)
@@ -138,9 +138,9 @@ def ground_truth(entries: list[dict], variation: float, V: Tensor, K: Tensor, si
     """Turntable renders [O V, 3, H, W], their captions ("a red chair, side view") and, when ``points``, [O, P, 3]."""
     from tqdm.auto import tqdm
 
-    from latent3d.data.captions import caption
-    from latent3d.data.objects import make_object
-    from latent3d.data.raycast import render_views
+    from latent3d.data.procedural.captions import caption
+    from latent3d.data.procedural.objects import make_object
+    from latent3d.data.procedural.raycast import render_views
     from latent3d.runtime import num_threads
 
     imgs, caps, pts = [], [], []

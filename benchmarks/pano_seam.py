@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from latent3d.data.rgbd import render_rgbd_set
+from latent3d.data.procedural.rgbd_sets import render_rgbd_set
 from latent3d.systems.ldm3d.panorama import DEFAULT_PANO_MODEL, generate_panorama, seam_score
 from latent3d.systems.ldm3d.pipeline import RGBDPipeline
 

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from latent3d.data.captions import object_phrase
+from latent3d.data.procedural.captions import object_phrase
 from latent3d.metrics.classifier import VIEWS, evaluate, train_classifier
 from latent3d.priors import load_prior
 from latent3d.priors.object_prior.config import ObjectPriorConfig

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import torch
 
-from latent3d.data.rgbd import disparity_from_depth, render_rgbd_set
+from latent3d.data.formats.rgbd import disparity_from_depth
+from latent3d.data.procedural.rgbd_sets import render_rgbd_set
 from latent3d.errors import UserError
 from latent3d.io.depth import dequantize_depth, quantize_depth
 from latent3d.metrics.clip_score import ClipConfig, clip_scores, load_clip, retrieval_accuracy, save_clip, train_clip

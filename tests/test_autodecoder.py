@@ -9,7 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from latent3d.data.multiview import read_multiview_dataset, render_object_views, write_srn_object
+from latent3d.data.formats.multiview import read_multiview_dataset, write_srn_object
+from latent3d.data.procedural.object_sets import render_object_views
 from latent3d.errors import UserError
 from latent3d.render.camera import orbit_cameras, rays_at_pixels
 from latent3d.render.volume import render_volume

@@ -107,7 +107,7 @@ def _srn(folder: Path, intrinsics: str = "10. 4. 4. 0.\n0. 0. 0.\n1.\n8 8\n", po
     (None, POSES["scaled rotation at 1e29"][0], "000001.txt: rotation is not orthonormal"),
 ])  # fmt: skip
 def test_srn_reader_refuses_the_fuzz_findings(tmp_path, intrinsics, pose1, words):
-    from latent3d.data.multiview import read_object_folder
+    from latent3d.data.formats.multiview import read_object_folder
 
     kw = {"intrinsics": intrinsics} if intrinsics else {}
     obj = _srn(tmp_path / "obj", pose1=pose1, **kw)
@@ -128,7 +128,7 @@ def test_srn_reader_refuses_the_fuzz_findings(tmp_path, intrinsics, pose1, words
 ])  # fmt: skip
 def test_transforms_readers_refuse_the_fuzz_findings(tmp_path, edit, words):
     from latent3d.data import read_transforms_dataset, write_transforms_dataset
-    from latent3d.data.multiview import read_object_folder
+    from latent3d.data.formats.multiview import read_object_folder
     from latent3d.render.camera import intrinsics_from_fov, look_at
 
     vm = look_at(torch.tensor([[2.0, 0.0, 0.5], [0.0, 2.0, 0.5]]), torch.zeros(2, 3))
@@ -151,7 +151,7 @@ def test_transforms_readers_refuse_the_fuzz_findings(tmp_path, edit, words):
     ({"fov_y": 1e-300}, "--fov-y"),
 ])  # fmt: skip
 def test_object_dataset_writer_refuses_settings_that_write_bad_cameras(tmp_path, fmt, kw, words):
-    from latent3d.data.multiview import write_multiview_dataset
+    from latent3d.data.procedural.object_sets import write_multiview_dataset
 
     out = tmp_path / "objs"
     with pytest.raises(UserError) as e:
@@ -168,7 +168,7 @@ def test_object_dataset_writer_refuses_settings_that_write_bad_cameras(tmp_path,
 def test_the_cameras_of_extreme_settings_are_checked_too(radii, fov, words):
     """Behind the declared ranges: the cameras the writer would write at the extreme settings pass the readers'
     checks, whatever ranges a later change declares."""
-    from latent3d.data.multiview import _check_extreme_cameras
+    from latent3d.data.procedural.object_sets import _check_extreme_cameras
 
     with pytest.raises(UserError, match=re.escape(words)):
         _check_extreme_cameras(*radii, 60.0, fov, 8)
@@ -176,7 +176,7 @@ def test_the_cameras_of_extreme_settings_are_checked_too(radii, fov, words):
 
 def test_object_writers_refuse_bad_cameras_before_writing(tmp_path):
     from latent3d.data import write_transforms_dataset
-    from latent3d.data.multiview import ObjectViews, write_srn_object
+    from latent3d.data.formats.multiview import ObjectViews, write_srn_object
     from latent3d.render.camera import intrinsics_from_fov, look_at
 
     vm = look_at(torch.tensor([[2.0, 0.0, 0.5], [0.0, 2.0, 0.5]]), torch.zeros(2, 3))
@@ -192,3 +192,24 @@ def test_object_writers_refuse_bad_cameras_before_writing(tmp_path):
     with pytest.raises(UserError, match=r"transforms.json frame 0: focal length fx = 0"):
         write_transforms_dataset(tmp_path / "tj", torch.rand(2, 8, 8, 3), vm, bad_K)
     assert list(tmp_path.iterdir()) == []  # refused before the first file
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda K: K[0].__setitem__(0, 1e-300), "rgbd.json item 1: focal length fx = 1e-300"),
+    (lambda K: K[1].__setitem__(2, 1e20), "rgbd.json item 1: principal point cy = 1e+20"),
+    (lambda K: K[0].__setitem__(1, 0.5), "rgbd.json item 1: intrinsics must be [[fx, 0, cx]"),
+    (lambda K: K.pop(), "rgbd.json: item 1's K must be a 3x3 matrix"),
+])  # fmt: skip
+def test_rgbd_set_reader_checks_each_K_against_its_image(tmp_path, change, words):
+    from latent3d.data.formats.rgbd import RGBDSet, read_rgbd_set, write_rgbd_set
+    from latent3d.render.camera import intrinsics_from_fov
+
+    depth = torch.linspace(1.0, 2.0, 2 * 8 * 8).reshape(2, 1, 8, 8)
+    Ks = intrinsics_from_fov(torch.full((2,), 0.8), 8, 8)
+    write_rgbd_set(tmp_path, RGBDSet(torch.rand(2, 3, 8, 8), depth / 2, depth, Ks, ["a", "b"]))
+    assert torch.equal(read_rgbd_set(tmp_path).K, Ks)
+    index = json.loads((tmp_path / "rgbd.json").read_text())
+    change(index["items"][1]["K"])
+    (tmp_path / "rgbd.json").write_text(json.dumps(index))
+    with pytest.raises(UserError, match=re.escape(words)):
+        read_rgbd_set(tmp_path)

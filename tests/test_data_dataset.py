@@ -11,8 +11,8 @@ import torch
 from torch.testing import assert_close
 
 from latent3d.data import make_object, make_scene, object_views, read_transforms_dataset, write_transforms_dataset
-from latent3d.data.dataset import choose_depth_scale
-from latent3d.data.generate import write_scene_dataset
+from latent3d.data.formats.transforms_json import choose_depth_scale
+from latent3d.data.procedural.generate import write_scene_dataset
 from latent3d.errors import UserError
 from latent3d.render.camera import look_at, nerfstudio_from_viewmats, viewmats_from_nerfstudio
 from tolerances import EPS32, f32_atol

@@ -15,7 +15,7 @@ from latent3d.data import (
     OBJECT_NAMES, SCENE_KINDS, Light, caption, make_object, make_scene, render_equirect, render_orbit, render_views,
     view_bin,
 )
-from latent3d.data.primitives import bounds, box, quad, sphere
+from latent3d.data.procedural.primitives import bounds, box, quad, sphere
 from latent3d.render.camera import equirect_directions, intrinsics_from_fov, look_at, orbit_cameras, pixel_rays
 from tolerances import EPS32
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from file_spy import outside, touched
 
-from latent3d.data.multiview import read_multiview_dataset, read_object_folder
+from latent3d.data.formats.multiview import read_multiview_dataset, read_object_folder
 from latent3d.errors import UserError
 
 

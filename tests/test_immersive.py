@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from latent3d.cli import main
-from latent3d.data.raycast import render_equirect
-from latent3d.data.scenes import make_scene
+from latent3d.data.procedural.raycast import render_equirect
+from latent3d.data.procedural.scenes import make_scene
 from latent3d.io.depth import (
     depth_to_disparity,
     dequantize_depth,

@@ -46,7 +46,7 @@ def test_settings_that_cannot_fit_are_refused_with_the_estimate(name, build, tmp
 
 
 def test_an_allocator_failure_anywhere_is_one_line(tmp_path, capsys, monkeypatch):
-    import latent3d.data.multiview as mv
+    import latent3d.data.procedural.object_sets as mv
 
     def alloc(*a, **k):
         import torch
@@ -61,7 +61,7 @@ def test_an_allocator_failure_anywhere_is_one_line(tmp_path, capsys, monkeypatch
 
 
 def test_other_runtime_errors_are_not_taken_for_memory(tmp_path, monkeypatch):
-    import latent3d.data.multiview as mv
+    import latent3d.data.procedural.object_sets as mv
 
     monkeypatch.setattr(mv, "write_multiview_dataset", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
     with pytest.raises(RuntimeError, match="a bug"):  # a bug keeps its traceback

@@ -1,5 +1,5 @@
-"""Multi-view object datasets (latent3d.data.multiview): SRN/pixelNeRF + transforms.json reader/writer, and the
-``latent3d data objects`` command."""
+"""Multi-view object datasets: SRN/pixelNeRF + transforms.json reader/writer (latent3d.data.formats.multiview),
+rendered sets (latent3d.data.procedural.object_sets) and the ``latent3d data objects`` command."""
 
 from __future__ import annotations
 
@@ -12,15 +12,14 @@ import pytest
 import torch
 from PIL import Image
 
-from latent3d.data.multiview import (
+from latent3d.data.formats.multiview import (
     WHITE_LEVEL,
     read_multiview_dataset,
     read_object_folder,
-    render_object_views,
-    write_multiview_dataset,
     write_srn_object,
     write_transforms_object,
 )
+from latent3d.data.procedural.object_sets import render_object_views, write_multiview_dataset
 from latent3d.errors import UserError
 from latent3d.render.camera import look_at
 
@@ -298,8 +297,8 @@ def test_the_object_word_decides_the_shape_not_the_seed():
     """3DVADER learns the object word from these data: with the same seed (shape variation 1) a chair and a table
     have clearly different silhouettes (measured IoU 0.15..0.31 over seeds 0-3; a word that did not reach the shape
     gives 1.0)."""
-    from latent3d.data.objects import make_object
-    from latent3d.data.raycast import render_views
+    from latent3d.data.procedural.objects import make_object
+    from latent3d.data.procedural.raycast import render_views
     from latent3d.render.camera import turntable_cameras
 
     V, K = turntable_cameras(4, 32, 3.0, 0.7, 20.0)

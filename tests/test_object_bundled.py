@@ -40,8 +40,8 @@ def test_the_same_seed_gives_a_red_chair_and_a_blue_chair(gen):
 
 
 def test_the_same_seed_gives_a_chair_and_a_mushroom(gen):
-    from latent3d.data.objects import make_object
-    from latent3d.data.raycast import render_views
+    from latent3d.data.procedural.objects import make_object
+    from latent3d.data.procedural.raycast import render_views
 
     V, K = turntable_cameras(4, 32, 3.0, FOV, 20.0)
     names = ("chair", "mushroom")

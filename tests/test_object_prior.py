@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from latent3d.data.captions import caption
+from latent3d.data.procedural.captions import caption
 from latent3d.metrics.classifier import parse_caption
 from latent3d.priors import load_prior
 from latent3d.nets.text_denoiser import TextConditionedDenoiser

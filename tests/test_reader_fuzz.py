@@ -278,7 +278,7 @@ def test_transforms_reader_refuses_hostile_manifests_and_stays_inside_the_folder
 def test_rgbd_set_reader_refuses_hostile_manifests(tmp_path):
     import torch
 
-    from latent3d.data.rgbd import RGBDSet, read_rgbd_set, write_rgbd_set
+    from latent3d.data.formats.rgbd import RGBDSet, read_rgbd_set, write_rgbd_set
 
     imgs, _, Ks, depth = _tiny_views()
     disp = (1 / depth - (1 / depth).amin((1, 2), keepdim=True))
@@ -388,7 +388,7 @@ def _fmt(v: float) -> str:
 
 
 def test_srn_reader_fuzzed_cameras_are_refused_or_sane(tmp_path):
-    from latent3d.data.multiview import read_object_folder
+    from latent3d.data.formats.multiview import read_object_folder
 
     obj = tmp_path / "ds" / "obj"
     (obj / "pose").mkdir(parents=True)
@@ -434,7 +434,7 @@ def test_transforms_readers_fuzzed_cameras_are_refused_or_sane(tmp_path):
     import json
 
     from latent3d.data import read_transforms_dataset, write_transforms_dataset
-    from latent3d.data.multiview import read_object_folder
+    from latent3d.data.formats.multiview import read_object_folder
 
     imgs, vm, Ks, _ = _tiny_views()
     obj = tmp_path / "ds" / "obj"

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from latent3d.data.rgbd import disparity_from_depth, read_rgbd_set, render_rgbd_set, write_rgbd_set
+from latent3d.data.formats.rgbd import disparity_from_depth, read_rgbd_set, write_rgbd_set
+from latent3d.data.procedural.rgbd_sets import render_rgbd_set
 from latent3d.errors import UserError
 from latent3d.priors.vocab import words_of
 
@@ -120,7 +121,7 @@ def test_builder_writes_exactly_the_models_normalised_output(tmp_path):
     from PIL import Image
     from transformers import AutoImageProcessor
 
-    from latent3d.data.rgbd_builder import build_rgbd_pairs
+    from latent3d.data.formats.rgbd_builder import build_rgbd_pairs
 
     model = _tiny_dpt(tmp_path / "dpt")
     src = tmp_path / "imgs"
@@ -163,7 +164,7 @@ def test_data_rgbd_pairs_command_writes_what_the_builder_writes(tmp_path, capsys
     from PIL import Image
 
     from latent3d.cli import main
-    from latent3d.data.rgbd_builder import build_rgbd_pairs
+    from latent3d.data.formats.rgbd_builder import build_rgbd_pairs
 
     _tiny_dpt(tmp_path / "dpt")
     src = tmp_path / "imgs"
@@ -188,7 +189,7 @@ def test_data_rgbd_pairs_command_writes_what_the_builder_writes(tmp_path, capsys
 
 
 def test_builder_reads_jsonl_and_reports_mistakes(tmp_path):
-    from latent3d.data.rgbd_builder import read_captions
+    from latent3d.data.formats.rgbd_builder import read_captions
 
     (tmp_path / "a.png").write_bytes(b"")
     (tmp_path / "metadata.jsonl").write_text('{"image": "a.png", "caption": "a red chair"}\n')

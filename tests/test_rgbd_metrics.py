@@ -94,7 +94,7 @@ def test_disparity_errors_follow_the_midas_protocol():
 # ------------------------------------------------------------------------------------------------- tiny data
 @pytest.fixture(scope="module")
 def tiny_set():
-    from latent3d.data.rgbd import render_rgbd_set
+    from latent3d.data.procedural.rgbd_sets import render_rgbd_set
 
     return render_rgbd_set(24, 32, 32, seed=5)
 

@@ -50,7 +50,7 @@ def test_two_stages_learn_and_export_an_ldm3d_pipeline(tmp_path):
     assert log[0]["adv_weight"] == 0 and log[-1]["adv_weight"] > 0  # the GAN switched on at disc_start
     vae = AutoencoderKL.from_pretrained(ae)
     assert vae.config.in_channels == vae.config.out_channels == 6
-    from latent3d.data.rgbd import read_rgbd_set
+    from latent3d.data.formats.rgbd import read_rgbd_set
     from latent3d.nets.rgbd_vae import rgbd_to_vae_input
 
     s = read_rgbd_set(tmp_path / "ae" / "data")  # the cached renders

@@ -14,8 +14,8 @@ import math
 import pytest
 import torch
 
-from latent3d.data.raycast import render_equirect
-from latent3d.data.scenes import make_scene
+from latent3d.data.procedural.raycast import render_equirect
+from latent3d.data.procedural.scenes import make_scene
 from latent3d.io.depth import depth_to_disparity
 from latent3d.metrics.image import psnr
 from latent3d.render.camera import equirect_directions, intrinsics_from_fov, pixel_rays

@@ -1,11 +1,16 @@
-"""Procedural ground truth: analytic renders of named objects and scenes, captions, transforms.json datasets.
+"""Data: latent3d's own procedural ground truth, and the dataset formats users bring, in two rooms.
 
-Modules: ``primitives`` (shapes + ray casting), ``shading`` (materials, textures, lights, sky), ``raycast``
-(pinhole / equirect renders), ``objects`` (named objects), ``scenes`` (floors, rooms, outdoor places),
-``captions``, ``dataset`` (transforms.json writer/reader), ``generate`` (render + write datasets),
-``multiview_config`` (settings of a multi-view object set, torch-free) and ``multiview`` (SRN / transforms.json
-multi-view object datasets, written and read), ``rgbd`` (procedural RGBD sets with captions), ``rgbd_builder``
-(RGBD pairs from real captioned images and a depth model), ``command`` (``latent3d data ...``).
+- :mod:`latent3d.data.procedural`: what latent3d makes itself -- ``primitives`` (shapes + ray casting), ``shading``
+  (materials, textures, lights, sky), ``raycast`` (pinhole / equirect renders), ``objects`` (named objects),
+  ``scenes`` (floors, rooms, outdoor places), ``captions``, ``generate`` (render + write transforms.json datasets),
+  ``object_sets`` (multi-view object sets: render + write, their settings check), ``object_sets_config`` (their
+  settings, torch-free), ``rgbd_sets`` (captioned RGBD sets, perspective and 360°).
+- :mod:`latent3d.data.formats`: the readers and writers of datasets on disk -- ``transforms_json`` (nerfstudio
+  transforms.json), ``multiview`` (SRN / pixelNeRF and transforms.json object folders), ``rgbd`` (latent3d's RGBD
+  set layout), ``rgbd_builder`` (RGBD pairs from real captioned images and a depth model).
+- ``command`` (``latent3d data ...``).
+
+The procedural room writes through the formats room; the formats room imports nothing procedural.
 Importing this package loads nothing heavy: each name below loads its module (torch, numpy) on first use, so
 that the command line can import ``latent3d.data.command`` quickly.
 """
@@ -16,13 +21,18 @@ import importlib
 from typing import Any
 
 _WHERE = {
-    "caption": "captions", "scene_caption": "captions", "view_bin": "captions",
-    "TransformsDataset": "dataset", "read_transforms_dataset": "dataset", "write_transforms_dataset": "dataset",
-    "object_views": "generate", "write_object_dataset": "generate", "write_scene_dataset": "generate",
-    "OBJECT_NAMES": "objects", "Object3D": "objects", "make_object": "objects",
-    "Render": "raycast", "render_equirect": "raycast", "render_orbit": "raycast", "render_views": "raycast",
-    "PLACES": "scenes", "SCENE_KINDS": "scenes", "Scene": "scenes", "make_scene": "scenes", "scene_cameras": "scenes",
-    "COLORS": "shading", "Light": "shading", "Material": "shading", "Sky": "shading",
+    "caption": "procedural.captions", "scene_caption": "procedural.captions", "view_bin": "procedural.captions",
+    "TransformsDataset": "formats.transforms_json", "read_transforms_dataset": "formats.transforms_json",
+    "write_transforms_dataset": "formats.transforms_json",
+    "object_views": "procedural.generate", "write_object_dataset": "procedural.generate",
+    "write_scene_dataset": "procedural.generate",
+    "OBJECT_NAMES": "procedural.objects", "Object3D": "procedural.objects", "make_object": "procedural.objects",
+    "Render": "procedural.raycast", "render_equirect": "procedural.raycast", "render_orbit": "procedural.raycast",
+    "render_views": "procedural.raycast",
+    "PLACES": "procedural.scenes", "SCENE_KINDS": "procedural.scenes", "Scene": "procedural.scenes",
+    "make_scene": "procedural.scenes", "scene_cameras": "procedural.scenes",
+    "COLORS": "procedural.shading", "Light": "procedural.shading", "Material": "procedural.shading",
+    "Sky": "procedural.shading",
 }  # fmt: skip
 __all__ = sorted(_WHERE)
 

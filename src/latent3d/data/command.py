@@ -1,10 +1,11 @@
 """``latent3d data ...``: building training data from a user's own files.
 
 ``latent3d data rgbd-pairs``: captioned images -> LDM3D's RGBD training pairs, depth by a monocular depth model
-(LDM3D, arXiv 2305.10853, Sec. 3.1: DPT-Large); see :mod:`latent3d.data.rgbd_builder`.
+(LDM3D, arXiv 2305.10853, Sec. 3.1: DPT-Large); see :mod:`latent3d.data.formats.rgbd_builder`.
 
 ``latent3d data objects``: procedural multi-view object datasets (posed views + masks per object, in the SRN/pixelNeRF
-or transforms.json layout), 3DVADER's training data (arXiv 2307.05445); see :mod:`latent3d.data.multiview`.
+or transforms.json layout), 3DVADER's training data (arXiv 2307.05445); see
+:mod:`latent3d.data.procedural.object_sets`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from latent3d.data.multiview_config import MultiviewConfig as _MV
+from latent3d.data.procedural.object_sets_config import MultiviewConfig as _MV
 from latent3d.errors import UserError
 from latent3d.options import DeviceOpt, OutOpt, SeedOpt, defaults, field_option
 from latent3d.ranges import Range
@@ -45,7 +46,7 @@ def rgbd_pairs(
     device: DeviceOpt = "auto",
 ) -> None:
     """Captioned images -> LDM3D training pairs (RGB + normalised inverse depth), for `latent3d train rgbd --data`."""
-    from latent3d.data.rgbd_builder import build_rgbd_pairs
+    from latent3d.data.formats.rgbd_builder import build_rgbd_pairs
     from latent3d.runtime import seed_everything
 
     hw = parse_hw(size)
@@ -75,7 +76,7 @@ def objects(
     el = elevation
     cols = [c.strip() for c in colors.split(",") if c.strip()]
 
-    from latent3d.data.multiview import check_object_settings, write_multiview_dataset
+    from latent3d.data.procedural.object_sets import check_object_settings, write_multiview_dataset
     from latent3d.memory import data_objects_bytes, refuse_unless_fits
     from latent3d.runtime import resolve_device
 

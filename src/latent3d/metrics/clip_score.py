@@ -179,13 +179,13 @@ def retrieval_accuracy(model: ClipModel, images: Tensor, captions: Sequence[str]
 
 
 def train_clip(cfg: ClipConfig | None = None, data=None, log: Callable[[str], None] | None = None) -> ClipModel:
-    """Train :class:`ClipModel` on ``data`` (an :class:`~latent3d.data.rgbd.RGBDSet`, rendered from ``cfg`` when
+    """Train :class:`ClipModel` on ``data`` (an :class:`~latent3d.data.formats.rgbd.RGBDSet`, rendered from ``cfg`` when
     None) on the shared trainer (:func:`~latent3d.metrics.fit.fit_metric_net`: AdamW, one-cycle lr rising over the
     first 10 %). Deterministic for a given ``cfg.seed`` on CPU. Augmentation: flips, shifts of up to 3 px, mild
     brightness jitter and pixel noise (so that the noise of generated samples does not decide the score)."""
     cfg = cfg or ClipConfig()
     if data is None:
-        from latent3d.data.rgbd import render_rgbd_set
+        from latent3d.data.procedural.rgbd_sets import render_rgbd_set
 
         data = render_rgbd_set(cfg.n_train, cfg.size, cfg.size, seed=cfg.data_seed)
     with seeded(cfg.seed):

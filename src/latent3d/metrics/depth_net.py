@@ -4,8 +4,8 @@ LDM3D (arXiv 2305.10853, Table 2) measures its generated depth against ZoeDepth-
 monocular estimator) run on the generated RGB images, and compares with DPT-Large's depth on the same images. In
 our domain there is no pretrained estimator, so this is the in-domain stand-in: a small U-Net (Ronneberger et al.
 2015) regressing metric log-depth from RGB, trained on exactly rendered (RGB, metric depth) pairs of
-:func:`latent3d.data.rgbd.render_rgbd_set`. Sky and everything beyond ``max_depth`` is clamped to ``max_depth``
-(the estimator's "far"); evaluations mask those pixels out.
+:func:`latent3d.data.procedural.rgbd_sets.render_rgbd_set`. Sky and everything beyond ``max_depth`` is clamped to
+``max_depth`` (the estimator's "far"); evaluations mask those pixels out.
 
 Loss: L1 on log-depth plus the scale-invariant log term of Eigen et al. 2014 (eq. 4, lambda = 0.5), so both the
 absolute scale and the relative structure are learned; fitted on the shared trainer (:mod:`latent3d.metrics.fit`).
@@ -106,13 +106,13 @@ def depth_loss(
 
 
 def train_depth_net(cfg: DepthNetConfig | None = None, data=None, log: Callable[[str], None] | None = None) -> DepthNet:
-    """Train :class:`DepthNet` on procedural renders (``data``: an :class:`~latent3d.data.rgbd.RGBDSet`, rendered
-    from ``cfg`` when None) on the shared trainer (:func:`~latent3d.metrics.fit.fit_metric_net`: AdamW, one-cycle
-    lr rising over the first 10 %). Deterministic for a given ``cfg.seed`` on CPU; augmentation: horizontal flips
-    and brightness jitter (depth is unchanged by both)."""
+    """Train :class:`DepthNet` on procedural renders (``data``: an :class:`~latent3d.data.formats.rgbd.RGBDSet`,
+    rendered from ``cfg`` when None) on the shared trainer (:func:`~latent3d.metrics.fit.fit_metric_net`: AdamW,
+    one-cycle lr rising over the first 10 %). Deterministic for a given ``cfg.seed`` on CPU; augmentation: horizontal
+    flips and brightness jitter (depth is unchanged by both)."""
     cfg = cfg or DepthNetConfig()
     if data is None:
-        from latent3d.data.rgbd import render_rgbd_set
+        from latent3d.data.procedural.rgbd_sets import render_rgbd_set
 
         data = render_rgbd_set(cfg.n_train, cfg.size, cfg.size, seed=cfg.data_seed)
     with seeded(cfg.seed):

@@ -4,10 +4,12 @@ A camera that would put inf/nan into ray generation or training (a focal length 
 singular or scaled "rotation") is one :class:`~latent3d.errors.UserError` line naming the file and the frame, raised
 where the file is read (or before a writer writes anything), never a crash in ``linalg.solve`` many steps later.
 
-Callers: the SRN/pixelNeRF and transforms.json object readers and writers (:mod:`latent3d.data.multiview`), the
-transforms.json dataset reader and writer (:mod:`latent3d.data.dataset`), and the object-dataset settings check
-(the cameras of the extreme radius and field of view). A reader of a new format (e.g. GSN's) calls
-:func:`check_pose` on each 4x4 matrix and :func:`check_intrinsics` on each pinhole camera, and nothing else.
+Callers: the SRN/pixelNeRF and transforms.json object readers and writers (:mod:`latent3d.data.formats.multiview`), the
+transforms.json dataset reader and writer (:mod:`latent3d.data.formats.transforms_json`), the RGBD set reader
+(:mod:`latent3d.data.formats.rgbd`, each item's K) and the object-dataset settings check
+(:mod:`latent3d.data.procedural.object_sets`: the cameras of the extreme radius and field of view). A reader of a new
+format (e.g. GSN's) calls :func:`check_pose` on each 4x4 matrix and :func:`check_intrinsics` on each pinhole camera, and
+nothing else.
 
 The bounds, each one constant:
 

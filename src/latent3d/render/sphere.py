@@ -82,8 +82,8 @@ def depth_to_radius(
     - ``"linear"``: ``r = radius * (1 - strength * (2*d - 1))``: a vertex displaced along its normal by an amount
       linear in ``d - 0.5`` (DepthFusion's TouchDesigner displacement). ``strength`` in [0, 1).
     - ``"metric"``: ``depth`` already is the distance along the ray (e.g. ``Render.distance`` of
-      :func:`latent3d.data.raycast.render_equirect`); non-finite values (sky) and values beyond ``far`` become
-      ``far`` (default: 2x the largest finite distance). ``strength`` and ``radius`` are ignored.
+      :func:`latent3d.data.procedural.raycast.render_equirect`); non-finite values (sky) and values beyond ``far``
+      become ``far`` (default: 2x the largest finite distance). ``strength`` and ``radius`` are ignored.
     """
     d = torch.as_tensor(depth, dtype=torch.float32)
     if mode == "metric":

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from latent3d.data.multiview_config import OBJECT_FOV_Y
+from latent3d.data.procedural.object_sets_config import OBJECT_FOV_Y
 from latent3d.ranges import SEED_MAX, check_config, within
 
 PRIOR_OBJECTS = ("snowman", "chair", "table", "mushroom", "lamp", "rocket", "tree", "house")
@@ -23,7 +23,7 @@ class ObjectPriorConfig:
     """Image size (pixels); the prior works in pixel space."""
     objects: tuple[str, ...] = PRIOR_OBJECTS
     colors: tuple[str, ...] = field(default_factory=lambda: _all_colors())
-    """Colour names (default: every colour of :data:`latent3d.data.shading.COLORS`, sorted)."""
+    """Colour names (default: every colour of :data:`latent3d.data.procedural.shading.COLORS`, sorted)."""
     views: int = within(1, 10**5, 48)
     """Rendered views per (object, colour)."""
     elevation_range_deg: tuple[float, float] = (-10.0, 80.0)
@@ -62,6 +62,6 @@ class ObjectPriorConfig:
 
 
 def _all_colors() -> tuple[str, ...]:
-    from latent3d.data.shading import COLORS
+    from latent3d.data.procedural.shading import COLORS
 
     return tuple(sorted(COLORS))

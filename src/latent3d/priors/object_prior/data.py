@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from latent3d.data.captions import caption
-from latent3d.data.objects import make_object
-from latent3d.data.raycast import render_views
+from latent3d.data.procedural.captions import caption
+from latent3d.data.procedural.objects import make_object
+from latent3d.data.procedural.raycast import render_views
 from latent3d.priors.object_prior.config import ObjectPriorConfig
 from latent3d.render.camera import orbit_cameras
 from latent3d.runtime import num_threads

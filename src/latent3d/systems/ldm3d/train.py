@@ -12,8 +12,8 @@ Two stages, as the paper (Sec. 3.1-3.2):
 
 Both run on the shared trainer (checkpoints, ``resume``, EMA, NaN guard, multi-GPU via ``accelerate launch``).
 Stage 2 exports a diffusers folder in Intel/ldm3d's layout (``StableDiffusionLDM3DPipeline``), float16,
-written atomically. Data: procedural RGBD renders (:mod:`latent3d.data.rgbd`) or a folder built from real images
-(:mod:`latent3d.data.rgbd_builder`) via ``data``.
+written atomically. Data: procedural RGBD renders (:mod:`latent3d.data.procedural.rgbd_sets`) or a folder built
+from real images (:mod:`latent3d.data.formats.rgbd_builder`) via ``data``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from latent3d.data.rgbd import PANO_KINDS, PERSPECTIVE_KINDS, RGBDSet, read_rgbd_set, render_rgbd_set, write_rgbd_set
+from latent3d.data.formats.rgbd import RGBDSet, read_rgbd_set, write_rgbd_set
+from latent3d.data.procedural.rgbd_sets import PANO_KINDS, PERSPECTIVE_KINDS, render_rgbd_set
 from latent3d.errors import UserError
 from latent3d.io.atomic import atomic_dir
 from latent3d.systems.ldm3d.config import RGBDDataConfig, RGBDLDMConfig, RGBDVAEConfig

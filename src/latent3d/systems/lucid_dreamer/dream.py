@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, get_args
 import torch
 from torch import Tensor
 
-from latent3d.data.captions import view_bin
+from latent3d.data.procedural.captions import view_bin
 from latent3d.distill import distillation_loss, ism_grad, ism_timestep, sds_grad
 from latent3d.distill.sds import sds_timestep
 from latent3d.render.camera import sample_orbit_cameras

@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from latent3d.data.objects import OBJECT_NAMES, make_object
-from latent3d.data.raycast import render_views
-from latent3d.data.shading import COLORS
+from latent3d.data.procedural.objects import OBJECT_NAMES, make_object
+from latent3d.data.procedural.raycast import render_views
+from latent3d.data.procedural.shading import COLORS
 from latent3d.io.atomic import write_text
 from latent3d.io.image import make_grid, save_image
 from latent3d.io.mesh import export_mesh

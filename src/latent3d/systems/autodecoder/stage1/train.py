@@ -118,7 +118,7 @@ def train_autodecoder(data: str | Path, out_dir: str | Path, cfg: AutodecoderCon
                       command: str | None = None) -> dict:  # fmt: skip
     """Read the posed views in ``data`` (SRN / pixelNeRF or transforms.json object folders), train, evaluate the
     held-out views and export the run (see the module docstring); returns ``eval.json``'s content."""
-    from latent3d.data.multiview import read_multiview_dataset
+    from latent3d.data.formats.multiview import read_multiview_dataset
     from latent3d.train.trainer import TrainConfig, preflight, process_state, train
 
     out_dir = Path(out_dir)

@@ -30,7 +30,7 @@ class ViewSet:
 
 
 def split_views(objects: list, holdout: int) -> tuple[ViewSet, ViewSet]:
-    """(training views, held-out views) of :class:`latent3d.data.multiview.ObjectViews` objects."""
+    """(training views, held-out views) of :class:`latent3d.data.formats.multiview.ObjectViews` objects."""
     if not objects:
         raise UserError("the dataset has no objects")
     size = tuple(objects[0].images.shape[1:3])

@@ -25,9 +25,9 @@ from typing import Any, Literal, Sequence
 import torch
 from torch import Tensor
 
-from latent3d.data.multiview_config import OBJECT_FOV_Y
-from latent3d.data.primitives import Primitive, cast
-from latent3d.data.shading import Light, Sky, albedo_at, background_color, shade
+from latent3d.data.procedural.object_sets_config import OBJECT_FOV_Y
+from latent3d.data.procedural.primitives import Primitive, cast
+from latent3d.data.procedural.shading import Light, Sky, albedo_at, background_color, shade
 from latent3d.render.camera import equirect_directions, orbit_cameras, pixel_rays
 
 WHITE = (1.0, 1.0, 1.0)

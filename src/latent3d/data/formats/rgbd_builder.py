@@ -4,7 +4,7 @@ LDM3D's data: LAION-400M image/caption pairs whose depth maps were predicted by 
 at 384x384, i.e. relative inverse depth, normalised per image to [0, 1]. :func:`build_rgbd_pairs` does the same for
 any folder of images + captions with any transformers depth-estimation model (a hub id in the local cache, or a
 folder: ``AutoModelForDepthEstimation`` + ``AutoImageProcessor``), and writes the latent3d RGBD layout
-(:mod:`latent3d.data.rgbd`), which ``latent3d train rgbd-vae --data`` / ``train rgbd --data`` read.
+(:mod:`latent3d.data.formats.rgbd`), which ``latent3d train rgbd-vae --data`` / ``train rgbd --data`` read.
 
 Captions come from ``metadata.jsonl`` or ``metadata.csv`` in the image folder (Hugging Face imagefolder
 convention: columns ``file_name`` and ``text``; ``image``/``path`` and ``caption`` are accepted too), or from a
@@ -156,7 +156,7 @@ def build_rgbd_pairs(
     from PIL import Image
     from tqdm.auto import tqdm
 
-    from latent3d.data.rgbd import write_rgbd_index, write_rgbd_item
+    from latent3d.data.formats.rgbd import write_rgbd_index, write_rgbd_item
 
     pairs = read_captions(src, captions)
     model, proc = load_depth_model(depth_model, device)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import torch
 
-from latent3d.data.captions import caption
-from latent3d.data.dataset import write_transforms_dataset
-from latent3d.data.multiview_config import OBJECT_FOV_Y
-from latent3d.data.objects import Object3D
-from latent3d.data.raycast import Render, render_views
-from latent3d.data.scenes import Scene, scene_cameras
+from latent3d.data.formats.transforms_json import write_transforms_dataset
+from latent3d.data.procedural.captions import caption
+from latent3d.data.procedural.object_sets_config import OBJECT_FOV_Y
+from latent3d.data.procedural.objects import Object3D
+from latent3d.data.procedural.raycast import Render, render_views
+from latent3d.data.procedural.scenes import Scene, scene_cameras
 from latent3d.render.camera import orbit_cameras
 
 
@@ -50,7 +50,8 @@ def write_object_dataset(out_dir: str | os.PathLike, obj: Object3D, n_views: int
 
 def write_scene_dataset(out_dir: str | os.PathLike, scene: Scene, n_views: int, width: int = 128, height: int = 128,
                         seed: int = 0, fov_y: float = 0.9, ss: int = 1) -> Path:
-    """Render :func:`latent3d.data.scenes.scene_cameras` views of ``scene`` and write them with the scene caption."""
+    """Render :func:`latent3d.data.procedural.scenes.scene_cameras` views of ``scene`` and write them with the scene
+    caption."""
     viewmats, Ks = scene_cameras(scene, n_views, width, height, seed=seed, fov_y=fov_y)
     r = render_views(scene, viewmats, Ks, width, height, ss=ss)
     meta = {"scene": scene.kind, "seed": scene.seed}

@@ -5,11 +5,12 @@ the centre of its axis-aligned bounding box at the **origin**, and scaled so tha
 object) fits inside the **unit sphere** (box half-diagonal = ``FIT_RADIUS``). Text-to-3D cameras orbiting the
 origin at radius 2-5 therefore always see the whole object.
 
-``variation=0`` gives the one fixed shape per name (the same for every seed); ``variation>0`` randomises
-proportions (and a few discrete choices: chair arms, round/square table, conifer/broad-leaf tree, ...) within the
-category, deterministically from ``seed``. ``color`` recolours the main part (a palette name from
-:data:`latent3d.data.shading.COLORS`, an RGB tuple, ``"random"`` = palette colour picked by the seed, or ``None``
-= the object's default colour); secondary parts (a snowman's carrot, a tree's trunk) keep their natural colours.
+``variation=0`` gives the one fixed shape per name (the same for every seed); ``variation>0`` randomises proportions
+(and a few discrete choices: chair arms, round/square table, conifer/broad-leaf tree, ...) within the category,
+deterministically from ``seed``. ``color`` recolours the main part (a palette name from
+:data:`latent3d.data.procedural.shading.COLORS`, an RGB tuple, ``"random"`` = palette colour picked by the seed, or
+``None`` = the object's default colour); secondary parts (a snowman's carrot, a tree's trunk) keep their natural
+colours.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from typing import Callable, Literal, Sequence
 
 import torch
 
-from latent3d.data.primitives import Primitive, bounds, box, cone, cylinder, ellipsoid, rotation, sphere
-from latent3d.data.shading import COLORS, Material
+from latent3d.data.procedural.primitives import Primitive, bounds, box, cone, cylinder, ellipsoid, rotation, sphere
+from latent3d.data.procedural.shading import COLORS, Material
 
 FIT_RADIUS = 0.95
 MaterialName = Literal["matte", "plastic", "metal", "wood"]

@@ -1,5 +1,6 @@
 """Settings of a rendered multi-view object set (``latent3d data objects``); importing this module loads no torch, so
-the command line reads its defaults and help from here, and :mod:`latent3d.data.multiview` its keyword defaults."""
+the command line reads its defaults and help from here, and :mod:`latent3d.data.procedural.object_sets` its keyword
+defaults. :data:`OBJECT_FOV_Y` is the field of view of every object render."""
 
 from __future__ import annotations
 

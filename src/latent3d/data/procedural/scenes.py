@@ -20,10 +20,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from latent3d.data.captions import join_phrases, object_phrase
-from latent3d.data.objects import make_object
-from latent3d.data.primitives import Primitive, bounds, cone, cylinder, ellipsoid, quad, rotation, sphere
-from latent3d.data.shading import COLORS, Light, Material, Sky
+from latent3d.data.procedural.captions import join_phrases, object_phrase
+from latent3d.data.procedural.objects import make_object
+from latent3d.data.procedural.primitives import Primitive, bounds, cone, cylinder, ellipsoid, quad, rotation, sphere
+from latent3d.data.procedural.shading import COLORS, Light, Material, Sky
 from latent3d.render.camera import intrinsics_from_fov, look_at
 
 PLACES = ("beach", "forest", "desert", "snow", "street")
@@ -56,7 +56,7 @@ _PLACE_NOUNS = {
 
 @dataclass
 class Scene:
-    """A renderable scene (pass it to :func:`latent3d.data.raycast.render_views` / ``render_equirect``)."""
+    """A renderable scene (pass it to :func:`latent3d.data.procedural.raycast.render_views` / ``render_equirect``)."""
 
     kind: str
     primitives: list[Primitive]

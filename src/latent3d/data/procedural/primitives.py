@@ -24,7 +24,7 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor
 
-from latent3d.data.shading import Material
+from latent3d.data.procedural.shading import Material
 
 Kind = Literal["ellipsoid", "box", "cone", "quad"]
 _INF = float("inf")
