@@ -27,7 +27,7 @@ class RGBDDataConfig:
     kinds: tuple[str, ...] | None = None
     """Scene kinds to render (default: floor/room/outdoor, or the panorama places)."""
     data: str | None = None
-    """RGBD folder to train on instead of rendering (written by `latent3d data rgbd-pairs` or latent3d.data.formats.rgbd.write_rgbd_set)."""
+    """RGBD folder to train on instead of rendering (written by `latent3d data rgbd-pairs` or write_rgbd_set)."""
     seed: int = within(0, SEED_MAX, 0)
 
     def __post_init__(self) -> None:
