@@ -1,6 +1,6 @@
 """Training the object prior: the DDPM objective (Ho et al. 2020, eq. 14) with the v target (Salimans & Ho 2022,
 Sec. 4; eps-prediction is an option) and 10% caption dropout for classifier-free guidance (Ho & Salimans 2022,
-Sec. 3.2), by the shared recipe (:mod:`latent3d.train.text_diffusion`), then exported as a diffusers-layout folder. A small pixel-space eps model
+Sec. 3.2), by the shared recipe (:mod:`latent3d.train.diffusion_recipe`), then exported as a diffusers-layout folder. A small pixel-space eps model
 learns the clean image poorly at high noise, where v weights it fully; that is where an image's colours are decided.
 """
 
@@ -32,7 +32,7 @@ def train_object_prior(
     from latent3d.diffusion.ddpm import DDPMLoss
     from latent3d.diffusion.schedules import alphas_cumprod
     from latent3d.priors.vocab import words_of
-    from latent3d.train.text_diffusion import Captions, fit_text_diffusion
+    from latent3d.train.diffusion_recipe import Captions, fit_diffusion
     from latent3d.train.trainer import TrainConfig, preflight, process_state
 
     tcfg = TrainConfig(out_dir=out_dir, steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
@@ -49,8 +49,8 @@ def train_object_prior(
     data = images.mul(2).sub(1)  # [N, 3, R, R] in [-1, 1]
     model = TextConditionedDenoiser(unet, text)
     loss = DDPMLoss(alphas_cumprod(cfg.beta_schedule).float(), cfg.prediction_type)
-    res = fit_text_diffusion(model, len(data), lambda i, g: data[i], Captions.tokenized(tok, caps, cfg.max_tokens),
-                             loss, tcfg, cfg.batch_size, cfg.cond_drop)  # fmt: skip
+    captions = Captions.tokenized(tok, caps, cfg.max_tokens)
+    res = fit_diffusion(model, len(data), lambda i, g: data[i], loss, tcfg, cfg.batch_size, captions, cfg.cond_drop)
     n_params = sum(p.numel() for p in model.parameters())
     card = model_card(cfg, len(data), render_s, res.wall_s, res.last_loss, n_params, device_name(device),
                       Path(out_dir))  # fmt: skip

@@ -355,7 +355,7 @@ def train_rgbd(
     from latent3d.nets.text_denoiser import TextConditionedDenoiser
     from latent3d.priors.vocab import words_of
     from latent3d.runtime import resolve_device, seeded
-    from latent3d.train.text_diffusion import Captions, fit_text_diffusion
+    from latent3d.train.diffusion_recipe import Captions, fit_diffusion
     from latent3d.train.trainer import TrainConfig, preflight, process_state
 
     if not cfg.vae:
@@ -389,8 +389,8 @@ def train_rgbd(
     def posterior_sample(i: torch.Tensor, g: torch.Generator) -> torch.Tensor:  # [B] -> z0 [B, C, h, w]
         return (mean[i] + std[i] * torch.randn((len(i), *lat), generator=g)) * scale
 
-    res = fit_text_diffusion(model, len(mean), posterior_sample, Captions.tokenized(tok, data.captions, cfg.max_tokens),
-                             loss, tcfg, cfg.batch_size, cfg.cond_drop)  # fmt: skip
+    captions = Captions.tokenized(tok, data.captions, cfg.max_tokens)
+    res = fit_diffusion(model, len(mean), posterior_sample, loss, tcfg, cfg.batch_size, captions, cfg.cond_drop)
     unet, text = unet.cpu().eval(), text.cpu().eval()
     final = _last_losses(out_dir, ("loss",))
     defaults = {**SAMPLE_DEFAULTS, "height": H, "width": W, "variant": variant, "pano": cfg.pano,

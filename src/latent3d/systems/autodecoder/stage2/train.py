@@ -33,7 +33,7 @@ from latent3d.systems.autodecoder.stage2.generator import export_generator
 from latent3d.systems.autodecoder.stage2.latents import read_latents
 from latent3d.systems.autodecoder.stage2.normalize import LatentNormalizer
 from latent3d.systems.autodecoder.stage2.text import load_text_encoder, text_width
-from latent3d.train.text_diffusion import Captions, Condition
+from latent3d.train.diffusion_recipe import Captions, Condition
 
 
 def train_object_diffusion(autodecoder_run: str | Path, out_dir: str | Path, cfg: ObjectDiffusionConfig,
@@ -45,7 +45,7 @@ def train_object_diffusion(autodecoder_run: str | Path, out_dir: str | Path, cfg
     from latent3d.priors.vocab import build_word_text_encoder, build_word_tokenizer, words_of
     from latent3d.runtime import device_name, seeded
     from latent3d.systems.autodecoder.stage1.run import load_autodecoder
-    from latent3d.train.text_diffusion import fit_text_diffusion
+    from latent3d.train.diffusion_recipe import fit_diffusion
     from latent3d.train.trainer import TrainConfig, preflight, process_state
 
     out_dir = Path(out_dir)
@@ -72,8 +72,8 @@ def train_object_diffusion(autodecoder_run: str | Path, out_dir: str | Path, cfg
         model = TextConditionedDenoiser(build_unet(cfg, z.shape[1], text_dim), trainable)
     captions = Captions.tokenized(tok, data.captions, cfg.max_tokens)
     loss = EDMLoss(float(cfg.sigma_data), cfg.p_mean, cfg.p_std)  # type: ignore[arg-type]
-    res = fit_text_diffusion(model, len(z), lambda i, g: z[i], captions, loss, tcfg, cfg.batch_size, cfg.cond_drop,
-                             text_condition(captions, frozen))  # fmt: skip
+    res = fit_diffusion(model, len(z), lambda i, g: z[i], loss, tcfg, cfg.batch_size, captions, cfg.cond_drop,
+                        text_condition(captions, frozen))  # fmt: skip
     n_params = sum(p.numel() for p in model.parameters())
     summary = {"steps": res.step, "train_s": round(res.wall_s, 1), "final_loss": res.last_loss,
                "objects": len(z), "captions": len(set(data.captions)), "parameters": n_params, "command": command,

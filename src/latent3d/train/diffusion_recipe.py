@@ -1,14 +1,16 @@
-"""One recipe for training a text-conditioned diffusion model, shared by the object prior, LDM3D stage 2 (Rombach et
-al. 2022, eq. 2) and 3DVADER stage 2 (Ntavelis et al. 2023, Sec. 3.2), and ready for NF-LDM's models:
+"""One recipe for training a diffusion model, shared by the text-conditioned object prior, LDM3D stage 2 (Rombach et
+al. 2022, eq. 2) and 3DVADER stage 2 (Ntavelis et al. 2023, Sec. 3.2), and ready for NF-LDM's three latent models
+(conditioned on the coarser latents of the same scene instead of a caption: ``captions=None`` and a ``condition`` of
+the item rows):
 
-- the captions are tokenised once, the empty prompt appended as the last row (:class:`Captions`);
+- captions are tokenised once, the empty prompt appended as the last row (:class:`Captions`);
 - each step draws a batch ``i`` of training items, the item itself (``sample(i, g)``: a stored image, a latent, or a
   draw from an autoencoder's posterior), and replaces each caption by the empty prompt with probability
   ``cond_drop`` (Ho & Salimans 2022, Sec. 3.2: what classifier-free guidance needs);
 - a configured loss object draws the noise and scores the network (:class:`~latent3d.diffusion.ddpm.DDPMLoss` or
   :class:`~latent3d.diffusion.edm.EDMLoss`, called ``loss(net, x0, generator, **condition)``);
 - the shared trainer runs it (checkpoints, resume, EMA), and the model leaves with the EMA weights in it: what is
-  exported (:func:`fit_text_diffusion`).
+  exported (:func:`fit_diffusion`).
 
 Every random number of a step comes from the trainer's generator in this order: items, the item draw, the dropout,
 then the loss's noise (the order the three trainers had, so their runs are unchanged).
@@ -57,31 +59,33 @@ class Captions:
         return {"input_ids": self.ids[rows].to(device)}
 
 
-def fit_text_diffusion(
+def fit_diffusion(
     model: nn.Module,
     n_items: int,
     sample: Callable[[Tensor, torch.Generator], Tensor],  # (items i [B], generator) -> x0 [B, ...]
-    captions: Captions,  # row k: item k's caption (k < n_items), then the empty prompt
     loss: Callable[..., Tensor],  # DDPMLoss / EDMLoss: loss(net, x0, generator, **condition) -> []
     tcfg: TrainConfig,
     batch_size: int,
-    cond_drop: float,
+    captions: Captions | None = None,  # row k: item k's caption (k < n_items), then the empty prompt
+    cond_drop: float = 0.0,
     condition: Condition | None = None,
 ) -> TrainResult:
     """Train ``model`` by the recipe of the module docstring and leave the EMA weights in it (when the run keeps an
-    EMA). ``condition(rows, device)`` gives the network's text keywords for caption rows (default: the token ids,
-    :meth:`Captions.token_ids`)."""
-    condition = condition or captions.token_ids
+    EMA). ``condition(rows, device)`` gives the network's conditioning keywords: for caption rows after dropout
+    (default: the token ids, :meth:`Captions.token_ids`), or, without ``captions``, for the items themselves (no
+    dropout draw; no keywords when ``condition`` is None too: an unconditional model)."""
+    if captions is not None:
+        condition = condition or captions.token_ids
 
     def batch_fn(step: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
         i = torch.randint(0, n_items, (batch_size,), generator=g)
         x0 = sample(i, g)
-        return x0, captions.dropout(i, cond_drop, g)
+        return x0, (captions.dropout(i, cond_drop, g) if captions is not None else i)
 
     def loss_fn(m: nn.Module, batch: tuple[Tensor, Tensor], g: torch.Generator) -> Tensor:
         x0, rows = batch
         dev = next(iter(m.parameters())).device
-        return loss(m, x0.to(dev), g, **condition(rows, dev))
+        return loss(m, x0.to(dev), g, **(condition(rows, dev) if condition is not None else {}))
 
     res = train(model, batch_fn, loss_fn, tcfg)
     if res.ema is not None:
