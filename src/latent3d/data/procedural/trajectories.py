@@ -57,8 +57,8 @@ def _start(scene: Scene, rng: random.Random) -> tuple[float, float]:
 
 
 def _ray_clearance(scene: Scene, x: float, y: float, heading: float, look: float) -> float:
-    return min(_clearance(scene, x + d * math.cos(heading), y + d * math.sin(heading)) for d in (0.25, 0.5, 1.0)
-               for d in (d * look,))
+    return min(_clearance(scene, x + f * look * math.cos(heading), y + f * look * math.sin(heading))
+               for f in (0.25, 0.5, 1.0))
 
 
 def _free_heading(scene: Scene, x: float, y: float, yaw: float, look: float) -> float | None:
