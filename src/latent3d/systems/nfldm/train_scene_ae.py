@@ -150,3 +150,21 @@ camera's image and depth.
 - Networks: {s['parameters'] / 1e6:.2f}M parameters; {cfg.depth_bins} depth bins from {cfg.near:g} to {cfg.far:g} m,
   encoder / decoder width {cfg.width}, rendered at 1/{cfg.downsample} of the input size, {cfg.samples} samples per ray.
 """
+
+
+def load_scene_ae(run_dir: str | Path) -> SceneAutoencoder:
+    """The scene auto-encoder of a finished ``latent3d train scene-ae`` run (``run_dir/model``), in eval mode; a
+    damaged or foreign folder is one UserError line before any weight is used."""
+    from latent3d.io.model_folder import read_model_folder
+
+    fix = "pass the --out folder of a finished `latent3d train scene-ae` run (retrain or copy it again)"
+    saved = read_model_folder(Path(run_dir) / "model", KIND, fix)
+    cfg = saved.config(SceneAEConfig, "scene_ae")
+    tensors = saved.tensors()
+
+    def build() -> SceneAutoencoder:
+        model = SceneAutoencoder(cfg)
+        model.load_state_dict(tensors)
+        return model
+
+    return saved.build(build).eval()
