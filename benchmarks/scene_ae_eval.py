@@ -1,0 +1,77 @@
+"""NF-LDM's scene auto-encoder on posed RGB-D episodes (Kim et al. 2023, Sec. 3.1; the voxel-size ablation of the
+appendix): trains ``latent3d train scene-ae`` once per grid size with ``--holdout 6`` and prints held-out PSNR / SSIM /
+depth AbsRel, steps per second, the whole run's wall time (reading, training, evaluation) and peak RSS. Each grid
+trains in its own process, so that each peak RSS is its own.
+
+    python benchmarks/scene_ae_eval.py --data runs/bench_scenes [--grids 16,16,4/32,32,8/64,64,16] [--steps 3000]
+    python benchmarks/scene_ae_eval.py --data runs/vizdoom4 --grids 32,32,8        # `latent3d data vizdoom` episodes
+
+A missing ``--data`` folder is made with ``latent3d data scenes`` (``--episodes`` x ``--frames`` at ``--size``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _one(data: str, out: str, grid: str, steps: int, device: str) -> dict:
+    """One training run in this process; its figures."""
+    from latent3d.systems.nfldm.config import SceneAEConfig
+    from latent3d.systems.nfldm.train_scene_ae import train_scene_ae
+
+    cfg = SceneAEConfig(grid=tuple(int(v) for v in grid.split(",")), steps=steps, holdout=6)  # type: ignore[arg-type]
+    t0 = time.time()
+    s = train_scene_ae(data, out, cfg, device=device, progress=False, checkpoint_every=10**9)
+    return {"grid": grid, **{k: round(v, 4) for k, v in s["eval"].items()}, "steps": s["steps"],
+            "steps_per_s": round(s["steps"] / s["train_s"], 2), "wall_s": round(time.time() - t0, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "episodes": s["episodes"], "frames": s["frames"]}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default="runs/bench_scenes", help="episodes folder (procedural ones made if missing)")
+    ap.add_argument("--out", default="runs/bench_scene_ae")
+    ap.add_argument("--grids", default="16,16,4/32,32,8/64,64,16", help="grid sizes X,Y,Z separated by /")
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--episodes", type=int, default=6)
+    ap.add_argument("--frames", type=int, default=48)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one grid in this process, print its JSON row
+    a = ap.parse_args(argv)
+    if a.one:
+        print(json.dumps(_one(a.data, f"{a.out}/{a.one.replace(',', 'x')}", a.one, a.steps, a.device)), flush=True)
+        return 0
+    if not Path(a.data).exists():
+        from latent3d.data.procedural.trajectories import write_scene_episodes
+        from latent3d.data.procedural.trajectory_config import SceneEpisodesConfig
+
+        write_scene_episodes(a.data, SceneEpisodesConfig(episodes=a.episodes, frames=a.frames, size=a.size), 0)
+    rows = []
+    for grid in a.grids.split("/"):
+        cmd = [sys.executable, __file__, "--one", grid, "--data", a.data, "--out", a.out, "--steps", str(a.steps),
+               "--device", a.device]  # fmt: skip
+        line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        rows.append(json.loads(line))
+        print(line, flush=True)
+    print("\n| grid | held-out PSNR | SSIM | depth AbsRel | steps/s | wall s | peak RSS MB |\n|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['grid'].replace(',', 'x')} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['depth_absrel']:.3f} | "
+              f"{r['steps_per_s']} | {r['wall_s']} | {r['peak_rss_mb']} |")
+    import torch
+
+    r = rows[0]
+    print(f"threads {torch.get_num_threads()}, {r['episodes']} episodes / {r['frames']} frames from {a.data}, "
+          f"{a.steps} steps per grid")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
