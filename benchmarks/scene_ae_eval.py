@@ -3,7 +3,7 @@ appendix): trains ``latent3d train scene-ae`` once per grid size with ``--holdou
 depth AbsRel, steps per second, the whole run's wall time (reading, training, evaluation) and peak RSS. Each grid
 trains in its own process, so that each peak RSS is its own.
 
-    python benchmarks/scene_ae_eval.py --data runs/bench_scenes [--grids 16,16,4/32,32,8/64,64,16] [--steps 3000]
+    python benchmarks/scene_ae_eval.py --data runs/bench_scenes [--grids 16,16,4/32,32,8/64,64,16] [--steps 2000]
     python benchmarks/scene_ae_eval.py --data runs/vizdoom4 --grids 32,32,8        # `latent3d data vizdoom` episodes
 
 A missing ``--data`` folder is made with ``latent3d data scenes`` (``--episodes`` x ``--frames`` at ``--size``).
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="runs/bench_scenes", help="episodes folder (procedural ones made if missing)")
     ap.add_argument("--out", default="runs/bench_scene_ae")
     ap.add_argument("--grids", default="16,16,4/32,32,8/64,64,16", help="grid sizes X,Y,Z separated by /")
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--episodes", type=int, default=6)
     ap.add_argument("--frames", type=int, default=48)
     ap.add_argument("--size", type=int, default=64)

@@ -39,7 +39,7 @@ class SceneAEConfig:
     """Frames of the same episode rendered and compared at each training step."""
     depth_weight: float = within(0, 1e4, 1.0)
     """Weight of the depth loss (MSE of the rendered depth, in units of --far) beside the image L1."""
-    steps: int = within(1, 10**8, 3000)
+    steps: int = within(1, 10**8, 2000)
     """Training steps."""
     lr: float = within(0, 1, 2e-3, open_lo=True)
     """AdamW learning rate (after a linear warm-up of 100 steps)."""
