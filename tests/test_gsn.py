@@ -67,7 +67,8 @@ def write_gsn(root, views, kind: str, split: str = "train", name: str = "00", ne
     return folder
 
 
-@pytest.mark.parametrize("kind,neg_fy,k4", [("vizdoom", False, False), ("vizdoom", True, True), ("replica", False, True)])
+@pytest.mark.parametrize("kind,neg_fy,k4", [("vizdoom", False, False), ("vizdoom", True, True),
+                                            ("replica", False, True)])
 def test_round_trip_poses_intrinsics(tmp_path, views, kind, neg_fy, k4):
     """The reader's OpenCV viewmats and pixel K are the rendering cameras: a known world point projects to the same
     pixel; depths come back in metres (within GSN's quantisation)."""
@@ -139,9 +140,12 @@ def test_bad_json(tmp_path, views):
     _one_line(e, "list")
 
 
+_NAN = float("nan")
+
+
 @pytest.mark.parametrize("rt,word", [([[1, 0], [0, 1]], "Rt"), ("eye", "Rt"),
                                      ([[2, 0, 0, 0], [0, 2, 0, 0], [0, 0, 2, 0], [0, 0, 0, 1]], "orthonormal"),
-                                     ([[1, 0, 0, float("nan")], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], "non-finite"),
+                                     ([[1, 0, 0, _NAN], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], "non-finite"),
                                      ([[-1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], "reflection")])
 def test_bad_rt(tmp_path, views, rt, word):
     folder = write_gsn(tmp_path, views, "vizdoom")

@@ -43,8 +43,9 @@ def _yawed(viewmat, deg):  # [4, 4] -> [4, 4]: the camera turned by ``deg`` abou
 
 def test_reprojection_true_pose_beats_wrong_poses(episode):
     """For frames j and i = j+1..j+3, frame i warped through frame j's depth matches frame j with i's recorded pose
-    (mean colour error 0.006, 82 % of pixels valid on average, measured), and clearly worse with the pose of frame
-    j+12 (0.028, at least 3.0x per pair) or with i's pose turned by 5 degrees (0.022, at least 3.1x)."""
+    (mean colour error 0.011, 86 % of pixels valid on average, 76 % at least; measured, the same under
+    ATEN_CPU_CAPABILITY=default and avx2) and clearly worse with the pose of frame j+12 (0.044, at least 3.3x per
+    pair) or with i's pose turned by 5 degrees (0.042, at least 3.4x)."""
     from latent3d.render.reproject import reprojection_error
 
     _, ds = episode
@@ -58,15 +59,15 @@ def test_reprojection_true_pose_beats_wrong_poses(episode):
             far.append(reprojection_error(I[i], V[(j + 12) % FRAMES], K[i], I[j], D[j], V[j], K[j])[0])
             turned.append(reprojection_error(I[i], _yawed(V[i], 5.0), K[i], I[j], D[j], V[j], K[j])[0])
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
-    assert mean(good) < 0.012 and max(good) < 0.02, good
-    assert mean(share) > 0.6 and min(share) > 0.4, share
-    assert all(f > 1.8 * g for f, g in zip(far, good)) and mean(far) > 3 * mean(good), (far, good)
-    assert all(t > 1.8 * g for t, g in zip(turned, good)) and mean(turned) > 2.5 * mean(good), (turned, good)
+    assert mean(good) < 0.02 and max(good) < 0.025, good
+    assert mean(share) > 0.7 and min(share) > 0.5, share
+    assert all(f > 2 * g for f, g in zip(far, good)) and mean(far) > 3 * mean(good), (far, good)
+    assert all(t > 2 * g for t, g in zip(turned, good)) and mean(turned) > 3 * mean(good), (turned, good)
 
 
 def test_agent_moves_every_frame_and_turns_a_few_degrees(episode):
-    """Camera centres differ between consecutive frames (walking, 0.11 m per frame measured), the heading changes by
-    at most 3 degrees per frame, and the camera stays level (pitch and roll 0: image down = world down)."""
+    """Camera centres differ between consecutive frames (walking, 0.09 .. 0.16 m per frame measured), the heading
+    changes by at most 3 degrees per frame, and the camera stays level (pitch and roll 0: image down = world down)."""
     _, ds = episode
     V = ds.viewmats.double()
     centres = torch.linalg.inv(V)[:, :3, 3]
@@ -126,13 +127,19 @@ def test_doom_axes_and_units():
     assert float(z[0, 0]) == pytest.approx(200 / 32)
 
 
-def test_missing_vizdoom_is_one_install_line(tmp_path, monkeypatch, capsys):
-    """Without the vizdoom package: exit 2, one ``latent3d: error:`` line naming the install command, nothing
-    written."""
-    monkeypatch.setitem(sys.modules, "vizdoom", None)  # `import vizdoom` raises ImportError
+def test_missing_vizdoom_is_one_install_line(tmp_path):
+    """Without the vizdoom package: exit 2 with one ``latent3d: error:`` line naming the install command, before
+    anything heavy loads (no torch, no recorder module) and with nothing written."""
+    import subprocess
+
     out = tmp_path / "out"
-    assert main(["data", "vizdoom", "--out", str(out), "--frames", "4", "--size", "16"]) == 2
-    err = capsys.readouterr().err.strip()
+    code = ("import sys; sys.modules['vizdoom'] = None\n"  # `import vizdoom` raises ImportError
+            "from latent3d.cli import main\n"
+            f"rc = main(['data', 'vizdoom', '--out', {str(out)!r}, '--frames', '4', '--size', '16'])\n"
+            "print(rc, 'torch' in sys.modules, 'latent3d.data.recorders.vizdoom' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stdout.split() == ["2", "False", "False"], (r.stdout, r.stderr)
+    err = r.stderr.strip()
     assert err.count("\n") == 0 and err.startswith("latent3d: error:") and "pip install latent3d[vizdoom]" in err
     assert not out.exists()
 

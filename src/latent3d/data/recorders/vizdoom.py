@@ -138,8 +138,8 @@ def crop_and_resample(
 # -------------------------------------------------------------------------------------------------- agent
 @dataclass
 class ExplorerAgent:
-    """Walks forward and steers by the depth ahead, toward open space. Per column of the eye-level band the free
-    distance (a low percentile of its depths) is smoothed; the agent heads for the most open direction (favouring
+    """Walks forward and steers by the depth ahead, toward open space. Per image column the distance to the nearest
+    obstacle (:func:`obstacle_distance`) is smoothed; the agent heads for the most open direction (favouring
     straight ahead, plus a slowly wandering bias) at a turn rate proportional to its angle. When the centre of view
     is nearer than ``near`` it turns at full rate toward the side with more depth, keeping that side until clear,
     and pushes less (never stopping: the pose changes every frame). Blocked by what the depth does not show (a
@@ -214,7 +214,7 @@ def random_start(
     rng: np.random.Generator,
     clearance: float = 40.0,  # map units from every line (the player's radius is 16)
 ) -> tuple[int, int] | None:
-    """A random spot of the map to start from: a sector drawn by area among those the player fits in (ceiling at
+    """A random spot of the map to start from: a sector drawn by sqrt(area) among those the player fits in (ceiling at
     least 72 units above the floor, at least 128 x 128 units), a point inside it (even-odd rule over its lines)
     at least ``clearance`` from every line of the map. None if 200 draws found none."""
     segs = np.array([(ln.x1, ln.y1, ln.x2, ln.y2) for sec in sectors for ln in sec.lines], dtype=np.float64)
@@ -226,7 +226,7 @@ def random_start(
             cands.append((lines, area))
     if not cands:
         return None
-    weights = np.array([a for _, a in cands])
+    weights = np.sqrt([a for _, a in cands])  # large outdoor sectors (mostly sky) would win by plain area
     for _ in range(200):
         lines = cands[int(rng.choice(len(cands), p=weights / weights.sum()))][0]
         lo, hi = lines.reshape(-1, 2).min(0), lines.reshape(-1, 2).max(0)
@@ -289,7 +289,7 @@ class Episode:
     images: list[np.ndarray] = field(default_factory=list)  # each [S, S, 3] uint8
     depths: list[np.ndarray] = field(default_factory=list)  # each [S, S] float32 metres, inf = none
     viewmats: list[Tensor] = field(default_factory=list)  # each [4, 4] float64 world-to-camera (OpenCV)
-    doom_poses: list[tuple[float, ...]] = field(default_factory=list)  # (x, y, z_eye, angle) in map units, degrees
+    doom_poses: list[tuple[float, ...]] = field(default_factory=list)  # (x, y, z_eye, angle, view height): units, deg
 
 
 def _observe(state: Any, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, ...]]:
@@ -335,12 +335,12 @@ def _warm_up(game: Any, rng: np.random.Generator, random_spot: bool) -> tuple[Ex
 
 def _begin(game: Any, rng: np.random.Generator) -> tuple[ExplorerAgent, tuple[float, ...]]:
     """Warm up (:func:`_warm_up`) until the agent walks freely (48 map units in its last 24 tics: not stuck on a
-    spot it cannot leave) and sees geometry (a quarter of its view has depth), trying :data:`START_TRIES` random
+    spot it cannot leave) and sees geometry (half of its view has depth, not sky), trying :data:`START_TRIES` random
     spots and then the map's own start; the FOV must have reached :data:`FOV_CVAR`."""
     for attempt in range(START_TRIES + 1):
         agent, last, walked = _warm_up(game, rng, random_spot=attempt < START_TRIES)
         state = _state(game)
-        if walked >= 48.0 and _fov_ok(state) and _geometry_share(state) >= 0.25:
+        if walked >= 48.0 and _fov_ok(state) and _geometry_share(state) >= 0.5:
             break
     if not _fov_ok(_state(game)):
         raise RuntimeError(f"the engine's field of view is {_state(game).game_variables[5]} degrees after the "
