@@ -155,3 +155,16 @@ def test_a_model_without_a_2to1_default_is_sampled_at_twice_its_width(tmp_path):
     folder = build_tiny_ldm3d(tmp_path, 6, {"num_inference_steps": 2})
     rgb, disp, info = generate_panorama("a sunny beach", str(folder), width=None, disable_progress=True)
     assert info["native_size"] == [32, 64] and rgb.shape == (32, 64, 3) and disp.shape == (32, 64)
+
+
+def test_immersive_reaches_ldm3d_pano_through_the_text_to_panorama_registry():
+    """DepthFusion asks :mod:`latent3d.priors.panorama` by name; an unknown name is one UserError line."""
+    import importlib
+
+    from latent3d.errors import UserError
+    from latent3d.priors.panorama import LDM3D_PANO, get_panorama_generator
+
+    importlib.import_module("latent3d.systems")  # registers LDM3D-pano
+    assert callable(get_panorama_generator(LDM3D_PANO))
+    with pytest.raises(UserError, match=r"no text-to-panorama generator called 'nope' \(known: .*ldm3d-pano"):
+        get_panorama_generator("nope")

@@ -21,6 +21,7 @@ from latent3d.systems.autodecoder import command as autodecoder
 from latent3d.systems.depthfusion import command as depthfusion
 from latent3d.systems.ldm3d import command as ldm3d
 from latent3d.systems.lucid_dreamer import command as lucid_dreamer
+from latent3d.systems.nfldm import command as nfldm
 
 app = typer.Typer(
     name="latent3d",
@@ -53,9 +54,11 @@ train_app.command("rgbd-vae")(ldm3d.train_rgbd_vae)
 train_app.command("rgbd")(ldm3d.train_rgbd)
 train_app.command("autodecoder")(autodecoder.autodecoder_cmd)
 train_app.command("object-diffusion")(autodecoder.object_diffusion_cmd)
+train_app.command("scene-ae")(nfldm.scene_ae_cmd)
 app.add_typer(data_app, name="data")
 data_app.command("rgbd-pairs")(data_commands.rgbd_pairs)
 data_app.command("objects")(data_commands.objects)
+data_app.command("scenes")(data_commands.scenes)
 data_app.command("vizdoom")(data_commands.vizdoom)
 
 

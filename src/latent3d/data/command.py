@@ -3,6 +3,9 @@
 ``latent3d data rgbd-pairs``: captioned images -> LDM3D's RGBD training pairs, depth by a monocular depth model
 (LDM3D, arXiv 2305.10853, Sec. 3.1: DPT-Large); see :mod:`latent3d.data.formats.rgbd_builder`.
 
+``latent3d data scenes``: a walking agent's posed RGB-D episodes through the procedural places, NeuralField-LDM's
+training data (arXiv 2304.09787, Sec. 4); see :mod:`latent3d.data.procedural.trajectories`.
+
 ``latent3d data objects``: procedural multi-view object datasets (posed views + masks per object, in the SRN/pixelNeRF
 or transforms.json layout), 3DVADER's training data (arXiv 2307.05445); see
 :mod:`latent3d.data.procedural.object_sets`.
@@ -20,6 +23,7 @@ from typing import Annotated, Optional
 import typer
 
 from latent3d.data.procedural.object_sets_config import MultiviewConfig as _MV
+from latent3d.data.procedural.trajectory_config import SceneEpisodesConfig as _SE
 from latent3d.data.recorders.vizdoom_config import VizDoomConfig as _VD
 from latent3d.data.recorders.vizdoom_config import check_map
 from latent3d.errors import UserError
@@ -27,6 +31,7 @@ from latent3d.options import DeviceOpt, OutOpt, SeedOpt, defaults, field_option
 from latent3d.ranges import Range
 
 _M = defaults(_MV)
+_S = defaults(_SE)
 _D = defaults(_VD)
 
 
@@ -94,6 +99,33 @@ def objects(
     folder = write_multiview_dataset(out, cats, n_objects, views, size, fmt, seed, radius=rad,  # type: ignore[arg-type]
                                   elevation_range_deg=(el[0], el[1]), fov_y=fov, variation=variation, colors=cols)
     typer.echo(f"wrote {folder} ({n_objects} objects x {views} views, {fmt})")
+
+
+def scenes(
+    out: OutOpt = Path("data/scenes"),
+    episodes: Annotated[int, field_option(_SE, "episodes")] = _S.episodes,
+    frames: Annotated[int, field_option(_SE, "frames")] = _S.frames,
+    size: Annotated[int, field_option(_SE, "size")] = _S.size,
+    kinds: Annotated[str, field_option(_SE, "kinds")] = ",".join(_S.kinds),
+    fov: Annotated[float, field_option(_SE, "fov")] = _S.fov,
+    speed: Annotated[float, field_option(_SE, "speed")] = _S.speed,
+    max_turn: Annotated[float, field_option(_SE, "max_turn")] = _S.max_turn,
+    supersample: Annotated[int, field_option(_SE, "supersample")] = _S.supersample,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Walk an agent through procedural places and write each episode's frames (RGB, z-depth, pose, caption) as a
+    transforms.json folder OUT/episode_NNN, for NeuralField-LDM (`latent3d train scene-ae --data OUT`)."""
+    names = tuple(k.strip() for k in kinds.split(",") if k.strip())
+    cfg = _SE(episodes=episodes, frames=frames, size=size, kinds=names, fov=fov, speed=speed, max_turn=max_turn,
+              supersample=supersample)  # fmt: skip
+
+    from latent3d.data.procedural.trajectories import write_scene_episodes
+    from latent3d.runtime import resolve_device
+
+    resolve_device(device)  # checked for a clear error; the procedural ray caster itself runs on the CPU
+    folder = write_scene_episodes(out, cfg, seed)
+    typer.echo(f"wrote {folder} ({episodes} episodes x {frames} frames, {size}x{size})")
 
 
 def vizdoom(

@@ -1,7 +1,8 @@
-"""Normalisation layers shared by the 2D and 3D networks (``blocks3d``, ``unet3d``).
+"""Normalisation layers shared by the 2D and 3D networks (``blocks3d``, ``unet3d``, ``rgbd_vae``'s PatchGAN).
 
-- :func:`make_norm`: BatchNorm (the 3DVADER paper's, supplement B) or GroupNorm with ``gcd(groups, channels)``
-  groups (Wu & He 2018; stable with the few objects per step a CPU run affords), for 2-D or 3-D feature maps.
+- :func:`make_norm`: BatchNorm (the 3DVADER paper's, supplement B; pix2pix's PatchGAN) or GroupNorm with
+  ``gcd(groups, channels)`` groups (Wu & He 2018; stable with the few objects per step a CPU run affords), for 2-D or
+  3-D feature maps, or none (an identity, for a PatchGAN without norm).
 - :func:`adaptive_group_norm` / :class:`AdaptiveGroupNorm`: a group norm whose per-channel scale and shift are a
   linear map of a conditioning vector, ``GN(x) (1 + scale) + shift``: ADM's "adaptive group normalisation" of the
   noise embedding (Dhariwal & Nichol 2021, Appendix A) and NF-LDM's conditional group norm (CGN, Kim et al. 2023,
@@ -15,9 +16,10 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-__all__ = ["Norm", "AdaptiveGroupNorm", "adaptive_group_norm", "group_norm", "make_norm"]
+__all__ = ["Norm", "NormOrNone", "AdaptiveGroupNorm", "adaptive_group_norm", "group_norm", "make_norm"]
 
 Norm = Literal["batch", "group"]
+NormOrNone = Literal["batch", "group", "none"]
 
 
 def group_norm(channels: int, groups: int = 8) -> nn.GroupNorm:
@@ -25,15 +27,18 @@ def group_norm(channels: int, groups: int = 8) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(groups, channels), channels)
 
 
-def make_norm(kind: Norm, channels: int, groups: int = 8, dims: int = 3) -> nn.Module:
-    """``BatchNorm{dims}d(channels)`` or :func:`group_norm` (ValueError for another kind or ``dims`` not 2 or 3)."""
+def make_norm(kind: NormOrNone, channels: int, groups: int = 8, dims: int = 3) -> nn.Module:
+    """``BatchNorm{dims}d(channels)``, :func:`group_norm` or ``Identity`` for ``"none"`` (ValueError for another kind
+    or ``dims`` not 2 or 3)."""
     if dims not in (2, 3):
         raise ValueError(f"dims={dims}: norms are made for 2-D or 3-D feature maps")
     if kind == "batch":
         return nn.BatchNorm3d(channels) if dims == 3 else nn.BatchNorm2d(channels)
     if kind == "group":
         return group_norm(channels, groups)
-    raise ValueError(f"unknown norm {kind!r}: use 'batch' (the paper's) or 'group' (for small batches)")
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}: use 'batch' (the paper's), 'group' (for small batches) or 'none'")
 
 
 def adaptive_group_norm(

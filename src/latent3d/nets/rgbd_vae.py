@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from latent3d.io.depth import U16_MAX, pack_depth_rgb, quantize_depth, unpack_depth_rgb
 from latent3d.nets.losses import pyramid_l1
+from latent3d.nets.norm import NormOrNone, make_norm
 
 Variant = Literal["6c", "4c"]
 VARIANT_CHANNELS: dict[str, int] = {"6c": 6, "4c": 4}
@@ -174,16 +175,16 @@ class PatchDiscriminator(nn.Module):
 
     4x4 convolutions: one stride-2 layer without norm, ``n_layers - 1`` stride-2 layers with norm, one stride-1
     layer with norm, and a stride-1 layer to one logit per patch. Receptive field: 16, 34, 70 pixels for
-    ``n_layers`` = 1, 2, 3 (Isola's 70x70 PatchGAN at 3).
+    ``n_layers`` = 1, 2, 3 (Isola's 70x70 PatchGAN at 3). ``norm``: one of :func:`latent3d.nets.norm.make_norm`'s
+    kinds (pix2pix's BatchNorm, GroupNorm with ``gcd(8, channels)`` groups, or none, then the convs take a bias).
     """
 
     def __init__(self, in_channels: int = 6, ndf: int = 64, n_layers: int = 3,
-                 norm: Literal["batch", "group", "none"] = "batch"):  # fmt: skip
+                 norm: NormOrNone = "batch"):  # fmt: skip
         super().__init__()
 
         def nrm(ch: int) -> nn.Module:
-            return {"batch": lambda: nn.BatchNorm2d(ch), "group": lambda: nn.GroupNorm(min(8, ch), ch),
-                    "none": nn.Identity}[norm]()  # fmt: skip
+            return make_norm(norm, ch, dims=2)
 
         layers: list[nn.Module] = [nn.Conv2d(in_channels, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)]
         mult = 1

@@ -8,7 +8,9 @@ bundled weights. The two names load on first use, so that the command line can r
 Modules: ``base`` (the protocol), ``diffusers_prior`` (any diffusers/transformers components), ``loading``
 (``--prior`` to a prior), ``sampling`` (DDIM + classifier-free guidance), ``bundle`` (the text-to-image networks
 latent3d trains, exported as diffusers folders), ``vocab`` (word-level tokenizers), ``command`` (``latent3d sample``,
-``latent3d train prior``) and ``object_prior/`` (the bundled object prior: config, data, nets, train, card).
+``latent3d train prior``), ``object_prior/`` (the bundled object prior: config, data, nets, train, card), and the
+interfaces one system offers another: ``initializer`` (text-to-3D initialisers for ``dream --init``) and ``panorama``
+(text-to-panorama generators for ``immersive``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The protocol of a text-to-3D initialiser: what score distillation starts from instead of random Gaussians
 (LucidDreamer starts from Point-E's points, Liang et al. 2024, Sec. 4.1). ``dream --init NAME`` takes any registered
 one, so that one system depends on this interface, never on another system's modules; 3DVADER's generator is one
-(:func:`latent3d.systems.autodecoder.command.object_initializer`, registered by :mod:`latent3d.cli`)."""
+(:func:`latent3d.systems.autodecoder.command.object_initializer`, registered by :mod:`latent3d.systems`)."""
 
 from __future__ import annotations
 

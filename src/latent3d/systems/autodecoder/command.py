@@ -2,7 +2,7 @@
 ``latent3d object`` (generation). Options take their defaults, help and valid values from
 :mod:`latent3d.systems.autodecoder.config`; heavy imports happen inside the commands, after every argument is checked.
 :func:`object_initializer` is 3DVADER's text-to-3D initialiser for ``dream --init object``
-(:mod:`latent3d.priors.initializer`), registered by the command-line assembly."""
+(:mod:`latent3d.priors.initializer`), registered as 'object' by :mod:`latent3d.systems`."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Where the RGBD panorama of ``latent3d immersive`` comes from (read with ``--from``, or generated from a prompt).
 
-Panorama sources go through :func:`panorama_source`: files, or generation by
-:func:`latent3d.systems.ldm3d.panorama.generate_panorama` (LDM3D-pano; ``rgb [H, W, 3]`` in [0, 1] and ``depth [H, W]``
-disparity in [0, 1], bright = near).
+Panorama sources go through :func:`panorama_source`: files, or generation by the text-to-panorama generator
+registered as LDM3D-pano (:mod:`latent3d.priors.panorama`; ``rgb [H, W, 3]`` in [0, 1] and ``depth [H, W]`` disparity
+in [0, 1], bright = near).
 """
 
 from __future__ import annotations
@@ -106,9 +106,9 @@ def panorama_source(prompt: str | None, from_rgb: Path | None, from_depth: Path 
         return rgb, depth, {"source": "files", "rgb": str(from_rgb), "depth": str(from_depth), "notes": notes}
     if not (prompt or "").strip():
         raise UserError("give a prompt to generate a panorama, or --from RGB.png DEPTH.png to use your own")
-    from latent3d.systems.ldm3d.panorama import generate_panorama
+    from latent3d.priors.panorama import LDM3D_PANO, get_panorama_generator
 
-    rgb, depth, info = generate_panorama(prompt or "", model=model, seed=seed, device=device, steps=steps,
-                                         guidance=guidance)  # fmt: skip
+    generate = get_panorama_generator(LDM3D_PANO)
+    rgb, depth, info = generate(prompt or "", model=model, seed=seed, device=device, steps=steps, guidance=guidance)
     return np.asarray(rgb, np.float32), np.asarray(depth, np.float32), {"source": "generated", "prompt": prompt,
                                                                         **info}
