@@ -1,7 +1,8 @@
 """GSN's VizDoom / Replica episodes (latent3d.data.formats.gsn): a GSN-layout folder built from a procedural room
-(OpenGL ``Rt`` in GSN's units, ``K`` at GSN's stored resolution, depth by GSN's laws), read back: poses and intrinsics
-round-trip exactly (a known point lands on the same pixel), depths reproject between frames, and every bad input is
-one error line."""
+(OpenGL ``Rt`` in GSN's units and y-up world, ``K`` at GSN's stored resolution, depth by GSN's laws: 8-bit png
+``/ 14 * 100`` or float tiff ``* 1000``), read back: poses and intrinsics round-trip exactly (a known point lands on
+the same pixel), depths reproject between frames, NF-LDM's episode reader trains on GSN's folder as it is, and every
+bad input is one error line."""
 
 from __future__ import annotations
 
@@ -14,13 +15,21 @@ import pytest
 import torch
 from PIL import Image
 
-from latent3d.data.formats.gsn import KINDS, list_gsn_episodes, read_gsn_episode
+from latent3d.data.formats.gsn import gsn_viewmat, list_gsn_episodes, read_gsn_episode
 from latent3d.errors import UserError
 from latent3d.render.camera import intrinsics_from_fov, look_at, project_points
 from latent3d.render.reproject import reprojection_error
 
 SIZE = 48  # stored image side
 GL = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))  # OpenCV <-> OpenGL camera axes
+# GSN's world is y-up, latent3d's z-up: p_latent3d = Z_UP @ p_GSN ((x, y, z)_GSN -> (x, -z, y))
+Z_UP = torch.tensor([[1.0, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=torch.float64)
+# GSN's laws, written here independently of the reader (apple/ml-gsn datasets/vizdoom.py, replica.py, configs):
+# focal lengths stored for a 480-pixel image (VizDoom) or in half image widths (Replica: x 256 / tan 45 deg at 512
+# pixels); stored depth -> Rt's unit: VizDoom level / 14 * 100 (map units), Replica value * 1000 (metres); latent3d
+# metres per unit: VizDoom 1/32 (the recorder's scale), Replica 1.
+LAWS = {"vizdoom": {"k_size": 480.0, "to_units": 100 / 14, "metres_per_unit": 1 / 32},
+        "replica": {"k_size": 2.0, "to_units": 1000.0, "metres_per_unit": 1.0}}
 
 
 @pytest.fixture(scope="module")
@@ -45,19 +54,19 @@ def views():
 def write_gsn(root, views, kind: str, split: str = "train", name: str = "00", neg_fy: bool = False, k4: bool = False):
     """Write ``views`` as one GSN episode ``root/split/name`` of ``kind`` (module docstring); returns the folder."""
     viewmats, Ks, rgb, depth = views
-    k = KINDS[kind]
+    law = LAWS[kind]
     folder = root / split / name
     folder.mkdir(parents=True)
     cams = []
     for i in range(viewmats.shape[0]):
-        Rt = GL @ viewmats[i]  # OpenGL world-to-camera
-        Rt[:3, 3] /= k.metres_per_unit  # GSN's units
+        Rt = GL @ viewmats[i] @ Z_UP  # OpenGL world-to-camera in GSN's y-up world
+        Rt[:3, 3] /= law["metres_per_unit"]  # GSN's units
         K = torch.eye(4 if k4 else 3, dtype=torch.float64)
-        K[0, 0] = Ks[i, 0, 0] * k.k_size / SIZE
-        K[1, 1] = Ks[i, 1, 1] * k.k_size / SIZE * (-1 if neg_fy else 1)
+        K[0, 0] = Ks[i, 0, 0] * law["k_size"] / SIZE
+        K[1, 1] = Ks[i, 1, 1] * law["k_size"] / SIZE * (-1 if neg_fy else 1)
         cams.append({"Rt": Rt.tolist(), "K": K.tolist()})
         Image.fromarray((rgb[i].numpy() * 255).round().astype(np.uint8)).save(folder / f"{i:03d}_rgb.png")
-        d = depth[i].double().numpy() / k.metres_per_unit / k.depth_to_units  # GSN's stored value
+        d = depth[i].double().numpy() / law["metres_per_unit"] / law["to_units"]  # GSN's stored value
         if kind == "vizdoom":
             q = np.where(np.isfinite(d), np.clip(np.round(d), 1, 254), 0).astype(np.uint8)  # 8-bit, 0 = none
             Image.fromarray(q).save(folder / f"{i:03d}_depth.png")
@@ -86,7 +95,7 @@ def test_round_trip_poses_intrinsics(tmp_path, views, kind, neg_fy, k4):
     torch.testing.assert_close(uv_read, uv_true, atol=2e-3, rtol=0)
     fin = torch.isfinite(depth)
     assert torch.equal(torch.isfinite(ds.depths), fin)
-    step = KINDS[kind].depth_to_units * KINDS[kind].metres_per_unit if kind == "vizdoom" else 1e-6
+    step = LAWS[kind]["to_units"] * LAWS[kind]["metres_per_unit"] if kind == "vizdoom" else 1e-6  # one 8-bit level
     assert float((ds.depths[fin] - depth[fin]).abs().max()) <= 0.5 * step + 1e-4
 
 
@@ -103,6 +112,45 @@ def test_reprojection_of_gsn_episode(tmp_path, views, kind):
                                         ds.viewmats[j], ds.Ks[j])  # fmt: skip
             assert share > 0.6  # measured 0.72 .. 0.85 (forward motion: frame j's rim leaves frame i)
             assert good < 0.015 and bad > 3 * good, (j, i, good, bad)  # measured good 0.007, bad 0.030 .. 0.065
+
+
+def test_gsn_world_is_turned_z_up():
+    """Closed form: GSN's identity ``Rt`` is a camera at the origin looking down GSN's -z with GSN's +y up; in
+    latent3d's z-up world it looks along +y (north) with +z up, so its OpenCV rows are right (1,0,0), down (0,0,-1),
+    forward (0,1,0); a translation of 32 VizDoom units along GSN's y (up) puts the camera 1 m up."""
+    V = gsn_viewmat(torch.eye(4).tolist(), 1.0).double()
+    torch.testing.assert_close(V[:3, :3], torch.tensor([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=V.dtype))
+    Rt = torch.eye(4)
+    Rt[1, 3] = -32.0  # world-to-camera: the camera stands at GSN y = +32
+    V = gsn_viewmat(Rt.tolist(), LAWS["vizdoom"]["metres_per_unit"]).double()
+    torch.testing.assert_close(torch.linalg.inv(V)[:3, 3], torch.tensor([0.0, 0.0, 1.0], dtype=V.dtype))
+
+
+@pytest.mark.parametrize("kind", ["vizdoom", "replica"])
+def test_nfldm_reads_a_gsn_root(tmp_path, views, kind):
+    """NF-LDM's episode reader takes GSN's data folder as it is (ROOT/train/NN), a split folder or one episode:
+    the frames it yields reproject into each other with their poses (far better than with another frame's pose),
+    and its scene box sits around the cameras in latent3d's z-up world."""
+    from latent3d.systems.nfldm.config import SceneAEConfig
+    from latent3d.systems.nfldm.episodes import episode_folders, read_episodes
+
+    write_gsn(tmp_path, views, kind, name="00")
+    write_gsn(tmp_path, views, kind, name="01")
+    both = [tmp_path / "train" / "00", tmp_path / "train" / "01"]
+    assert episode_folders(tmp_path) == both and episode_folders(tmp_path / "train") == both
+    assert episode_folders(both[1]) == [both[1]]
+    cfg = SceneAEConfig(holdout=3, box=(7.0, 1.0, 3.0))
+    eps = read_episodes(tmp_path, cfg)
+    assert [e.name for e in eps] == ["00", "01"] and eps[0].held == [2, 5]
+    e = eps[0]
+    I, D, V, K = e.images.permute(0, 2, 3, 1), e.depths, e.viewmats, e.Ks
+    good, _ = reprojection_error(I[1], V[1], K[1], I[0], D[0], V[0], K[0])
+    bad, _ = reprojection_error(I[1], V[5], K[1], I[0], D[0], V[0], K[0])
+    assert good < 0.015 and bad > 3 * good, (good, bad)
+    centre = torch.linalg.inv(views[0].double())[:, :3, 3].mean(0)
+    lo, hi = e.bbox_min.double(), e.bbox_max.double()
+    torch.testing.assert_close(lo, centre - torch.tensor([7.0, 7.0, 1.0], dtype=lo.dtype), atol=1e-4, rtol=0)
+    torch.testing.assert_close(hi, centre + torch.tensor([7.0, 7.0, 3.0], dtype=hi.dtype), atol=1e-4, rtol=0)
 
 
 def test_first_count_and_units(tmp_path, views):

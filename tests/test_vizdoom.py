@@ -2,7 +2,7 @@
 depths agree (depth reprojection between nearby frames), an agent that keeps moving and turns smoothly, the same
 bytes for the same seed, and one install line when the optional vizdoom package is missing.
 
-Tests that run the engine skip when ``vizdoom`` is not installed (``pip install latent3d[vizdoom]``)."""
+Tests that run the engine skip when ``vizdoom`` is not installed (``pip install 'latent3d[vizdoom]'``)."""
 
 from __future__ import annotations
 
@@ -115,6 +115,38 @@ def test_intrinsics_and_depth_files(episode):
     assert meta["source"] == "vizdoom" and meta["map"] == "MAP01" and meta["seed"] == SEED
 
 
+def test_no_screen_fixed_overlay(episode):
+    """No HUD, status bar, weapon or message drawn over the view: with the camera moving, every pixel changes colour
+    over the episode (measured: none stays within 2/255; with the status bar on, the bottom 16 % of rows never
+    change)."""
+    _, ds = episode
+    spread = (ds.images.amax(0) - ds.images.amin(0)).amax(-1)  # [H, W] colour range of each pixel over the frames
+    assert float((spread < 2 / 255).float().mean()) < 0.002, float((spread < 2 / 255).float().mean())
+
+
+def test_game_settings_without_the_engine(tmp_path):
+    """The game is set up headless, without monsters, HUD, weapon, crosshair, messages or sound, with the depth
+    buffer and the pose game variables (checked on a stand-in module: no engine is started)."""
+    from unittest import mock
+
+    from latent3d.data.recorders.vizdoom import start_game
+
+    vzd = mock.MagicMock()
+    vzd.scenarios_path = str(tmp_path)
+    game = start_game(vzd, "MAP03", 5, tmp_path)
+    assert game is vzd.DoomGame.return_value
+    for setter in ("set_window_visible", "set_render_hud", "set_render_minimal_hud", "set_render_weapon",
+                   "set_render_crosshair", "set_render_messages", "set_sound_enabled"):
+        getattr(game, setter).assert_called_once_with(False)
+    game.set_depth_buffer_enabled.assert_called_once_with(True)
+    game.add_game_args.assert_any_call("-nomonsters")
+    game.set_doom_map.assert_called_once_with("MAP03")
+    GV = vzd.GameVariable
+    (wanted,), _ = game.set_available_game_variables.call_args
+    assert wanted[:5] == [GV.POSITION_X, GV.POSITION_Y, GV.POSITION_Z, GV.VIEW_HEIGHT, GV.ANGLE]
+    game.init.assert_called_once_with()
+
+
 def test_same_seed_same_bytes(episode, tmp_path):
     """Recording again with the same seed writes identical files; another seed writes other images."""
     folder, _ = episode
@@ -157,7 +189,7 @@ def test_missing_vizdoom_is_one_install_line(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.stdout.split() == ["2", "False", "False"], (r.stdout, r.stderr)
     err = r.stderr.strip()
-    assert err.count("\n") == 0 and err.startswith("latent3d: error:") and "pip install latent3d[vizdoom]" in err
+    assert err.count("\n") == 0 and err.startswith("latent3d: error:") and "pip install 'latent3d[vizdoom]'" in err
     assert not out.exists()
 
 

@@ -7,8 +7,9 @@ in three rooms.
   ``object_sets`` (multi-view object sets: render + write, their settings check), ``object_sets_config`` (their
   settings, torch-free), ``rgbd_sets`` (captioned RGBD sets, perspective and 360°).
 - :mod:`latent3d.data.formats`: the readers and writers of datasets on disk -- ``transforms_json`` (nerfstudio
-  transforms.json), ``multiview`` (SRN / pixelNeRF and transforms.json object folders), ``rgbd`` (latent3d's RGBD
-  set layout), ``rgbd_builder`` (RGBD pairs from real captioned images and a depth model).
+  transforms.json; ``write_episode``, the one writer of posed RGB-D episode folders), ``multiview`` (SRN / pixelNeRF
+  and transforms.json object folders), ``rgbd`` (latent3d's RGBD set layout), ``rgbd_builder`` (RGBD pairs from real
+  captioned images and a depth model), ``gsn`` (GSN's published VizDoom / Replica episodes).
 - :mod:`latent3d.data.recorders`: data recorded from a real engine -- ``vizdoom`` (an exploring agent's posed RGB-D
   trajectories in VizDoom, NF-LDM's VizDoom data; the optional ``vizdoom`` package), ``vizdoom_config`` (its
   settings and install check, torch-free).

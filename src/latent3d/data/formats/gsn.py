@@ -11,8 +11,11 @@ Layout (``datasets/vizdoom.py``, ``datasets/replica.py`` of apple/ml-gsn)::
 What GSN's loaders do, and this reader with them:
 
 - ``Rt`` is world-to-camera with OpenGL camera axes (the camera looks down -z, y up; GSN's ray bundle uses
-  ``(x, y, -1)`` directions through ``Rt.inverse()``). Converted here to OpenCV viewmats
-  (:func:`latent3d.render.camera.viewmats_from_nerfstudio` of the inverse).
+  ``(x, y, -1)`` directions through ``Rt.inverse()``, ``models/nerf_utils.py``; "Forward is -z",
+  ``utils/camera_trajectory.py``). GSN's world is **y-up**: its scene latents are a 2D grid over world x and z
+  ("no y dimension", ``models/generator.py``) and its rotation augmentation turns about y
+  (``datasets/dataset_utils.py``). :func:`gsn_viewmat` is the one conversion to latent3d's OpenCV viewmats in a
+  z-up world (``(x, y, z)_GSN -> (x, -z, y)``, :data:`GSN_TO_WORLD`; as ``latent3d data scenes`` / ``vizdoom``).
 - ``K``: only ``K[0, 0]`` and ``K[1, 1]`` are used, as magnitudes (GSN's ray bundle takes ``fy = -fx`` by default,
   "opposing polarity": a sign there says y is up, which ``Rt``'s OpenGL axes already say); GSN's rays put the
   principal point at the image centre. VizDoom
@@ -21,10 +24,13 @@ What GSN's loaders do, and this reader with them:
   side (torchvision ``Resize(img_res)``): ``f_px = K * min(H, W) / k_size`` with ``k_size`` 480 (VizDoom) or 2
   (Replica); principal point ``(W / 2, H / 2)`` in latent3d's convention (pixel centres at +0.5).
 - Depth: VizDoom ``depth / 14 * 100`` ("game engine units to real world units": map units, the unit of ``Rt``'s
-  translation); Replica ``depth * 1000`` (GSN's code; the unit of Replica's ``Rt``, metres). Both are then scaled to
-  metres by ``metres_per_unit``: VizDoom 1/32 (latent3d's VizDoom recorder scale, 56-unit player = 1.75 m),
-  Replica 1. Translations are scaled by the same factor, so poses and depths agree. Depth 0, the 8-bit maximum
-  255 (the engine's sky / out of range) and non-finite values are ``inf`` (no depth).
+  translation; ViZDoom issue #192: "100 in game units is approximately 14 depth buffer"); Replica ``depth * 1000``
+  (GSN's code multiplies, it does not divide). The units follow from GSN's configs
+  (``configs/models/gsn_*_config.yaml``): VizDoom ``voxel_size: 50``, ``far: 800`` (map units), Replica
+  ``voxel_size: 0.6``, ``far: 8`` (metres). Both are then scaled to metres by ``metres_per_unit``: VizDoom 1/32
+  (latent3d's VizDoom recorder scale, 56-unit player = 1.75 m), Replica 1. Translations are scaled by the same
+  factor, so poses and depths agree. Depth 0, the 8-bit maximum 255 (the engine's sky / out of range) and
+  non-finite values are ``inf`` (no depth).
 
 Every file stays inside ``ROOT`` (a symbolic link out of it is refused); every bad byte, bad JSON value or
 mismatched size is one :class:`~latent3d.errors.UserError` line.
@@ -62,23 +68,44 @@ KINDS = {
     "vizdoom": GSNKind(480.0, "_depth.png", 100.0 / 14.0, 1.0 / 32.0),
     "replica": GSNKind(2.0, "_depth.tiff", 1000.0, 1.0),
 }
+# GSN's y-up world -> latent3d's z-up world (a rotation about x by +90 degrees): p_latent3d = GSN_TO_WORLD @ p_GSN
+GSN_TO_WORLD = np.array([[1.0, 0, 0, 0], [0, 0, -1.0, 0], [0, 1.0, 0, 0], [0, 0, 0, 1.0]])
 
 
 def list_gsn_episodes(root: str | os.PathLike, split: str = "train") -> list[Path]:
     """The episode folders of ``root/split`` (sub-folders holding a ``cameras.json``), in numeric-then-name order;
     a symbolic link leading out of ``root`` is refused."""
-    from latent3d.io.files import walk_inside
-
     root = Path(root)
     if not isinstance(split, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", split) or split in (".", ".."):
         raise UserError(f"split {split!r} must be a plain folder name (train, test, ...)")
     base = root / split
     if not base.is_dir():
         raise UserError(f"{base}: no such folder; {_FIX}")
-    walk_inside(base, root)
-    eps = [p for p in base.iterdir() if p.is_dir() and (p / "cameras.json").exists()]
+    eps = _episodes_in(base, root)
     if not eps:
         raise UserError(f"{base}: no episode folder with a cameras.json inside; {_FIX}")
+    return eps
+
+
+def gsn_episode_folders(path: str | os.PathLike, split: str = "train") -> list[Path]:
+    """The GSN episodes at ``path``: ``path`` itself when it holds a ``cameras.json`` (one episode), its sub-folders
+    holding one (a split folder, ``ROOT/train``), else those of ``path/split`` (GSN's data folder); [] when ``path``
+    is none of these. Nothing below ``path`` may link out of it."""
+    path = Path(path)
+    if (path / "cameras.json").is_file():
+        return [path]
+    found = _episodes_in(path, path) if path.is_dir() else []
+    if found or not (path / split).is_dir():
+        return found
+    return list_gsn_episodes(path, split)
+
+
+def _episodes_in(base: Path, root: Path) -> list[Path]:
+    """Sub-folders of ``base`` holding a ``cameras.json``, in numeric-then-name order (links checked first)."""
+    from latent3d.io.files import walk_inside
+
+    walk_inside(base, root)
+    eps = [p for p in base.iterdir() if p.is_dir() and (p / "cameras.json").is_file()]
     return sorted(eps, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
 
 
@@ -120,7 +147,7 @@ def read_gsn_episode(
         images.append(rgb)
         paths.append(ip)
         depths.append(_read_depth(folder, i, root, k, scale, (h, w)))
-        viewmats.append(_viewmat(cams[i].get("Rt"), scale, f"{jpath} frame {i}"))
+        viewmats.append(gsn_viewmat(cams[i].get("Rt"), scale, f"{jpath} frame {i}"))
         Ks.append(_intrinsics(cams[i].get("K"), k.k_size, w, h, f"{jpath} frame {i}"))
     has_depth = any(d is not None for d in depths)
     full = [d if d is not None else np.full(images[0].shape[:2], np.inf, np.float32) for d in depths]
@@ -197,8 +224,10 @@ def _matrix(value: Any, shapes: tuple[tuple[int, int], ...], what: str, name: st
     return a
 
 
-def _viewmat(Rt: Any, scale: float, what: str) -> torch.Tensor:  # -> [4, 4] float32 world-to-camera (OpenCV)
-    """GSN's OpenGL world-to-camera ``Rt`` (translation in its units) -> an OpenCV viewmat in metres."""
+def gsn_viewmat(Rt: Any, scale: float, what: str = "Rt") -> torch.Tensor:  # -> [4, 4] float32 world-to-camera
+    """GSN's OpenGL world-to-camera ``Rt`` (4x4 or 3x4 nested lists, translation in GSN's units, y-up world) -> an
+    OpenCV viewmat in metres (``scale`` metres per unit) in latent3d's z-up world: the one place where GSN's axes
+    and units become latent3d's (module docstring). A bad matrix is one UserError naming ``what``."""
     from latent3d.render.camera import rigid_inverse, viewmats_from_nerfstudio
     from latent3d.render.camera_checks import check_pose
 
@@ -207,7 +236,7 @@ def _viewmat(Rt: Any, scale: float, what: str) -> torch.Tensor:  # -> [4, 4] flo
         a = np.concatenate([a, [[0.0, 0.0, 0.0, 1.0]]])
     a[:3, 3] *= scale
     a = check_pose(a, what)
-    c2w = rigid_inverse(torch.from_numpy(a))  # OpenGL camera-to-world, as nerfstudio's transform_matrix
+    c2w = torch.from_numpy(GSN_TO_WORLD) @ rigid_inverse(torch.from_numpy(a))  # OpenGL camera-to-world, z up
     return viewmats_from_nerfstudio(c2w[None].float())[0]
 
 

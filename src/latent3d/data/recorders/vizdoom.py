@@ -7,7 +7,7 @@ strongly), turning away from what the depth buffer shows it cannot walk through.
 the z-depth in metres and the camera pose read from the game variables (never integrated from the actions: movement
 has momentum). An episode the game disturbs (a teleporter, an exit, a pit the agent cannot leave) is recorded
 afresh from a new spot. Each episode is one ``transforms.json`` folder
-(:func:`latent3d.data.formats.transforms_json.write_transforms_dataset`).
+(:func:`latent3d.data.formats.transforms_json.write_episode`, the writer of ``latent3d data scenes`` too).
 
 Geometry of ZDoom's software renderer inside ViZDoom 1.3 (from its source, checked against an analytic ray cast of
 the map's sectors and by depth reprojection between frames, where each constant below is the error's minimum):
@@ -433,13 +433,13 @@ def write_vizdoom_dataset(
     seed: int = 0,
     progress: bool = True,
 ) -> list[Path]:
-    """Record ``episodes`` episodes and write each to ``out/episode_NNN/`` (a transforms.json folder, built in a
-    temporary sibling and renamed into place, :func:`latent3d.io.atomic.atomic_dir`); returns the folders."""
+    """Record ``episodes`` episodes and write each to ``out/episode_NNN/`` (a transforms.json folder, atomically, by
+    the writer of every episode source, :func:`latent3d.data.formats.transforms_json.write_episode`); returns the
+    folders."""
     from tqdm.auto import tqdm
 
-    from latent3d.data.formats.transforms_json import write_transforms_dataset
+    from latent3d.data.formats.transforms_json import write_episode
     from latent3d.data.recorders.vizdoom_config import VizDoomConfig
-    from latent3d.io.atomic import atomic_dir
 
     VizDoomConfig(episodes=episodes, frames=frames, size=size, map=doom_map)  # one UserError line if invalid
     vzd = require_vizdoom()
@@ -454,12 +454,9 @@ def write_vizdoom_dataset(
                     ep = _record_retrying(game, frames, size, rng, bar, doom_map)
                 finally:
                     game.close()
-            folder = Path(out) / f"episode_{e:03d}"
-            with atomic_dir(folder) as tmp:
-                write_transforms_dataset(
-                    tmp, torch.from_numpy(np.stack(ep.images)).float() / 255.0, torch.stack(ep.viewmats).float(),
-                    K.expand(frames, 3, 3), depths=torch.from_numpy(np.stack(ep.depths)), depth_scale=1e-3,
-                    meta={"source": "vizdoom", "map": doom_map, "wad": "freedoom2.wad", "seed": seed, "episode": e,
-                          "metres_per_map_unit": METRES_PER_UNIT, "fov_cvar": FOV_CVAR})
-            folders.append(folder)
+            folders.append(write_episode(
+                out, e, torch.from_numpy(np.stack(ep.images)).float() / 255.0, torch.stack(ep.viewmats).float(),
+                K.expand(frames, 3, 3), depths=torch.from_numpy(np.stack(ep.depths)), depth_scale=1e-3,
+                meta={"source": "vizdoom", "map": doom_map, "wad": "freedoom2.wad", "seed": seed, "episode": e,
+                      "metres_per_map_unit": METRES_PER_UNIT, "fov_cvar": FOV_CVAR}))  # fmt: skip
     return folders

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 from latent3d.ranges import check_config, within
 
-INSTALL = "pip install latent3d[vizdoom] (or pip install vizdoom)"
+INSTALL = "pip install 'latent3d[vizdoom]' (or pip install vizdoom)"
 BYTES_PER_PIXEL = 40  # a recorded episode in memory: uint8 RGB + float depth, then float copies while it is written
 ENGINE_BYTES = 300 * 10**6  # the engine process and its 640x480 buffers
 
