@@ -59,6 +59,7 @@ app.add_typer(data_app, name="data")
 data_app.command("rgbd-pairs")(data_commands.rgbd_pairs)
 data_app.command("objects")(data_commands.objects)
 data_app.command("scenes")(data_commands.scenes)
+data_app.command("vizdoom")(data_commands.vizdoom)
 
 
 # typer >= 0.26 carries its own copy of click: take the exception classes from typer, whichever click it runs on

@@ -1,4 +1,5 @@
-"""Data: latent3d's own procedural ground truth, and the dataset formats users bring, in two rooms.
+"""Data: latent3d's own procedural ground truth, recordings from a real engine, and the dataset formats users bring,
+in three rooms.
 
 - :mod:`latent3d.data.procedural`: what latent3d makes itself -- ``primitives`` (shapes + ray casting), ``shading``
   (materials, textures, lights, sky), ``raycast`` (pinhole / equirect renders), ``objects`` (named objects),
@@ -6,11 +7,15 @@
   ``object_sets`` (multi-view object sets: render + write, their settings check), ``object_sets_config`` (their
   settings, torch-free), ``rgbd_sets`` (captioned RGBD sets, perspective and 360°).
 - :mod:`latent3d.data.formats`: the readers and writers of datasets on disk -- ``transforms_json`` (nerfstudio
-  transforms.json), ``multiview`` (SRN / pixelNeRF and transforms.json object folders), ``rgbd`` (latent3d's RGBD
-  set layout), ``rgbd_builder`` (RGBD pairs from real captioned images and a depth model).
+  transforms.json; ``write_episode``, the one writer of posed RGB-D episode folders), ``multiview`` (SRN / pixelNeRF
+  and transforms.json object folders), ``rgbd`` (latent3d's RGBD set layout), ``rgbd_builder`` (RGBD pairs from real
+  captioned images and a depth model), ``gsn`` (GSN's published VizDoom / Replica episodes).
+- :mod:`latent3d.data.recorders`: data recorded from a real engine -- ``vizdoom`` (an exploring agent's posed RGB-D
+  trajectories in VizDoom, NF-LDM's VizDoom data; the optional ``vizdoom`` package), ``vizdoom_config`` (its
+  settings and install check, torch-free).
 - ``command`` (``latent3d data ...``).
 
-The procedural room writes through the formats room; the formats room imports nothing procedural.
+The procedural and recorders rooms write through the formats room; the formats room imports neither.
 Importing this package loads nothing heavy: each name below loads its module (torch, numpy) on first use, so
 that the command line can import ``latent3d.data.command`` quickly.
 """

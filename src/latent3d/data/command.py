@@ -9,6 +9,10 @@ training data (arXiv 2304.09787, Sec. 4); see :mod:`latent3d.data.procedural.tra
 ``latent3d data objects``: procedural multi-view object datasets (posed views + masks per object, in the SRN/pixelNeRF
 or transforms.json layout), 3DVADER's training data (arXiv 2307.05445); see
 :mod:`latent3d.data.procedural.object_sets`.
+
+``latent3d data vizdoom``: posed RGB-D trajectories recorded from real VizDoom (an exploring agent, no monsters), one
+transforms.json folder per episode, NeuralField-LDM's VizDoom data (arXiv 2304.09787); see
+:mod:`latent3d.data.recorders.vizdoom` (needs the optional ``vizdoom`` package).
 """
 
 from __future__ import annotations
@@ -20,12 +24,15 @@ import typer
 
 from latent3d.data.procedural.object_sets_config import MultiviewConfig as _MV
 from latent3d.data.procedural.trajectory_config import SceneEpisodesConfig as _SE
+from latent3d.data.recorders.vizdoom_config import VizDoomConfig as _VD
+from latent3d.data.recorders.vizdoom_config import check_map
 from latent3d.errors import UserError
 from latent3d.options import DeviceOpt, OutOpt, SeedOpt, defaults, field_option
 from latent3d.ranges import Range
 
 _M = defaults(_MV)
 _S = defaults(_SE)
+_D = defaults(_VD)
 
 
 def parse_hw(size: str) -> tuple[int, int] | None:
@@ -119,3 +126,29 @@ def scenes(
     resolve_device(device)  # checked for a clear error; the procedural ray caster itself runs on the CPU
     folder = write_scene_episodes(out, cfg, seed)
     typer.echo(f"wrote {folder} ({episodes} episodes x {frames} frames, {size}x{size})")
+
+
+def vizdoom(
+    out: OutOpt = Path("data/vizdoom"),
+    episodes: Annotated[int, field_option(_VD, "episodes")] = _D.episodes,
+    frames: Annotated[int, field_option(_VD, "frames")] = _D.frames,
+    size: Annotated[int, field_option(_VD, "size")] = _D.size,
+    doom_map: Annotated[str, field_option(_VD, "map", "--map", callback=check_map)] = _D.map,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Record posed RGB-D trajectories in real VizDoom (an exploring agent, freedoom2.wad, no monsters): one
+    transforms.json folder per episode (RGB, depth in metres, OpenCV poses), for NeuralField-LDM (needs the
+    optional vizdoom package)."""
+    from latent3d.data.recorders.vizdoom_config import episode_bytes, require_vizdoom
+
+    require_vizdoom()  # one line saying how to install it, before anything heavy loads
+    from latent3d.data.recorders.vizdoom import write_vizdoom_dataset
+    from latent3d.memory import refuse_unless_fits
+    from latent3d.runtime import resolve_device
+
+    resolve_device(device)  # checked for a clear error; the engine and the recorder run on the CPU
+    refuse_unless_fits(episode_bytes(frames, size), f"recording --frames {frames} of --size {size}",
+                       "record fewer or smaller frames per episode")  # fmt: skip
+    folders = write_vizdoom_dataset(out, episodes, frames, size, doom_map, seed)
+    typer.echo(f"wrote {len(folders)} episodes of {frames} frames to {out}")

@@ -131,6 +131,35 @@ def write_transforms_dataset(
     return write_text(out / "transforms.json", json.dumps(doc, indent=1))
 
 
+
+def episode_folder(out: str | os.PathLike, index: int) -> Path:
+    """Where episode ``index`` of a posed RGB-D episode set lives: ``out/episode_NNN`` (``latent3d data scenes``,
+    ``latent3d data vizdoom``; NF-LDM reads every such folder)."""
+    return Path(out) / f"episode_{index:03d}"
+
+
+def write_episode(
+    out: str | os.PathLike,
+    index: int,
+    images: Tensor,  # [N, H, W, 3] float in [0, 1]
+    viewmats: Tensor,  # [N, 4, 4] world-to-camera (OpenCV)
+    Ks: Tensor,  # [N, 3, 3]
+    depths: Tensor | None = None,  # [N, H, W] camera z-depth in metres; inf/0 = no hit
+    masks: Tensor | None = None,  # [N, H, W] bool
+    captions: Sequence[str] | None = None,
+    depth_scale: float | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """One episode of an episode set as a transforms.json folder :func:`episode_folder` (``out/episode_NNN``),
+    built in a temporary sibling and renamed into place (:func:`latent3d.io.atomic.atomic_dir`): the one writer of
+    every episode source (procedural walks, VizDoom recordings). Returns the folder."""
+    from latent3d.io.atomic import atomic_dir
+
+    folder = episode_folder(out, index)
+    with atomic_dir(folder) as tmp:
+        write_transforms_dataset(tmp, images, viewmats, Ks, depths, masks, captions, depth_scale, meta)
+    return folder
+
 def _intrinsics(K: Tensor, W: int, H: int) -> dict[str, float]:
     return {"fl_x": float(K[0, 0]), "fl_y": float(K[1, 1]), "cx": float(K[0, 2]), "cy": float(K[1, 2]),
             "w": int(W), "h": int(H)}

@@ -121,18 +121,15 @@ def render_episode(cfg: SceneEpisodesConfig, episode: int, seed: int):
 
 def write_scene_episodes(out: str | os.PathLike, cfg: SceneEpisodesConfig, seed: int, progress: bool = True) -> Path:
     """Render every episode and write it as ``OUT/episode_NNN/`` (a transforms.json folder with depth and masks, the
-    scene caption on every frame; :mod:`latent3d.data.formats.transforms_json`), each folder atomically."""
+    scene caption on every frame; :func:`latent3d.data.formats.transforms_json.write_episode`, atomically)."""
     from tqdm.auto import tqdm
 
-    from latent3d.data.formats.transforms_json import write_transforms_dataset
-    from latent3d.io.atomic import atomic_dir
+    from latent3d.data.formats.transforms_json import write_episode
 
     out = Path(out)
     for e in tqdm(range(cfg.episodes), desc="data scenes", unit="episode", disable=not progress):
         r, scene = render_episode(cfg, e, seed)
         meta = {"source": "latent3d procedural walk", "scene": scene.kind, "scene_seed": scene.seed, "seed": seed,
                 "episode": e, "speed_m_per_frame": cfg.speed, "max_turn_deg": cfg.max_turn}  # fmt: skip
-        with atomic_dir(out / f"episode_{e:03d}") as tmp:
-            write_transforms_dataset(tmp, r.rgb, r.viewmats, r.Ks, r.depth, r.mask, [scene.caption] * cfg.frames,
-                                     meta=meta)  # fmt: skip
+        write_episode(out, e, r.rgb, r.viewmats, r.Ks, r.depth, r.mask, [scene.caption] * cfg.frames, meta=meta)
     return out

@@ -1,6 +1,7 @@
 """The posed RGB-D episodes NF-LDM trains on (Kim et al. 2023, Sec. 4: one scene per trajectory), read from a folder
 of ``transforms.json`` episodes (``latent3d data scenes``, ``latent3d data vizdoom``, or any transforms.json folders
-with depth), each with its held-out frames and the world box its voxel grid fills."""
+with depth) or from GSN's published VizDoom / Replica episodes (the data NF-LDM trains on;
+:mod:`latent3d.data.formats.gsn`), each with its held-out frames and the world box its voxel grid fills."""
 
 from __future__ import annotations
 
@@ -31,14 +32,30 @@ class Episode:
 
 
 def episode_folders(data: Path) -> list[Path]:
-    """The episode folders under ``data`` (each holding a transforms.json), sorted; ``data`` itself if it is one."""
+    """The episode folders under ``data``, sorted: ``data`` itself if it is one, its sub-folders holding a
+    transforms.json, else GSN's episodes there (:func:`latent3d.data.formats.gsn.gsn_episode_folders`: one episode,
+    a split folder, or GSN's data folder with ``train/``)."""
+    from latent3d.data.formats.gsn import gsn_episode_folders
+
     if (data / "transforms.json").is_file():
         return [data]
-    found = sorted(p.parent for p in data.glob("*/transforms.json"))
+    found = sorted(p.parent for p in data.glob("*/transforms.json")) or gsn_episode_folders(data)
     if not found:
-        raise UserError(f"--data {data}: no episode folders (DIR/*/transforms.json); make them with "
-                        "`latent3d data scenes --out DIR` or `latent3d data vizdoom --out DIR`")
+        raise UserError(f"--data {data}: no episode folders (DIR/*/transforms.json, or GSN's DIR/train/NN/"
+                        "cameras.json); make them with `latent3d data scenes --out DIR` or `latent3d data vizdoom "
+                        "--out DIR`")
     return found
+
+
+def read_episode(folder: Path, data: Path):  # -> TransformsDataset
+    """One episode folder: a transforms.json folder, or a GSN episode (``cameras.json``; files kept inside
+    ``data``)."""
+    from latent3d.data.formats.gsn import read_gsn_episode
+    from latent3d.data.formats.transforms_json import read_transforms_dataset
+
+    if not (folder / "transforms.json").is_file() and (folder / "cameras.json").is_file():
+        return read_gsn_episode(folder, root=data)
+    return read_transforms_dataset(folder)
 
 
 def scene_box(viewmats: Tensor, cfg: SceneAEConfig) -> tuple[Tensor, Tensor]:  # [N, 4, 4] -> bbox_min, bbox_max [3]
@@ -53,12 +70,11 @@ def scene_box(viewmats: Tensor, cfg: SceneAEConfig) -> tuple[Tensor, Tensor]:  #
 
 
 def read_episodes(data: str | Path, cfg: SceneAEConfig) -> list[Episode]:
-    """Every episode under ``data`` with depth, of one image size, with its frames split by ``cfg.holdout``."""
-    from latent3d.data.formats.transforms_json import read_transforms_dataset
-
+    """Every episode under ``data`` (:func:`episode_folders`) with depth, of one image size, with its frames split by
+    ``cfg.holdout``."""
     out = []
     for folder in episode_folders(Path(data)):
-        ds = read_transforms_dataset(folder)
+        ds = read_episode(folder, Path(data))
         if ds.depths is None:
             raise UserError(f"{folder}: no depth images; the scene auto-encoder trains on RGB-D episodes")
         n = len(ds)
