@@ -138,27 +138,18 @@ def episode_folder(out: str | os.PathLike, index: int) -> Path:
     return Path(out) / f"episode_{index:03d}"
 
 
-def write_episode(
-    out: str | os.PathLike,
-    index: int,
-    images: Tensor,  # [N, H, W, 3] float in [0, 1]
-    viewmats: Tensor,  # [N, 4, 4] world-to-camera (OpenCV)
-    Ks: Tensor,  # [N, 3, 3]
-    depths: Tensor | None = None,  # [N, H, W] camera z-depth in metres; inf/0 = no hit
-    masks: Tensor | None = None,  # [N, H, W] bool
-    captions: Sequence[str] | None = None,
-    depth_scale: float | None = None,
-    meta: dict[str, Any] | None = None,
-) -> Path:
-    """One episode of an episode set as a transforms.json folder :func:`episode_folder` (``out/episode_NNN``),
-    built in a temporary sibling and renamed into place (:func:`latent3d.io.atomic.atomic_dir`): the one writer of
-    every episode source (procedural walks, VizDoom recordings). Returns the folder."""
+def write_episode(out: str | os.PathLike, index: int, *frames: Any, **fields: Any) -> Path:
+    """One episode of an episode set as a transforms.json folder :func:`episode_folder` (``out/episode_NNN``):
+    ``frames`` and ``fields`` are those of :func:`write_transforms_dataset` after its folder, which writes them into
+    a temporary sibling renamed into place (:func:`latent3d.io.atomic.atomic_dir`). The one writer of every episode
+    source (procedural walks, VizDoom recordings). Returns the folder."""
     from latent3d.io.atomic import atomic_dir
 
     folder = episode_folder(out, index)
     with atomic_dir(folder) as tmp:
-        write_transforms_dataset(tmp, images, viewmats, Ks, depths, masks, captions, depth_scale, meta)
+        write_transforms_dataset(tmp, *frames, **fields)
     return folder
+
 
 def _intrinsics(K: Tensor, W: int, H: int) -> dict[str, float]:
     return {"fl_x": float(K[0, 0]), "fl_y": float(K[1, 1]), "cx": float(K[0, 2]), "cy": float(K[1, 2]),
