@@ -1,20 +1,22 @@
-"""NeuralField-LDM's commands: ``latent3d train scene-ae`` (Sec. 3.1). Options take their defaults, help and valid
+"""NeuralField-LDM's commands: ``latent3d train scene-ae`` (Sec. 3.1), ``latent3d train scene-latent-ae`` (Sec. 3.2).
+Options take their defaults, help and valid
 values from :mod:`latent3d.systems.nfldm.config`; heavy imports happen inside the commands, after every argument is
 checked."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from latent3d.errors import UserError
 from latent3d.options import (CHECKPOINT_EVERY, CheckpointEveryOpt, DeviceOpt, OutOpt, ResumeOpt, SeedOpt, defaults,
                               field_option, invocation)  # fmt: skip
-from latent3d.systems.nfldm.config import SceneAEConfig
+from latent3d.systems.nfldm.config import SceneAEConfig, SceneLatentAEConfig
 
 _S = defaults(SceneAEConfig)
+_L = defaults(SceneLatentAEConfig)
 
 
 def _csv(values: tuple) -> str:
@@ -62,3 +64,56 @@ def scene_ae_cmd(
             if ev else "")  # fmt: skip
     typer.echo(f"wrote {out}: model/, eval.json ({s['episodes']} episodes, {s['steps']} steps in "
                f"{s['train_s']:.0f} s){held}")
+
+
+def _latent(name: str):  # the option of SceneLatentAEConfig field `name`
+    return field_option(SceneLatentAEConfig, name)
+
+
+def scene_latent_ae_cmd(
+    ctx: typer.Context,
+    scene_ae: Annotated[Path, typer.Option("--scene-ae", help="The --out folder of `latent3d train scene-ae`: its frozen model makes every training scene's grid and renders the decoded grids.")],
+    out: OutOpt = Path("runs/scene-latent-ae"),
+    data: Annotated[Optional[Path], typer.Option("--data", help="The episodes (default: the data folder the scene auto-encoder was trained on, from its run.json).")] = None,
+    steps: Annotated[int, _latent("steps")] = _L.steps,
+    lr: Annotated[float, _latent("lr")] = _L.lr,
+    batch_size: Annotated[int, _latent("batch_size")] = _L.batch_size,
+    global_dim: Annotated[int, _latent("global_dim")] = _L.global_dim,
+    coarse_channels: Annotated[int, _latent("coarse_channels")] = _L.coarse_channels,
+    fine_channels: Annotated[int, _latent("fine_channels")] = _L.fine_channels,
+    downsample: Annotated[int, _latent("downsample")] = _L.downsample,
+    downsample_z: Annotated[int, _latent("downsample_z")] = _L.downsample_z,
+    codebook_coarse: Annotated[int, _latent("codebook_coarse")] = _L.codebook_coarse,
+    codebook_fine: Annotated[int, _latent("codebook_fine")] = _L.codebook_fine,
+    width: Annotated[int, _latent("width")] = _L.width,
+    blocks: Annotated[int, _latent("blocks")] = _L.blocks,
+    beta: Annotated[float, _latent("beta")] = _L.beta,
+    restart_after: Annotated[int, _latent("restart_after")] = _L.restart_after,
+    kl_weight: Annotated[float, _latent("kl_weight")] = _L.kl_weight,
+    density_weight: Annotated[float, _latent("density_weight")] = _L.density_weight,
+    image_weight: Annotated[float, _latent("image_weight")] = _L.image_weight,
+    views: Annotated[int, _latent("views")] = _L.views,
+    resume: ResumeOpt = False,
+    checkpoint_every: CheckpointEveryOpt = CHECKPOINT_EVERY,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """NF-LDM stage 1b: learn the latent voxel auto-encoder (scene grid -> global g, coarse 3-D c, bird's-eye-view f
+    -> grid) on a scene auto-encoder's grids; writes OUT/model, OUT/latents.safetensors (stage 2's data) and
+    OUT/eval.json."""
+    from latent3d.systems.nfldm.train_latent_ae import train_scene_latent_ae
+
+    # each value was checked by its option (the config's declared ranges); the config checks how they relate
+    cfg = SceneLatentAEConfig(global_dim=global_dim, coarse_channels=coarse_channels, fine_channels=fine_channels,
+                              downsample=downsample, downsample_z=downsample_z, codebook_coarse=codebook_coarse,
+                              codebook_fine=codebook_fine, width=width, blocks=blocks, beta=beta,
+                              restart_after=restart_after, kl_weight=kl_weight, density_weight=density_weight,
+                              image_weight=image_weight, views=views, batch_size=batch_size, steps=steps, lr=lr,
+                              seed=seed)  # fmt: skip
+    s = train_scene_latent_ae(scene_ae, out, cfg, data=data, device=device, resume=resume,
+                              checkpoint_every=checkpoint_every, command=invocation(ctx))  # fmt: skip
+    ev = s["eval"]
+    typer.echo(f"wrote {out}: model/, latents.safetensors, eval.json ({s['episodes']} scenes, {s['steps']} steps in "
+               f"{s['train_s']:.0f} s); voxel MSE {ev['voxel_mse']:.4f}, training frames "
+               f"{ev['train_psnr_decoded']:.2f} dB from decoded grids ({ev['train_psnr_original']:.2f} dB from the "
+               "original grids)")

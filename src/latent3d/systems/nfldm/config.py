@@ -1,5 +1,5 @@
-"""Settings of NeuralField-LDM (Kim et al. 2023, arXiv 2304.09787): the scene auto-encoder (Sec. 3.1). The field
-docstrings are the command-line help; importing this module loads no torch."""
+"""Settings of NeuralField-LDM (Kim et al. 2023, arXiv 2304.09787): the scene auto-encoder (Sec. 3.1) and the latent
+voxel auto-encoder (Sec. 3.2). The field docstrings are the command-line help; importing this module loads no torch."""
 
 from __future__ import annotations
 
@@ -56,3 +56,70 @@ class SceneAEConfig:
             yield f"--near {self.near:g} must be below --far {self.far:g}"
         if self.width % 8:
             yield f"--width {self.width}: give a multiple of 8 (group norms of 8 groups)"
+
+
+@dataclass
+class SceneLatentAEConfig:
+    """The latent voxel auto-encoder (NF-LDM Sec. 3.2, supplement Table 8): a scene auto-encoder's grid, its vertical
+    axis folded into channels, -> 2-D CNN -> a global vector g (KL), a coarse 3-D latent c and a fine bird's-eye-view
+    latent f (both vector-quantised) -> a decoder conditioned on g by conditional group norm, f joined at the
+    grid's X x Y -> the grid."""
+
+    global_dim: int = within(1, 4096, 32)
+    """Dimension of the global latent g (the paper's 128)."""
+    coarse_channels: int = within(1, 256, 4)
+    """Channels of each coarse latent vector c (the paper's 4)."""
+    fine_channels: int = within(1, 256, 4)
+    """Channels of each fine latent vector f (the paper's 4)."""
+    downsample: int = within(1, 64, 4)
+    """c's X and Y are the grid's divided by this (a power of two; the paper's 4, its best)."""
+    downsample_z: int = within(1, 64, 2)
+    """c's vertical size is the grid's Z divided by this (the paper's 32 -> 16: 2)."""
+    codebook_coarse: int = within(2, 2**16, 256)
+    """Codes of c's codebook (the paper's 1024; fewer for the few scenes of a CPU run)."""
+    codebook_fine: int = within(2, 2**16, 128)
+    """Codes of f's codebook (the paper's 128)."""
+    width: int = within(8, 1024, 64)
+    """Channels of the encoder and decoder CNNs."""
+    blocks: int = within(1, 16, 1)
+    """Residual blocks per resolution in the encoder and decoder."""
+    beta: float = within(0, 100, 0.25)
+    """Commitment weight of the vector quantisers (VQ-VAE eq. 3; 0.25 there)."""
+    restart_after: int = within(1, 10**6, 50)
+    """A code no vector chose in this many consecutive steps is restarted at a random encoder output."""
+    kl_weight: float = within(0, 100, 1e-4)
+    """Weight of KL(q(g) || N(0, I)) (summed over g's dimensions): the paper's "small KL penalty"."""
+    density_weight: float = within(0, 1e4, 2.5)
+    """Weight of the density MSE in the voxel loss, beside 1 for the features' (mean over their channels; the paper's
+    2.5)."""
+    image_weight: float = within(0, 1e4, 1.0)
+    """Weight of the image L1 of decoded grids rendered by the frozen scene auto-encoder (0: voxel loss only)."""
+    views: int = within(1, 10**4, 1)
+    """Training frames of each scene rendered from its decoded grid per step for the image loss."""
+    batch_size: int = within(1, 10**4, 4)
+    """Scenes per step."""
+    steps: int = within(1, 10**8, 2000)
+    """Training steps."""
+    lr: float = within(0, 1, 1e-3, open_lo=True)
+    """AdamW learning rate (after a linear warm-up of 100 steps)."""
+    seed: int = within(0, 2**63 - 1, 0)
+    """Random seed of initialisation and batches."""
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+    def relations(self) -> Iterator[str]:
+        for name in ("downsample", "downsample_z"):
+            v = getattr(self, name)
+            if v & (v - 1):
+                yield f"--{name.replace('_', '-')} {v}: give a power of two"
+        if self.width % 8:
+            yield f"--width {self.width}: give a multiple of 8 (group norms of 8 groups)"
+
+    def check_grid(self, grid: tuple[int, int, int]) -> Iterator[str]:
+        """What does not fit a scene grid of X, Y, Z voxels."""
+        X, Y, Z = grid
+        if X % self.downsample or Y % self.downsample:
+            yield f"--downsample {self.downsample} does not divide the scene grid's X x Y {X}x{Y}"
+        if Z % self.downsample_z:
+            yield f"--downsample-z {self.downsample_z} does not divide the scene grid's Z {Z}"
