@@ -19,7 +19,7 @@ from latent3d.io.image import load_image
 from latent3d.metrics.image import psnr
 from latent3d.render.camera import intrinsics_from_fov, look_at
 from latent3d.systems.nfldm.config import SceneAEConfig
-from latent3d.systems.nfldm.episodes import read_episodes
+from latent3d.systems.nfldm.episodes import pooled_depth, read_episodes
 from latent3d.systems.nfldm.scene_ae import SceneAutoencoder
 from latent3d.systems.nfldm.train_scene_ae import load_scene_ae
 
@@ -86,6 +86,7 @@ def test_training_learns_and_writes_the_run_folder(episodes, tmp_path):
     assert res.exit_code == 0, res.output
     report = json.loads((run / "eval.json").read_text())
     model = load_scene_ae(run)
+    errors = {"grid": [], "empty": []}  # L1 on the pixels whose surface lies in the box, per episode
     for ep in eps:
         assert ep.held == [3, 7, 11]
         tr, held = torch.tensor(ep.train), torch.tensor(ep.held)
@@ -97,11 +98,21 @@ def test_training_learns_and_writes_the_run_folder(episodes, tmp_path):
         target = ep.images[held].permute(0, 2, 3, 1)
         trained = psnr(renders["trained"].rgb.permute(0, 2, 3, 1), target)
         assert trained > psnr(renders["untrained"].rgb.permute(0, 2, 3, 1), target) + 3.0
+        gt = pooled_depth(ep.depths[held], cfg.downsample)
+        surface = gt < renders["trained"].exit  # the first surface lies in the box: the grid must be opaque there
+        assert float(renders["trained"].occupancy[surface].mean()) > 0.6
+        with torch.no_grad():
+            empty = model.render(grid * 0, ep.bbox_min, ep.bbox_max, ep.viewmats[held], ep.Ks[held], 64, 64)
+        on = surface.repeat_interleave(cfg.downsample, 1).repeat_interleave(cfg.downsample, 2)  # [V, H, W]
+        for k, v in (("grid", renders["trained"].rgb), ("empty", empty.rgb)):
+            errors[k].append(float((v.permute(0, 2, 3, 1) - target).abs()[on].mean()))
         assert report["episodes"][ep.name]["psnr"] == pytest.approx(trained, abs=1e-3)
         for k, i in enumerate(ep.held):  # heldout/<episode>/<frame file>: the reloaded model's render, 8-bit
             saved = torch.as_tensor(load_image(run / "heldout" / ep.name / ep.files[i]))
             assert saved.shape == (64, 64, 3)
             assert float((saved - renders["trained"].rgb[k].permute(1, 2, 0)).abs().max()) <= 1 / 255 + 1e-6
+    # the surfaces come from the grid, not from the ray's elevation alone (an open floor nearly does: hence the mean)
+    assert sum(errors["empty"]) > 2 * sum(errors["grid"])
     assert set(report["mean"]) == {"psnr", "ssim", "depth_absrel"}
     assert report["mean"]["depth_absrel"] < 0.5
     card = (run / "model" / "MODEL_CARD.md").read_text()

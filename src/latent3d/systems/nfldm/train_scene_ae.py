@@ -7,8 +7,9 @@ frames and writing the run folder:
 
 Each step takes one episode, encodes ``views_in`` of its training frames into its grid and renders ``views_out`` of
 them: loss = L1 of the image + ``depth_weight`` x (MSE of the expected depth in units of ``far`` where the frame's
-first surface lies in the box, plus the mean occupancy along the rays where it does not: sky, or beyond the box). The paper's perceptual term needs VGG weights that
-cannot be downloaded here; it is left out.
+first surface lies in the box, plus the L1 of the rays' occupancy against whether their first surface lies in the
+box: 1 there, 0 for the sky or a surface beyond the box). The paper's perceptual term needs VGG weights that cannot
+be downloaded here; it is left out.
 """
 
 from __future__ import annotations
@@ -38,8 +39,11 @@ def scene_ae_loss(model: SceneAutoencoder, ep: Episode, ins: Tensor, outs: Tenso
     gt = pooled_depth(ep.depths[outs], cfg.downsample).to(dev)
     has = gt < r.exit  # the first surface lies inside the box (inf: no depth)
     depth = ((r.depth - torch.where(has, gt, 0)) / cfg.far).pow(2)[has].mean() if has.any() else rgb * 0
-    sky = r.occupancy[~has].mean() if (~has).any() else rgb * 0  # the sky, or a surface beyond the box
-    return {"loss": rgb + cfg.depth_weight * (depth + sky), "l1": rgb.detach(), "depth": depth.detach()}
+    # the rendered depth is normalised by the occupancy, so it alone lets every ray stay nearly empty (the decoder
+    # then paints from the ray's elevation and ignores the grid): the occupancy is supervised on every ray
+    occ = (r.occupancy - has.to(r.occupancy.dtype)).abs().mean()
+    return {"loss": rgb + cfg.depth_weight * (depth + occ), "l1": rgb.detach(), "depth": depth.detach(),
+            "occupancy": occ.detach()}
 
 
 def train_scene_ae(data: str | Path, out_dir: str | Path, cfg: SceneAEConfig, device: str = "auto",
