@@ -7,6 +7,12 @@ trains in its own process, so that each peak RSS is its own.
     python benchmarks/scene_ae_eval.py --data runs/vizdoom4 --grids 32,32,8        # `latent3d data vizdoom` episodes
 
 A missing ``--data`` folder is made with ``latent3d data scenes`` (``--episodes`` x ``--frames`` at ``--size``).
+
+With ``--scene-ae RUN`` (a finished ``train scene-ae`` run) it trains the latent voxel auto-encoder (Sec. 3.2) on that
+run's grids instead, once per coarse downsampling factor (the paper's Table 13), and prints the voxel reconstruction
+error, the PSNR of the frames rendered from decoded against original grids, codebook usage and perplexity:
+
+    python benchmarks/scene_ae_eval.py --scene-ae runs/scene-ae [--downsamples 4,8,16] [--steps 2000]
 """
 
 from __future__ import annotations
@@ -34,6 +40,40 @@ def _one(data: str, out: str, grid: str, steps: int, device: str) -> dict:
             "episodes": s["episodes"], "frames": s["frames"]}  # fmt: skip
 
 
+def _one_latent(scene_ae: str, out: str, ds: int, steps: int, device: str) -> dict:
+    """One latent auto-encoder run at coarse downsampling ``ds`` in this process; its figures."""
+    from latent3d.systems.nfldm.config import SceneLatentAEConfig
+    from latent3d.systems.nfldm.train_latent_ae import train_scene_latent_ae
+
+    t0 = time.time()
+    s = train_scene_latent_ae(scene_ae, out, SceneLatentAEConfig(downsample=ds, steps=steps), device=device,
+                              progress=False, checkpoint_every=10**9)  # fmt: skip
+    cb = json.loads((Path(out) / "eval.json").read_text())["codebooks"]
+    return {"downsample": ds, **{k: round(v, 4) for k, v in s["eval"].items()},
+            **{f"{k}_{m}": round(cb[k][m], 3) for k in ("coarse", "fine") for m in ("usage", "perplexity")},
+            "steps_per_s": round(s["steps"] / s["train_s"], 2), "wall_s": round(time.time() - t0, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}  # fmt: skip
+
+
+def _run_one(a: argparse.Namespace, setting: str, extra: list[str]) -> dict:
+    """One setting in a fresh process (its own peak RSS); its JSON row, also printed."""
+    cmd = [sys.executable, __file__, "--one", setting, *extra, "--out", a.out, "--steps", str(a.steps),
+           "--device", a.device]  # fmt: skip
+    line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    print(line, flush=True)
+    return json.loads(line)
+
+
+def _latent_table(rows: list[dict]) -> None:
+    print("\n| coarse downsampling | voxel MSE | held-out PSNR decoded / original grid | usage c / f | perplexity c / f "
+          "| steps/s | wall s | peak RSS MB |\n|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['downsample']} | {r['voxel_mse']:.4f} | {r.get('held_psnr_decoded', float('nan')):.2f} / "
+              f"{r.get('held_psnr_original', float('nan')):.2f} | {r['coarse_usage']:.2f} / {r['fine_usage']:.2f} | "
+              f"{r['coarse_perplexity']:.1f} / {r['fine_perplexity']:.1f} | {r['steps_per_s']} | {r['wall_s']} | "
+              f"{r['peak_rss_mb']} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="runs/bench_scenes", help="episodes folder (procedural ones made if missing)")
@@ -44,10 +84,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=48)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one grid in this process, print its JSON row
+    ap.add_argument("--scene-ae", help="a finished `train scene-ae` run: benchmark the latent auto-encoder on it")
+    ap.add_argument("--downsamples", default="4,8,16", help="coarse downsampling factors of the latent auto-encoder")
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one setting in this process, print its JSON row
     a = ap.parse_args(argv)
     if a.one:
-        print(json.dumps(_one(a.data, f"{a.out}/{a.one.replace(',', 'x')}", a.one, a.steps, a.device)), flush=True)
+        row = (_one_latent(a.scene_ae, f"{a.out}/latent_ds{a.one}", int(a.one), a.steps, a.device) if a.scene_ae
+               else _one(a.data, f"{a.out}/{a.one.replace(',', 'x')}", a.one, a.steps, a.device))  # fmt: skip
+        print(json.dumps(row), flush=True)
+        return 0
+    if a.scene_ae:
+        rows = [_run_one(a, ds, ["--scene-ae", a.scene_ae]) for ds in a.downsamples.split(",")]
+        _latent_table(rows)
         return 0
     if not Path(a.data).exists():
         from latent3d.data.procedural.trajectories import write_scene_episodes
@@ -56,11 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         write_scene_episodes(a.data, SceneEpisodesConfig(episodes=a.episodes, frames=a.frames, size=a.size), 0)
     rows = []
     for grid in a.grids.split("/"):
-        cmd = [sys.executable, __file__, "--one", grid, "--data", a.data, "--out", a.out, "--steps", str(a.steps),
-               "--device", a.device]  # fmt: skip
-        line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        rows.append(json.loads(line))
-        print(line, flush=True)
+        rows.append(_run_one(a, grid, ["--data", a.data]))
     print("\n| grid | held-out PSNR | SSIM | depth AbsRel | steps/s | wall s | peak RSS MB |\n|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['grid'].replace(',', 'x')} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['depth_absrel']:.3f} | "
