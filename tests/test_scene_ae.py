@@ -41,6 +41,7 @@ def _translate(viewmats, t):  # world-to-camera of the same cameras in a world m
     return viewmats @ T
 
 
+@pytest.mark.numerics
 def test_the_grid_moves_with_the_world(episodes):
     cfg = SceneAEConfig(**SMALL)
     torch.manual_seed(0)
@@ -73,6 +74,7 @@ def test_a_rendered_wall_lies_at_its_z_depth():
     assert float(r.depth.max() - r.depth.min()) < 0.05  # z-depth is the same at the corners as at the centre
 
 
+@pytest.mark.numerics
 def test_training_learns_and_writes_the_run_folder(episodes, tmp_path):
     cfg = SceneAEConfig(**SMALL, holdout=4)
     eps = read_episodes(episodes, cfg)

@@ -198,6 +198,7 @@ def scene_ae_run(tmp_path_factory):
     return root / "sae"
 
 
+@pytest.mark.numerics
 def test_training_learns_and_the_latents_decode(scene_ae_run, tmp_path):
     from latent3d.systems.nfldm.episodes import read_episodes
     from latent3d.systems.nfldm.train_scene_ae import load_scene_ae
