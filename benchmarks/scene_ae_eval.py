@@ -6,6 +6,9 @@ trains in its own process, so that each peak RSS is its own.
     python benchmarks/scene_ae_eval.py --data runs/bench_scenes [--grids 16,16,4/32,32,8/64,64,16] [--steps 2000]
     python benchmarks/scene_ae_eval.py --data runs/vizdoom4 --grids 32,32,8        # `latent3d data vizdoom` episodes
 
+After the table it prints, for the first grid, the held-out PSNR of baselines that need no auto-encoder (the mean
+training image, the previous frame) and of the decoder fed an empty or another episode's grid.
+
 A missing ``--data`` folder is made with ``latent3d data scenes`` (``--episodes`` x ``--frames`` at ``--size``).
 
 With ``--scene-ae RUN`` (a finished ``train scene-ae`` run) it trains the latent voxel auto-encoder (Sec. 3.2) on that
@@ -23,7 +26,37 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+
+
+def baselines(run: str, data: str) -> dict:
+    """Held-out PSNR of what needs no auto-encoder, beside the run's grid: each episode's mean training image, the
+    training frame just before each held-out one (consecutive frames overlap strongly), and the run's own decoder
+    fed an empty grid or another episode's grid (how much of the image comes from the grid at all)."""
+    import torch
+
+    from latent3d.metrics.image import psnr
+    from latent3d.systems.nfldm.episodes import read_episodes
+    from latent3d.systems.nfldm.train_scene_ae import load_scene_ae
+
+    model = load_scene_ae(run)
+    eps = read_episodes(data, replace(model.cfg, holdout=6))
+    out: dict[str, list[float]] = {"empty grid": [], "another episode's grid": [], "mean training image": [],
+                                   "previous frame": []}  # fmt: skip
+    with torch.no_grad():
+        grids = [model.encode(e.images[e.train], e.viewmats[e.train], e.Ks[e.train], e.bbox_min, e.bbox_max)
+                 for e in eps]  # fmt: skip
+        for k, e in enumerate(eps):
+            held = torch.tensor(e.held)
+            target = e.images[held].permute(0, 2, 3, 1)
+            for name, grid in (("empty grid", grids[k] * 0), ("another episode's grid", grids[(k + 1) % len(eps)])):
+                r = model.render(grid, e.bbox_min, e.bbox_max, e.viewmats[held], e.Ks[held], *e.images.shape[-2:])
+                out[name].append(psnr(r.rgb.permute(0, 2, 3, 1), target))
+            mean = e.images[e.train].mean(0).permute(1, 2, 0)
+            out["mean training image"].append(psnr(mean.expand_as(target), target))
+            out["previous frame"].append(psnr(e.images[held - 1].permute(0, 2, 3, 1), target))
+    return {k: round(sum(v) / len(v), 2) for k, v in out.items()}
 
 
 def _one(data: str, out: str, grid: str, steps: int, device: str) -> dict:
@@ -114,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     r = rows[0]
     print(f"threads {torch.get_num_threads()}, {r['episodes']} episodes / {r['frames']} frames from {a.data}, "
           f"{a.steps} steps per grid")
+    first = f"{a.out}/{rows[0]['grid'].replace(',', 'x')}"
+    print(f"held-out PSNR without the auto-encoder, beside {first}'s {rows[0]['psnr']:.2f} dB:",
+          json.dumps(baselines(first, a.data)))
     return 0
 
 
