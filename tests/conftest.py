@@ -69,3 +69,27 @@ def tiny_sd_dir(tmp_path_factory) -> Path:
                                    requires_safety_checker=False)  # fmt: skip
     pipe.save_pretrained(tmp / "pipe")
     return tmp / "pipe"
+
+
+# ------------------------------------------------------------------------------------------------- NF-LDM runs
+SCENE_AE_ARGS = ["--holdout", "4", "--steps", "150", "--width", "16", "--features", "8", "--depth-bins", "12",
+                 "--grid", "16,16,4", "--samples", "24", "--views-in", "6", "--views-out", "2",
+                 "--lr", "3e-3"]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def scene_ae_run(tmp_path_factory) -> Path:
+    """A tiny NF-LDM scene auto-encoder run (``latent3d train scene-ae``: 2 procedural episodes of 12 frames at 64
+    px, a 16x16x4 grid, 150 steps), shared by the latent auto-encoder and the scene diffusion tests."""
+    from typer.testing import CliRunner
+
+    from latent3d.cli import app
+
+    root = tmp_path_factory.mktemp("scene_ae")
+    res = CliRunner().invoke(app, ["data", "scenes", "--out", str(root / "eps"), "--episodes", "2", "--frames", "12",
+                                   "--size", "64", "--seed", "3"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["train", "scene-ae", "--data", str(root / "eps"), "--out", str(root / "sae"),
+                                   *SCENE_AE_ARGS])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    return root / "sae"

@@ -113,6 +113,20 @@ def test_a_dead_code_restarts_at_an_encoder_output():
     assert all(r or max(map(abs, code)) <= 1 / 16 for r, code in zip(restarted, fresh.codebook.tolist()))
 
 
+def test_snap_is_the_nearest_code_without_a_restart():
+    """snap (for generated latents): the codes and indices the quantiser chooses, no gradient, and in training mode
+    no dead-code restart (forward would restart the unchosen codes)."""
+    vq = _vq(num_codes=9, dim=3).train()
+    before, counters = vq.codebook.detach().clone(), vq.unused_steps.clone()
+    z = torch.randn(2, 3, 4, 5, dtype=torch.float64)
+    codes, idx = vq.snap(z)
+    assert torch.equal(vq.codebook.detach(), before) and torch.equal(vq.unused_steps, counters)
+    q = vq.eval()(z)
+    assert torch.equal(idx, q.indices) and not codes.requires_grad
+    assert torch.equal(codes, vq.lookup(idx).detach()) and len(set(idx.reshape(-1).tolist())) > 1
+    torch.testing.assert_close(codes, q.z_q.detach())
+
+
 def test_usage_and_perplexity_in_closed_form():
     assert codebook_usage(torch.tensor([0, 0, 1, 1]), 4) == pytest.approx({"usage": 0.5, "perplexity": 2.0})
     p = torch.tensor([0.75, 0.25])
@@ -181,23 +195,6 @@ def test_the_voxel_loss_weighs_density():
 
 
 # ----------------------------------------------------------------------------------------- end to end
-SCENE_AE_ARGS = ["--holdout", "4", "--steps", "150", "--width", "16", "--features", "8", "--depth-bins", "12",
-                 "--grid", "16,16,4", "--samples", "24", "--views-in", "6", "--views-out", "2",
-                 "--lr", "3e-3"]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def scene_ae_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("latent_ae")
-    res = CliRunner().invoke(app, ["data", "scenes", "--out", str(root / "eps"), "--episodes", "2", "--frames", "12",
-                                   "--size", "64", "--seed", "3"])  # fmt: skip
-    assert res.exit_code == 0, res.output
-    res = CliRunner().invoke(app, ["train", "scene-ae", "--data", str(root / "eps"), "--out", str(root / "sae"),
-                                   *SCENE_AE_ARGS])  # fmt: skip
-    assert res.exit_code == 0, res.output
-    return root / "sae"
-
-
 @pytest.mark.numerics
 def test_training_learns_and_the_latents_decode(scene_ae_run, tmp_path):
     from latent3d.systems.nfldm.episodes import read_episodes

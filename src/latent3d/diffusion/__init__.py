@@ -1,7 +1,7 @@
 """Model-agnostic diffusion math shared by every latent3d system.
 
 * :mod:`.schedules` -- alpha_bar schedules (DDPM/LDM/cosine), Karras sigmas, eps/x0/v conversions;
-* :mod:`.ddpm` -- the DDPM training loss (eps / v / x0 targets) and ``DDPMLoss``, its configured form;
+* :mod:`.ddpm` -- the DDPM training loss (eps / v / x0 targets, constant or min-SNR weighting) and ``DDPMLoss``, its configured form;
 * :mod:`.ddim` -- DDIM step between any two timesteps, sampling, inversion (LucidDreamer ISM schedule);
 * :mod:`.edm` -- EDM preconditioning (a function and the ``EDMPrecond`` module), the loss (``EDMLoss``),
   Euler/Heun samplers (k-diffusion signature);
@@ -19,7 +19,7 @@ from .ddim import (
     ddim_timesteps,
     ism_inversion_schedule,
 )
-from .ddpm import DDPMLoss, ddpm_loss, ddpm_target, q_sample
+from .ddpm import DDPMLoss, ddpm_loss, ddpm_target, loss_weight, q_sample
 from .edm import (
     EDMLoss,
     EDMPrecond,
@@ -74,6 +74,7 @@ __all__ = [
     "expand_like",
     "ism_inversion_schedule",
     "karras_sigmas",
+    "loss_weight",
     "q_sample",
     "sample_euler",
     "sample_heun",

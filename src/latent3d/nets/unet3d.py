@@ -13,8 +13,14 @@ SiLU, conv; the noise embedding scales and shifts the second norm, ADM's "adapti
 the listed resolutions, and cross-attention to text tokens there when ``cross_attention_dim`` is set; a strided conv
 between levels; a middle block (res, attention, res); the mirrored decoder with skip concatenations and
 nearest-neighbour upsampling; GroupNorm, SiLU and a zero-initialised output conv. ``c_noise`` (EDM's
-``ln(sigma) / 4``) enters through sinusoidal features and a 2-layer MLP (ADM's timestep embedding). The norms and the
-adaptive group norm are :mod:`latent3d.nets.norm`'s, both attentions :class:`latent3d.nets.attention.Attention`.
+``ln(sigma) / 4``, or a DDPM timestep) enters through sinusoidal features and a 2-layer MLP (ADM's timestep
+embedding). The norms and the adaptive group norm are :mod:`latent3d.nets.norm`'s, both attentions
+:class:`latent3d.nets.attention.Attention`.
+
+With ``global_cond_dim`` set, ``forward(..., global_cond=[B, G])`` adds a linear map of a conditioning vector to the
+noise embedding, so every residual block's adaptive group norm is conditioned on it (ADM's class embedding added to
+the timestep embedding; NF-LDM's conditional group norm on the global latent g, Kim et al. 2023, Sec. 3.3).
+``out_channels`` (default ``in_channels``) lets extra input channels carry a condition by concatenation.
 """
 
 from __future__ import annotations
@@ -106,7 +112,9 @@ class UNet3D(nn.Module):
     ``attention_resolutions`` are volume sides (8, 4: the paper's); ``channel_mult`` one width multiplier per level
     (paper: (3, 4) on 128 channels); ``cross_attention_dim``: the text tokens' width (None: no text conditioning,
     ``cond`` is ignored); ``head_channels``: channels per attention head (heads = width / head_channels; ADM's
-    ``num_head_channels``, 64 there: small heads are slow in CPU attention kernels).
+    ``num_head_channels``, 64 there: small heads are slow in CPU attention kernels); ``out_channels``: output
+    channels (default ``in_channels``); ``global_cond_dim``: width of a conditioning vector added to the noise
+    embedding (None: none).
 
     For a 2-D image UNet in diffusers' layout (loading diffusers / Stable Diffusion weights, its schedulers and
     pipelines) use diffusers' ``UNet2DModel`` / ``UNet2DConditionModel`` instead; this one is for latents with EDM
@@ -126,6 +134,8 @@ class UNet3D(nn.Module):
         dropout: float = 0.0,
         groups: int = 8,
         dims: int = 3,
+        out_channels: int | None = None,
+        global_cond_dim: int | None = None,
     ):
         super().__init__()
         conv = _conv(dims)
@@ -135,6 +145,7 @@ class UNet3D(nn.Module):
         mc, emb_dim = model_channels, 4 * model_channels
         self.in_channels, self.model_channels = in_channels, mc
         self.emb = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.global_emb = nn.Linear(global_cond_dim, emb_dim) if global_cond_dim else None
         self.conv_in = conv(in_channels, mc, 3, padding=1)
 
         def level(cin: int, cout: int, attn: bool) -> _Level:
@@ -165,7 +176,7 @@ class UNet3D(nn.Module):
                 self.upsample.append(conv(ch, ch, 3, padding=1))
                 res *= 2
         self.norm_out = group_norm(ch, groups)
-        self.conv_out = conv(ch, in_channels, 3, padding=1)
+        self.conv_out = conv(ch, out_channels or in_channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
@@ -175,9 +186,14 @@ class UNet3D(nn.Module):
         c_noise: Tensor,  # [B] noise level (EDM: ln(sigma) / 4)
         encoder_hidden_states: Tensor | None = None,  # [B, L, E] text token features
         encoder_attention_mask: Tensor | None = None,  # [B, L] bool, True = a real token
-    ) -> Tensor:  # [B, C, D, H, W]
+        global_cond: Tensor | None = None,  # [B, G] a vector for the adaptive group norms (needs global_cond_dim)
+    ) -> Tensor:  # [B, out_channels, D, H, W]
         cond, cond_mask = encoder_hidden_states, encoder_attention_mask
         emb = self.emb(noise_features(c_noise.reshape(-1).expand(x.shape[0]), self.model_channels).to(x.dtype))
+        if self.global_emb is not None:
+            if global_cond is None:
+                raise ValueError("this UNet is conditioned on a global vector: pass global_cond [B, G]")
+            emb = emb + self.global_emb(global_cond.to(emb.dtype))
         h = self.conv_in(x)
         skips = [h]
         for i, blocks in enumerate(self.down):

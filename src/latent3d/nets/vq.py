@@ -97,6 +97,16 @@ class VectorQuantizer(nn.Module):
             self.codebook.data[dead] = flat[pick].to(self.codebook.dtype)
             self.unused_steps[dead] = 0
 
+    @torch.no_grad()
+    def snap(self, z: Tensor) -> tuple[Tensor, Tensor]:  # z [B, C, *spatial] -> (codes [B, C, *spatial], [B, *spatial])
+        """Every C-vector of ``z`` replaced by its nearest code (eq. 1-2) and the code indices, without a loss, a
+        gradient or a restart in either mode (to quantise generated latents before decoding them)."""
+        if z.shape[1] != self.dim:
+            raise ValueError(f"z has {z.shape[1]} channels, the codebook {self.dim}")
+        idx = nearest_code(z.movedim(1, -1).reshape(-1, self.dim), self.codebook.detach().to(z))
+        idx = idx.reshape(z.shape[0], *z.shape[2:])
+        return self.lookup(idx).to(z), idx
+
     def lookup(self, indices: Tensor) -> Tensor:  # [B, *spatial] int64 -> [B, C, *spatial]
         """The codes of ``indices`` (to decode saved indices)."""
         return F.embedding(indices, self.codebook).movedim(-1, 1)

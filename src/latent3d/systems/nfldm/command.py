@@ -1,7 +1,6 @@
-"""NeuralField-LDM's commands: ``latent3d train scene-ae`` (Sec. 3.1), ``latent3d train scene-latent-ae`` (Sec. 3.2).
-Options take their defaults, help and valid
-values from :mod:`latent3d.systems.nfldm.config`; heavy imports happen inside the commands, after every argument is
-checked."""
+"""NeuralField-LDM's commands: ``latent3d train scene-ae`` (Sec. 3.1), ``latent3d train scene-latent-ae`` (Sec. 3.2),
+``latent3d train scene-diffusion`` (Sec. 3.3). Options take their defaults, help and valid values from
+:mod:`latent3d.systems.nfldm.config`; heavy imports happen inside the commands, after every argument is checked."""
 
 from __future__ import annotations
 
@@ -13,10 +12,12 @@ import typer
 from latent3d.errors import UserError
 from latent3d.options import (CHECKPOINT_EVERY, CheckpointEveryOpt, DeviceOpt, OutOpt, ResumeOpt, SeedOpt, defaults,
                               field_option, invocation)  # fmt: skip
-from latent3d.systems.nfldm.config import SceneAEConfig, SceneLatentAEConfig
+from latent3d.ranges import OneOf
+from latent3d.systems.nfldm.config import SceneAEConfig, SceneDiffusionConfig, SceneLatentAEConfig
 
 _S = defaults(SceneAEConfig)
 _L = defaults(SceneLatentAEConfig)
+_D = defaults(SceneDiffusionConfig)
 
 
 def _csv(values: tuple) -> str:
@@ -117,3 +118,56 @@ def scene_latent_ae_cmd(
                f"{s['train_s']:.0f} s); voxel MSE {ev['voxel_mse']:.4f}, training frames "
                f"{ev['train_psnr_decoded']:.2f} dB from decoded grids ({ev['train_psnr_original']:.2f} dB from the "
                "original grids)")
+
+
+_LEVEL_HELP = ("Which model to train: g (psi_g: g and the camera trajectory), c (psi_c, given g), f (psi_f, given g "
+               "and c), or all three one after the other. The levels are independent: three processes with --level "
+               "g, c and f (one GPU each, e.g. CUDA_VISIBLE_DEVICES=k) train them at once into the same --out.")
+
+
+def _diff(name: str):  # the option of SceneDiffusionConfig field `name`
+    return field_option(SceneDiffusionConfig, name)
+
+
+def scene_diffusion_cmd(
+    ctx: typer.Context,
+    latents: Annotated[Path, typer.Option("--latents", help="The --out folder of `latent3d train scene-latent-ae`: its latents.safetensors (g, c, f of every training scene) and, for level g, its episodes' camera trajectories.")],
+    out: OutOpt = Path("runs/scene-diffusion"),
+    level: Annotated[str, typer.Option("--level", callback=OneOf(("all", "g", "c", "f")), help=_LEVEL_HELP)] = "all",
+    steps: Annotated[int, _diff("steps")] = _D.steps,
+    batch_size: Annotated[int, _diff("batch_size")] = _D.batch_size,
+    lr: Annotated[float, _diff("lr")] = _D.lr,
+    ema_decay: Annotated[float, _diff("ema_decay")] = _D.ema_decay,
+    trajectory_poses: Annotated[int, _diff("trajectory_poses")] = _D.trajectory_poses,
+    beta_schedule: Annotated[str, _diff("beta_schedule")] = _D.beta_schedule,
+    weighting: Annotated[str, _diff("weighting")] = _D.weighting,
+    snr_gamma: Annotated[float, _diff("snr_gamma")] = _D.snr_gamma,
+    mlp_width: Annotated[int, _diff("mlp_width")] = _D.mlp_width,
+    mlp_blocks: Annotated[int, _diff("mlp_blocks")] = _D.mlp_blocks,
+    width: Annotated[int, _diff("width")] = _D.width,
+    channel_mult: Annotated[str, _diff("channel_mult")] = ",".join(map(str, _D.channel_mult)),
+    channel_mult_fine: Annotated[str, _diff("channel_mult_fine")] = ",".join(map(str, _D.channel_mult_fine)),
+    blocks: Annotated[int, _diff("blocks")] = _D.blocks,
+    sample_steps: Annotated[int, _diff("sample_steps")] = _D.sample_steps,
+    eta: Annotated[float, _diff("eta")] = _D.eta,
+    resume: ResumeOpt = False,
+    checkpoint_every: CheckpointEveryOpt = CHECKPOINT_EVERY,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """NF-LDM stage 2: the hierarchical latent diffusion p(g) p(c|g) p(f|g,c) on a latent auto-encoder's latents
+    (x0 objective); writes OUT/g, OUT/c, OUT/f (model folders) and OUT/run.json."""
+    from latent3d.systems.nfldm.train_scene_diffusion import train_scene_diffusion
+
+    # each value was checked by its option (the config's declared ranges); the config checks how they relate
+    cfg = SceneDiffusionConfig(trajectory_poses=trajectory_poses, beta_schedule=beta_schedule,  # type: ignore[arg-type]
+                               weighting=weighting, snr_gamma=snr_gamma,  # type: ignore[arg-type]
+                               mlp_width=mlp_width, mlp_blocks=mlp_blocks, width=width,
+                               channel_mult=channel_mult, channel_mult_fine=channel_mult_fine,  # type: ignore[arg-type]
+                               blocks=blocks, steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay,
+                               sample_steps=sample_steps, eta=eta, seed=seed)  # fmt: skip
+    s = train_scene_diffusion(latents, out, cfg, level=level, device=device, resume=resume,
+                              checkpoint_every=checkpoint_every, command=invocation(ctx))  # fmt: skip
+    done = ", ".join(f"{lv}/ ({v['steps']} steps in {v['train_s']:.0f} s, final loss {v['final_loss']:.4f})"
+                     for lv, v in s.items())  # fmt: skip
+    typer.echo(f"wrote {out}: {done}")

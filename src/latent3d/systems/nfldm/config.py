@@ -1,10 +1,11 @@
-"""Settings of NeuralField-LDM (Kim et al. 2023, arXiv 2304.09787): the scene auto-encoder (Sec. 3.1) and the latent
-voxel auto-encoder (Sec. 3.2). The field docstrings are the command-line help; importing this module loads no torch."""
+"""Settings of NeuralField-LDM (Kim et al. 2023, arXiv 2304.09787): the scene auto-encoder (Sec. 3.1), the latent
+voxel auto-encoder (Sec. 3.2) and the hierarchical latent diffusion (Sec. 3.3). The field docstrings are the
+command-line help; importing this module loads no torch."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Literal
 
 from latent3d.ranges import check_config, within
 
@@ -123,3 +124,67 @@ class SceneLatentAEConfig:
             yield f"--downsample {self.downsample} does not divide the scene grid's X x Y {X}x{Y}"
         if Z % self.downsample_z:
             yield f"--downsample-z {self.downsample_z} does not divide the scene grid's Z {Z}"
+
+
+@dataclass
+class SceneDiffusionConfig:
+    """NF-LDM's hierarchical latent diffusion (Sec. 3.3): p(g) p(c | g) p(f | g, c), three denoisers trained with the
+    x0 objective E[w(lambda_t) ||x0 - psi(x_t, t, ...)||^2]: psi_g an MLP with skip connections over g and the
+    scene's camera trajectory, psi_c and psi_f 2-D UNets (vertical axis folded into channels) conditioned on g by
+    conditional group norm, psi_f on c by concatenation."""
+
+    trajectory_poses: int = within(1, 4096, 16)
+    """Camera poses K of a scene's trajectory concatenated to g (resampled evenly along its episode; each pose x, y, z
+    relative to the scene box's centre in units of its half-size, and cos, sin of the yaw)."""
+    beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = "squaredcos_cap_v2"
+    """Noise schedule of the 1000 training timesteps (diffusers' names; squaredcos_cap_v2: the cosine schedule of
+    Nichol & Dhariwal 2021)."""
+    weighting: Literal["constant", "min_snr"] = "constant"
+    """w(lambda_t) of the x0 objective: constant 1, or min(SNR_t, --snr-gamma) (Min-SNR, Hang et al. 2023), which
+    weighs the high noise levels, where c and f are decided by g (and c), by SNR_t ~ 0: there psi_c then learns g's
+    scene too little, and 2 of 48 samples of a two-scene run took the other scene's c."""
+    snr_gamma: float = within(0, 1e4, 5.0, open_lo=True)
+    """The gamma of min-SNR weighting (5 in Hang et al. 2023)."""
+    mlp_width: int = within(8, 8192, 256)
+    """Width of psi_g, the MLP over g and the trajectory."""
+    mlp_blocks: int = within(1, 64, 4)
+    """Residual blocks (skip connections) of psi_g."""
+    width: int = within(8, 1024, 32)
+    """Base channels of the UNets psi_c and psi_f."""
+    channel_mult: tuple[int, ...] = within(1, 16, (1, 2), count=(1, 5))
+    """psi_c's width multipliers per UNet level, comma-separated; each level halves c's X and Y."""
+    channel_mult_fine: tuple[int, ...] = within(1, 16, (1, 2, 2), count=(1, 6))
+    """psi_f's width multipliers per UNet level, comma-separated; each level halves f's X and Y."""
+    blocks: int = within(1, 8, 1)
+    """Residual blocks per UNet level."""
+    steps: int = within(1, 10**8, 4000)
+    """Training steps of each level."""
+    batch_size: int = within(1, 4096, 16)
+    """Scenes per step."""
+    lr: float = within(0, 1, 5e-4, open_lo=True)
+    """AdamW learning rate (after a linear warm-up of at most 100 steps)."""
+    ema_decay: float = within(0, 1, 0.999, open_hi=True)
+    """Decay of the exponential moving average of the weights (the exported model is the EMA)."""
+    sample_steps: int = within(1, 1000, 50)
+    """DDIM steps (trailing spacing) when sampling scenes."""
+    eta: float = within(0, 1, 0.0)
+    """DDIM's eta when sampling: 0 deterministic DDIM, 1 the DDPM ancestral noise."""
+    seed: int = within(0, 2**63 - 1, 0)
+    """Random seed of initialisation and batches."""
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+    def relations(self) -> Iterator[str]:
+        for name in ("width", "mlp_width"):
+            if getattr(self, name) % 8:
+                yield f"--{name.replace('_', '-')} {getattr(self, name)}: give a multiple of 8 (group norms of 8 groups)"
+
+    def check_latents(self, coarse_xy: tuple[int, int], fine_xy: tuple[int, int]) -> Iterator[str]:
+        """What does not fit latents whose c is ``coarse_xy`` and whose f is ``fine_xy`` (X, Y) in size."""
+        for name, mult, xy in (("channel_mult", self.channel_mult, coarse_xy),
+                               ("channel_mult_fine", self.channel_mult_fine, fine_xy)):  # fmt: skip
+            k = 2 ** (len(mult) - 1)
+            if xy[0] % k or xy[1] % k:
+                yield (f"--{name.replace('_', '-')} {','.join(map(str, mult))}: {len(mult)} UNet levels halve "
+                       f"{xy[0]}x{xy[1]} {len(mult) - 1} times; give fewer levels")

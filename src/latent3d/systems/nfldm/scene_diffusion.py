@@ -1,0 +1,343 @@
+"""NF-LDM's hierarchical latent diffusion (Kim et al. 2023, arXiv 2304.09787, Sec. 3.3): three denoisers over the
+latents of the latent voxel auto-encoder (:mod:`.latent_ae`), ``p(g) p(c | g) p(f | g, c)``, each trained on its own
+with the paper's x0 objective ``E_{t, eps}[w(lambda_t) ||x0 - psi(x_t, t, ...)||^2]``
+(:class:`latent3d.diffusion.ddpm.DDPMLoss` with ``prediction_type="sample"``, ``t`` uniform over the 1000 timesteps
+of a diffusers schedule; ``w`` constant by default, min-SNR-gamma of Hang et al. 2023 an option: it weighs the
+noise levels where psi_c and psi_f must take the scene from their condition by SNR ~ 0) and sampled by the shared
+DDIM sampler (:func:`latent3d.diffusion.ddim.ddim_sample`, Song et al. 2021, trailing timesteps).
+
+- psi_g (:class:`GlobalDenoiser`): an MLP with skip connections (residual blocks, the noise level through their
+  adaptive group norms) over ``g`` concatenated with the scene's camera trajectory (:func:`encode_trajectory`: K poses
+  resampled along the episode), so that a trajectory to render it along is sampled with every scene (Sec. 3.3).
+- psi_c (:class:`CoarseDenoiser`): a 2-D UNet (:class:`latent3d.nets.unet3d.UNet3D`, ``dims=2``) over ``c`` with its
+  vertical axis folded into channels (:func:`.latent_ae.fold_z`), conditioned on ``g`` through conditional group norm
+  (a linear map of ``g`` added to the noise embedding that scales and shifts every residual block's group norm).
+- psi_f (:class:`FineDenoiser`): the same UNet over the bird's-eye-view ``f`` with ``c`` (folded, nearest-upsampled
+  to f's X x Y) concatenated to its input channels, and ``g`` through conditional group norm.
+
+Normalisation: every latent enters the networks standardised per channel by its mean and standard deviation over
+the training latents (:class:`Standardizer`; per dimension for ``g``, per pose component for the trajectory), the
+statistics saved with the weights; samples leave in the latent auto-encoder's units.
+
+Quantisation: ``c`` and ``f`` are diffused *after* quantisation, as the codebook vectors the latent auto-encoder
+stores (``latents.safetensors`` holds only those and their indices) and its decoder was trained on; a sample is
+snapped to its nearest codes before ``f`` is conditioned on ``c`` and before decoding
+(:meth:`latent3d.nets.vq.VectorQuantizer.snap`), which keeps LDM's use of a VQ-regularised auto-encoder (Rombach et
+al. 2022, Sec. 3.1: the quantiser "absorbed by the decoder"). The pre-quantisation vectors, which LDM diffuses, are
+not kept by stage 1b, and a sample near a code snaps to it either way. design.md's paper facts do not say which of
+the two NF-LDM diffuses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from latent3d.nets.norm import adaptive_group_norm, group_norm
+from latent3d.nets.unet3d import UNet3D, noise_features
+from latent3d.systems.nfldm.config import SceneDiffusionConfig
+from latent3d.systems.nfldm.latent_ae import fold_z, unfold_z
+
+if TYPE_CHECKING:
+    from latent3d.systems.nfldm.latent_ae import SceneLatentAutoencoder
+
+POSE_DIMS = 5  # x, y, z (box units), cos yaw, sin yaw
+TRAIN_TIMESTEPS = 1000
+LEVELS = ("g", "c", "f")
+
+
+# ------------------------------------------------------------------------------------------------- trajectories
+def box_frame(bbox_min: Tensor, bbox_max: Tensor) -> tuple[Tensor, Tensor]:  # [3], [3] -> centre [3], half-size [3]
+    """The centre and half-size of a scene's box (:func:`latent3d.systems.nfldm.episodes.scene_box`)."""
+    return (bbox_min + bbox_max) / 2, (bbox_max - bbox_min) / 2
+
+
+def encode_poses(
+    viewmats: Tensor,  # [N, 4, 4] world-to-camera (OpenCV), z-up world
+    bbox_min: Tensor,  # [3]
+    bbox_max: Tensor,  # [3]
+) -> Tensor:  # [N, 5] (x, y, z, cos yaw, sin yaw)
+    """Each camera as its centre relative to the box centre in units of the box's half-size, and the heading of its
+    viewing direction (+z of the camera) in the horizontal plane; the pitch and roll are dropped (NF-LDM's scenes
+    and latent3d's episodes keep the camera level)."""
+    from latent3d.render.camera import camera_centers
+
+    centre, half = box_frame(bbox_min.to(viewmats), bbox_max.to(viewmats))
+    pos = (camera_centers(viewmats) - centre) / half
+    yaw = F.normalize(viewmats[:, 2, :2], dim=-1)  # row 2 of R: the camera's +z in world coordinates
+    return torch.cat([pos, yaw], dim=-1)
+
+
+def resample_poses(poses: Tensor, k: int) -> Tensor:  # [N, 5] -> [K, 5]
+    """``k`` poses evenly spaced along a trajectory of ``N`` (linear interpolation between neighbouring frames, the
+    heading renormalised); ``k == N`` returns the poses unchanged."""
+    n = len(poses)
+    u = torch.linspace(0, n - 1, k, dtype=torch.float64)
+    i0 = u.floor().long().clamp(max=max(n - 2, 0))
+    i1 = (i0 + 1).clamp(max=n - 1)
+    w = (u - i0).to(poses)[:, None]
+    out = poses[i0] * (1 - w) + poses[i1] * w
+    return torch.cat([out[:, :3], F.normalize(out[:, 3:], dim=-1)], dim=-1)
+
+
+def encode_trajectory(
+    viewmats: Tensor,  # [N, 4, 4] world-to-camera of an episode's frames, in order
+    bbox_min: Tensor,  # [3] the episode's box
+    bbox_max: Tensor,  # [3]
+    k: int,
+) -> Tensor:  # [K, 5]
+    """The camera trajectory psi_g generates with ``g`` (NF-LDM Sec. 3.3: "the camera trajectory is concatenated to
+    g"): :func:`encode_poses` of the frames, resampled to ``k`` poses (:func:`resample_poses`). Inverse:
+    :func:`decode_trajectory`."""
+    return resample_poses(encode_poses(viewmats, bbox_min, bbox_max), k)
+
+
+def decode_trajectory(
+    trajectory: Tensor,  # [..., K, 5]
+    bbox_min: Tensor,  # [3] the box the grid of the scene fills
+    bbox_max: Tensor,  # [3]
+) -> Tensor:  # [..., K, 4, 4] world-to-camera (OpenCV), level cameras in a z-up world
+    """The inverse of :func:`encode_poses`: level cameras at the decoded centres looking along the (renormalised)
+    heading, image down = world -z."""
+    from latent3d.render.camera import look_at
+
+    centre, half = box_frame(bbox_min.to(trajectory), bbox_max.to(trajectory))
+    eye = trajectory[..., :3] * half + centre
+    heading = F.normalize(trajectory[..., 3:5], dim=-1)
+    fwd = torch.cat([heading, torch.zeros_like(heading[..., :1])], dim=-1)
+    return look_at(eye, eye + fwd, up=(0.0, 0.0, 1.0), dtype=trajectory.dtype)
+
+
+# ------------------------------------------------------------------------------------------------- normalisation
+class Standardizer(nn.Module):
+    """``(x - mean) / std`` per channel (axis ``axis`` of ``[N, ..., C, ...]``), the statistics measured on the
+    training latents in float64 (:meth:`fit`) and saved with the weights as buffers; a constant channel gets std
+    1e-6."""
+
+    def __init__(self, channels: int, axis: int = 1):
+        super().__init__()
+        self.axis = axis
+        self.register_buffer("mean", torch.zeros(channels))
+        self.register_buffer("std", torch.ones(channels))
+
+    @torch.no_grad()
+    def fit(self, x: Tensor) -> None:  # [N, ..., C, ...]
+        flat = x.detach().movedim(self.axis, 0).reshape(len(self.mean), -1).double()
+        self.mean.copy_(flat.mean(1))
+        self.std.copy_(flat.std(1, correction=0).clamp_min(1e-6))
+
+    def _view(self, v: Tensor, like: Tensor) -> Tensor:  # [C] -> broadcastable along `axis` of `like`
+        shape = [1] * like.dim()
+        shape[self.axis] = -1
+        return v.to(like).reshape(shape)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self._view(self.mean, x)) / self._view(self.std, x)
+
+    def inverse(self, z: Tensor) -> Tensor:
+        return z * self._view(self.std, z) + self._view(self.mean, z)
+
+
+# ------------------------------------------------------------------------------------------------- denoisers
+class LevelDenoiser(nn.Module):
+    """What the three denoisers share: ``forward(x_t [B, *shape], t [B], **condition) -> x0 [B, *shape]`` on
+    standardised latents; :meth:`encode` / :meth:`decode` between the latent auto-encoder's units and ``x``;
+    :meth:`condition` standardises the coarser latents it is conditioned on (names in ``conditions``)."""
+
+    level: str
+    produces: tuple[str, ...]  # the latents this level generates
+    conditions: tuple[str, ...] = ()  # the coarser latents it is conditioned on
+    shape: tuple[int, ...]  # one item's x
+
+    def __init__(self, cfg: SceneDiffusionConfig, norms: dict[str, Standardizer]):
+        super().__init__()
+        self.cfg = cfg
+        self.norms = nn.ModuleDict(norms)
+
+    def fit_statistics(self, latents: dict[str, Tensor]) -> None:
+        """The standardisation of every latent this level sees, measured on the training ``latents``."""
+        for name, norm in self.norms.items():
+            norm.fit(latents[name])
+
+    def encode(self, latents: dict[str, Tensor]) -> Tensor:  # -> [N, *shape]
+        return self.norms[self.produces[0]](latents[self.produces[0]])
+
+    def decode(self, x: Tensor) -> dict[str, Tensor]:  # [N, *shape]
+        return {self.produces[0]: self.norms[self.produces[0]].inverse(x)}
+
+    def condition(self, latents: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The keywords of :meth:`forward`: the conditioning latents, standardised."""
+        return {k: self.norms[k](latents[k]) for k in self.conditions}
+
+
+class _MLPBlock(nn.Module):
+    """ADM's residual block (:class:`latent3d.nets.unet3d.ResBlock3D`) on vectors: ``h = fc(SiLU(GN(x)))``,
+    ``h = fc(SiLU(AdaGN(h, emb)))``, ``out = x + h`` (the skip connection; the second layer starts at zero)."""
+
+    def __init__(self, width: int, emb_dim: int):
+        super().__init__()
+        self.norm1, self.fc1 = group_norm(width), nn.Linear(width, width)
+        self.emb, self.norm2, self.fc2 = nn.Linear(emb_dim, 2 * width), group_norm(width), nn.Linear(width, width)
+        nn.init.zeros_(self.fc2.weight)
+        nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:  # x [B, W], emb [B, E] -> [B, W]
+        h = self.fc1(F.silu(self.norm1(x)))
+        return x + self.fc2(F.silu(adaptive_group_norm(h, self.norm2, self.emb, emb)))
+
+
+class GlobalDenoiser(LevelDenoiser):
+    """psi_g (NF-LDM Sec. 3.3): an MLP with skip connections over ``x = [g, trajectory]`` ``[B, G + 5 K]`` (each part
+    standardised: g per dimension, the trajectory per pose component), the timestep through sinusoidal features and
+    a 2-layer MLP into every block's adaptive group norm; the output layer starts at zero."""
+
+    level, produces = "g", ("g", "trajectory")
+
+    def __init__(self, cfg: SceneDiffusionConfig, global_dim: int):
+        super().__init__(cfg, {"g": Standardizer(global_dim), "trajectory": Standardizer(POSE_DIMS, axis=-1)})
+        w, k = cfg.mlp_width, cfg.trajectory_poses
+        self.global_dim, self.shape = global_dim, (global_dim + POSE_DIMS * k,)
+        self.t_emb = nn.Sequential(nn.Linear(w, w), nn.SiLU(), nn.Linear(w, w))
+        self.inp = nn.Linear(self.shape[0], w)
+        self.blocks = nn.ModuleList(_MLPBlock(w, w) for _ in range(cfg.mlp_blocks))
+        self.out = nn.Sequential(group_norm(w), nn.SiLU(), nn.Linear(w, self.shape[0]))
+        nn.init.zeros_(self.out[-1].weight)
+        nn.init.zeros_(self.out[-1].bias)
+
+    def encode(self, latents: dict[str, Tensor]) -> Tensor:  # g [N, G], trajectory [N, K, 5] -> [N, G + 5 K]
+        g, traj = self.norms["g"](latents["g"]), self.norms["trajectory"](latents["trajectory"])
+        return torch.cat([g, traj.flatten(1)], dim=1)
+
+    def decode(self, x: Tensor) -> dict[str, Tensor]:  # [N, G + 5 K] -> g [N, G], trajectory [N, K, 5]
+        g, traj = x[:, : self.global_dim], x[:, self.global_dim:].reshape(len(x), -1, POSE_DIMS)
+        return {"g": self.norms["g"].inverse(g), "trajectory": self.norms["trajectory"].inverse(traj)}
+
+    def forward(self, x_t: Tensor, t: Tensor) -> Tensor:  # [B, D], [B] -> [B, D]
+        emb = self.t_emb(noise_features(t.reshape(-1).expand(len(x_t)), self.cfg.mlp_width).to(x_t.dtype))
+        h = self.inp(x_t)
+        for blk in self.blocks:
+            h = blk(h, emb)
+        return self.out(h)
+
+
+class CoarseDenoiser(LevelDenoiser):
+    """psi_c(c_t, g) (NF-LDM Sec. 3.3): a 2-D UNet over ``c [B, Cc, Xc, Yc, Zc]`` with its vertical axis folded into
+    channels, ``g`` through conditional group norm (``UNet3D(global_cond_dim=G)``)."""
+
+    level, produces, conditions = "c", ("c",), ("g",)
+
+    def __init__(self, cfg: SceneDiffusionConfig, global_dim: int, c_shape: tuple[int, int, int, int]):
+        super().__init__(cfg, {"c": Standardizer(c_shape[0]), "g": Standardizer(global_dim)})
+        cc, xc, _, zc = c_shape
+        self.shape = tuple(c_shape)
+        self.unet = UNet3D(cc * zc, cfg.width, tuple(cfg.channel_mult), cfg.blocks, (), xc, dims=2,
+                           global_cond_dim=global_dim)  # fmt: skip
+
+    def forward(self, x_t: Tensor, t: Tensor, g: Tensor) -> Tensor:  # [B, Cc, Xc, Yc, Zc], [B], [B, G]
+        return unfold_z(self.unet(fold_z(x_t), t.to(x_t.dtype), global_cond=g), self.shape[3])
+
+
+class FineDenoiser(LevelDenoiser):
+    """psi_f(f_t, g, c) (NF-LDM Sec. 3.3): a 2-D UNet over ``f [B, F, X, Y]`` whose input also holds ``c`` (vertical
+    axis folded into channels, nearest-upsampled to X x Y: concatenation), ``g`` through conditional group norm."""
+
+    level, produces, conditions = "f", ("f",), ("g", "c")
+
+    def __init__(self, cfg: SceneDiffusionConfig, global_dim: int, c_shape: tuple[int, int, int, int],
+                 f_shape: tuple[int, int, int]):  # fmt: skip
+        super().__init__(cfg, {"f": Standardizer(f_shape[0]), "g": Standardizer(global_dim),
+                               "c": Standardizer(c_shape[0])})  # fmt: skip
+        cc, zc, (fc, x, _) = c_shape[0], c_shape[3], f_shape
+        self.shape = tuple(f_shape)
+        self.unet = UNet3D(fc + cc * zc, cfg.width, tuple(cfg.channel_mult_fine), cfg.blocks, (), x, dims=2,
+                           out_channels=fc, global_cond_dim=global_dim)  # fmt: skip
+
+    def forward(self, x_t: Tensor, t: Tensor, g: Tensor, c: Tensor) -> Tensor:  # [B, F, X, Y], [B], [B, G], c
+        up = F.interpolate(fold_z(c).to(x_t), size=tuple(x_t.shape[-2:]), mode="nearest")
+        return self.unet(torch.cat([x_t, up], dim=1), t.to(x_t.dtype), global_cond=g)
+
+
+def build_level(level: str, cfg: SceneDiffusionConfig, shapes: dict[str, list[int]]) -> LevelDenoiser:
+    """The denoiser of ``level`` for latents of ``shapes`` (``{"g": [G], "c": [Cc, Xc, Yc, Zc], "f": [F, X, Y]}``)."""
+    G = shapes["g"][0]
+    if level == "g":
+        return GlobalDenoiser(cfg, G)
+    if level == "c":
+        return CoarseDenoiser(cfg, G, tuple(shapes["c"]))  # type: ignore[arg-type]
+    if level == "f":
+        return FineDenoiser(cfg, G, tuple(shapes["c"]), tuple(shapes["f"]))  # type: ignore[arg-type]
+    raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+
+
+# ------------------------------------------------------------------------------------------------- sampling
+def schedule(cfg: SceneDiffusionConfig) -> Tensor:  # [T] float32
+    """alpha_bar of the training timesteps (diffusers' ``DDPMScheduler(beta_schedule=cfg.beta_schedule)``)."""
+    from latent3d.diffusion.schedules import alphas_cumprod
+
+    return alphas_cumprod(cfg.beta_schedule, TRAIN_TIMESTEPS).float()  # type: ignore[arg-type]
+
+
+def diffusion_loss(cfg: SceneDiffusionConfig):  # -> DDPMLoss
+    """The training objective of every level: NF-LDM's x0 objective ``E_{t, eps}[w(lambda_t) ||x0 - psi(x_t, t,
+    ...)||^2]`` (Sec. 3.3), ``t ~ U{0..999}``, ``w`` min-SNR-gamma (Hang et al. 2023) or constant, called
+    ``loss(psi, x0, generator, **condition)``."""
+    from latent3d.diffusion.ddpm import DDPMLoss
+
+    return DDPMLoss(schedule(cfg), "sample", cfg.weighting, cfg.snr_gamma)
+
+
+def scheduler_config(cfg: SceneDiffusionConfig) -> dict:
+    """The diffusers ``DDIMScheduler`` settings the models sample with (saved in each model's config.json)."""
+    return {"num_train_timesteps": TRAIN_TIMESTEPS, "beta_schedule": cfg.beta_schedule, "beta_start": 0.00085,
+            "beta_end": 0.012, "prediction_type": "sample", "clip_sample": False, "set_alpha_to_one": True,
+            "timestep_spacing": "trailing"}  # fmt: skip
+
+
+@torch.no_grad()
+def sample_level(model: LevelDenoiser, n: int, steps: int, generator: torch.Generator | None = None,
+                 eta: float = 0.0, **latents: Tensor) -> dict[str, Tensor]:  # fmt: skip
+    """``n`` samples of one level given its conditioning ``latents`` (latent auto-encoder units): DDIM from pure
+    noise over ``steps`` trailing timesteps with the x0 prediction (Song et al. 2021, eq. 12), then decoded to the
+    latent auto-encoder's units. The noise is drawn on the generator's device."""
+    from latent3d.diffusion.ddim import ddim_sample, ddim_timesteps
+
+    dev = next(model.parameters()).device
+    gdev = generator.device if generator is not None else dev
+    x = torch.randn((n, *model.shape), generator=generator, device=gdev).to(dev)
+    cond = model.condition({k: v.to(dev) for k, v in latents.items()})
+    x0 = ddim_sample(model, x, ddim_timesteps(steps, TRAIN_TIMESTEPS, "trailing"), schedule(model.cfg), eta=eta,
+                     generator=generator, disable=True, extra_args=cond, prediction_type="sample")  # fmt: skip
+    return model.decode(x0)
+
+
+@dataclass
+class SceneDiffusion:
+    """The three denoisers of a ``latent3d train scene-diffusion`` run and the latent auto-encoder whose latents
+    they model (its quantisers snap sampled c and f to codes, its decoder turns latents into a scene grid)."""
+
+    g: GlobalDenoiser
+    c: CoarseDenoiser
+    f: FineDenoiser
+    latent_ae: SceneLatentAutoencoder
+    box: tuple[Tensor, Tensor]  # bbox_min, bbox_max [3]: a scene box centred at the origin (decode_trajectory's)
+
+
+def sample_scene_latents(models: SceneDiffusion, n: int, steps: int | None = None,
+                         generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    """``n`` scenes drawn ancestrally (NF-LDM Sec. 3.3): ``g, trajectory ~ p(g)``, ``c ~ p(c | g)``, snapped to its
+    codebook, ``f ~ p(f | g, c)``, snapped. Returns ``g [n, G]``, ``trajectory [n, K, 5]`` (:func:`decode_trajectory`
+    with ``models.box`` gives the cameras), ``c [n, Cc, Xc, Yc, Zc]`` and ``f [n, F, X, Y]`` in the latent
+    auto-encoder's units (``models.latent_ae.decode(g, c, f)`` is the normalised grid). ``steps``: DDIM steps
+    (default: each model's ``sample_steps``)."""
+    out = {}
+    for model in (models.g, models.c, models.f):
+        cfg = model.cfg
+        out |= sample_level(model, n, steps or cfg.sample_steps, generator, cfg.eta, **out)
+        vq = {"c": models.latent_ae.vq_c, "f": models.latent_ae.vq_f}.get(model.level)
+        if vq is not None:
+            out[model.level] = vq.snap(out[model.level])[0]
+    return out["g"], out["trajectory"], out["c"], out["f"]
