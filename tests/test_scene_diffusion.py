@@ -15,10 +15,11 @@ from typer.testing import CliRunner
 from latent3d.cli import app
 from latent3d.diffusion.ddpm import loss_weight
 from latent3d.errors import UserError
+from latent3d.nets.standardize import Standardizer
 from latent3d.render.camera import look_at
 from latent3d.systems.nfldm.config import SceneDiffusionConfig, SceneLatentAEConfig
 from latent3d.systems.nfldm.latent_ae import SceneLatentAutoencoder
-from latent3d.systems.nfldm.scene_diffusion import (LEVELS, SceneDiffusion, Standardizer, build_level,
+from latent3d.systems.nfldm.scene_diffusion import (LEVELS, SceneDiffusion, build_level,
                                                     decode_trajectory, diffusion_loss, encode_poses,
                                                     encode_trajectory, resample_poses, sample_scene_latents, schedule,
                                                     scheduler_config)  # fmt: skip

@@ -7,6 +7,7 @@ packing, the PatchGAN discriminator and the autoencoder fine-tuning loss.
 ``vgg``: VGG-19 features and the perceptual loss built on them.
 ``embeddings``: per-object embeddings of an autodecoder (3DVADER, dense or hashed).
 ``vq``: the vector quantiser (VQ-VAE: straight-through gradient, commitment loss, dead-code restarts).
+``standardize``: per-channel standardisation with statistics measured on the training data, saved as buffers.
 ``norm``, ``attention``: the norms (batch / group, 2-D and 3-D, the adaptive group norm) and the one attention block
 that ``blocks3d`` (3DVADER's decoder parts) and ``unet3d`` (the ADM-style UNet, 3-D or 2-D) are built from.
 """

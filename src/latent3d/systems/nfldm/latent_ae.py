@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from latent3d.nets.norm import group_norm
+from latent3d.nets.standardize import Standardizer
 from latent3d.nets.unet3d import ResBlock3D
 from latent3d.nets.vq import VectorQuantizer
 from latent3d.systems.nfldm.config import SceneLatentAEConfig
@@ -140,8 +141,7 @@ class SceneLatentAutoencoder(nn.Module):
         self.vq_c = VectorQuantizer(cfg.codebook_coarse, cfg.coarse_channels, cfg.beta, cfg.restart_after)
         self.vq_f = VectorQuantizer(cfg.codebook_fine, cfg.fine_channels, cfg.beta, cfg.restart_after)
         self.register_buffer("density_ref", torch.ones(()))  # sigma_ref: densities are log1p(sigma / sigma_ref)
-        self.register_buffer("shift", torch.zeros(channels))  # per channel mean and std of the transformed grid
-        self.register_buffer("scale", torch.ones(channels))
+        self.stats = Standardizer(channels, correction=1, min_std=1e-12)  # per channel, of the transformed grid
 
     @torch.no_grad()
     def set_statistics(self, grids: Tensor) -> None:  # [N, C + 1, X, Y, Z] scene grids
@@ -149,23 +149,18 @@ class SceneLatentAutoencoder(nn.Module):
         with any), then the mean and std of every channel (density as ``log1p(sigma / sigma_ref)``)."""
         d = grids[:, -1]
         self.density_ref.fill_(float(d[d > 0].double().mean()) if bool((d > 0).any()) else 1.0)
-        t = self._transformed(grids).transpose(0, 1).reshape(self.channels, -1).double()
-        self.shift.copy_(t.mean(1).float())
-        self.scale.copy_(t.std(1).clamp_min(1e-12).float())
+        self.stats.fit(self._transformed(grids))
 
     def _transformed(self, grid: Tensor) -> Tensor:  # [B, C + 1, X, Y, Z]: density -> log1p(density / sigma_ref)
         return torch.cat([grid[:, :-1], torch.log1p(grid[:, -1:].clamp_min(0) / self.density_ref)], dim=1)
 
-    def _view(self, v: Tensor) -> Tensor:  # [C + 1] -> [1, C + 1, 1, 1, 1]
-        return v[None, :, None, None, None]
-
     def normalise(self, grid: Tensor) -> Tensor:  # [B, C + 1, X, Y, Z] -> [B, C + 1, X, Y, Z]
         """The scene auto-encoder's grid in the units the networks see (module docstring)."""
-        return (self._transformed(grid) - self._view(self.shift)) / self._view(self.scale)
+        return self.stats(self._transformed(grid))
 
     def denormalise(self, x: Tensor) -> Tensor:  # [B, C + 1, X, Y, Z] -> [B, C + 1, X, Y, Z]
         """The inverse of :meth:`normalise` (densities below 0 clamped to 0)."""
-        t = x * self._view(self.scale) + self._view(self.shift)
+        t = self.stats.inverse(x)
         return torch.cat([t[:, :-1], torch.expm1(t[:, -1:]).clamp_min(0) * self.density_ref], dim=1)
 
     def encode(self, x: Tensor, generator: torch.Generator | None = None) -> SceneLatents:  # x [B, C + 1, X, Y, Z]

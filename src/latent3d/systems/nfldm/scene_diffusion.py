@@ -16,7 +16,7 @@ DDIM sampler (:func:`latent3d.diffusion.ddim.ddim_sample`, Song et al. 2021, tra
   to f's X x Y) concatenated to its input channels, and ``g`` through conditional group norm.
 
 Normalisation: every latent enters the networks standardised per channel by its mean and standard deviation over
-the training latents (:class:`Standardizer`; per dimension for ``g``, per pose component for the trajectory), the
+the training latents (:class:`~latent3d.nets.standardize.Standardizer`; per dimension for ``g``, per pose component for the trajectory), the
 statistics saved with the weights; samples leave in the latent auto-encoder's units.
 
 Quantisation: ``c`` and ``f`` are diffused *after* quantisation, as the codebook vectors the latent auto-encoder
@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from latent3d.nets.norm import adaptive_group_norm, group_norm
+from latent3d.nets.standardize import Standardizer
 from latent3d.nets.unet3d import UNet3D, noise_features
 from latent3d.systems.nfldm.config import SceneDiffusionConfig
 from latent3d.systems.nfldm.latent_ae import fold_z, unfold_z
@@ -113,35 +114,6 @@ def decode_trajectory(
 
 
 # ------------------------------------------------------------------------------------------------- normalisation
-class Standardizer(nn.Module):
-    """``(x - mean) / std`` per channel (axis ``axis`` of ``[N, ..., C, ...]``), the statistics measured on the
-    training latents in float64 (:meth:`fit`) and saved with the weights as buffers; a constant channel gets std
-    1e-6."""
-
-    def __init__(self, channels: int, axis: int = 1):
-        super().__init__()
-        self.axis = axis
-        self.register_buffer("mean", torch.zeros(channels))
-        self.register_buffer("std", torch.ones(channels))
-
-    @torch.no_grad()
-    def fit(self, x: Tensor) -> None:  # [N, ..., C, ...]
-        flat = x.detach().movedim(self.axis, 0).reshape(len(self.mean), -1).double()
-        self.mean.copy_(flat.mean(1))
-        self.std.copy_(flat.std(1, correction=0).clamp_min(1e-6))
-
-    def _view(self, v: Tensor, like: Tensor) -> Tensor:  # [C] -> broadcastable along `axis` of `like`
-        shape = [1] * like.dim()
-        shape[self.axis] = -1
-        return v.to(like).reshape(shape)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return (x - self._view(self.mean, x)) / self._view(self.std, x)
-
-    def inverse(self, z: Tensor) -> Tensor:
-        return z * self._view(self.std, z) + self._view(self.mean, z)
-
-
 # ------------------------------------------------------------------------------------------------- denoisers
 class LevelDenoiser(nn.Module):
     """What the three denoisers share: ``forward(x_t [B, *shape], t [B], **condition) -> x0 [B, *shape]`` on
