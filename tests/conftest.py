@@ -72,6 +72,8 @@ def tiny_sd_dir(tmp_path_factory) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------- NF-LDM runs
+LATENT_AE_ARGS = ["--width", "16", "--global-dim", "8", "--codebook-coarse", "32", "--codebook-fine", "16",
+                  "--batch-size", "2", "--lr", "3e-3"]  # fmt: skip
 SCENE_AE_ARGS = ["--holdout", "4", "--steps", "150", "--width", "16", "--features", "8", "--depth-bins", "12",
                  "--grid", "16,16,4", "--samples", "24", "--views-in", "6", "--views-out", "2",
                  "--lr", "3e-3"]  # fmt: skip
@@ -93,3 +95,18 @@ def scene_ae_run(tmp_path_factory) -> Path:
                                    *SCENE_AE_ARGS])  # fmt: skip
     assert res.exit_code == 0, res.output
     return root / "sae"
+
+
+@pytest.fixture(scope="session")
+def latent_ae_run(scene_ae_run, tmp_path_factory) -> Path:
+    """A tiny latent auto-encoder run on the shared scene auto-encoder: latents of its 2 scenes (g of 8 dimensions,
+    codebooks of 32 and 16 codes), shared by the scene diffusion and scene generation tests."""
+    from typer.testing import CliRunner
+
+    from latent3d.cli import app
+
+    run = tmp_path_factory.mktemp("scene_latents") / "lae"
+    res = CliRunner().invoke(app, ["train", "scene-latent-ae", "--scene-ae", str(scene_ae_run), "--out", str(run),
+                                   "--steps", "40", "--image-weight", "0", *LATENT_AE_ARGS])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    return run

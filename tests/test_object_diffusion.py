@@ -187,6 +187,14 @@ def test_object_command_writes_files_that_agree_with_the_sampled_grid(runs, tmp_
     g = read_gaussian_ply(o1 / "sample_01" / "gaussians.ply", plausible=True)
     assert g.num == run["samples"][1]["num_gaussians"] > 0
     if "mesh" in run["samples"][1]:
+        import trimesh
+
+        from latent3d.io.mesh import z_up_to_y_up
+        from latent3d.render.grid_assets import grid_mesh
+
+        verts, _, _ = grid_mesh(vol["density"], vol["rgb"], vol["bbox_min"], vol["bbox_max"])
+        mesh = trimesh.load(o1 / "sample_01" / "mesh.glb", process=False, force="mesh")
+        np.testing.assert_allclose(mesh.vertices, z_up_to_y_up(verts.astype(np.float64)), atol=1e-5)  # y-up once
         cmd = gltf_validator()
         if cmd is None:
             pytest.skip("node / gltf-validator not installed (npm ci --prefix tools)")

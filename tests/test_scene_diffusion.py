@@ -220,16 +220,6 @@ def test_sampling_with_the_true_x0_returns_the_training_scenes():
 
 
 # ------------------------------------------------------------------------------------------------- end to end
-@pytest.fixture(scope="module")
-def latent_ae_run(scene_ae_run, tmp_path_factory):
-    """A tiny latent auto-encoder run on the shared scene auto-encoder (conftest): latents of 2 scenes."""
-    run = tmp_path_factory.mktemp("scene_diffusion") / "lae"
-    res = CliRunner().invoke(app, ["train", "scene-latent-ae", "--scene-ae", str(scene_ae_run), "--out", str(run),
-                                   "--steps", "40", "--image-weight", "0", *TINY_ARGS])  # fmt: skip
-    assert res.exit_code == 0, res.output
-    return run
-
-
 def _nearest(x: torch.Tensor, train: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # [n, ...], [N, ...]
     d = (x[:, None] - train[None]).pow(2).flatten(2).mean(-1)  # [n, N] mean squared distance
     return d.min(dim=1).values, d.argmin(dim=1)

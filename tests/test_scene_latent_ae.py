@@ -15,6 +15,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import LATENT_AE_ARGS
 from latent3d.cli import app
 from latent3d.errors import UserError
 from latent3d.nets.vq import VectorQuantizer, codebook_usage
@@ -24,8 +25,7 @@ from latent3d.systems.nfldm.train_latent_ae import (encode_all, latent_ae_loss, 
                                                     read_scene_latents, scene_grids, voxel_errors)  # fmt: skip
 
 TINY = dict(width=16, global_dim=8, codebook_coarse=32, codebook_fine=16, batch_size=2)
-TINY_ARGS = ["--width", "16", "--global-dim", "8", "--codebook-coarse", "32", "--codebook-fine", "16",
-             "--batch-size", "2", "--lr", "3e-3"]  # fmt: skip
+TINY_ARGS = LATENT_AE_ARGS
 
 
 # ------------------------------------------------------------------------------------------------- VQ

@@ -33,6 +33,7 @@ app = typer.Typer(
 )
 train_app = typer.Typer(help="Train latent3d's models (shared Accelerate trainer: --resume, EMA, NaN guard).",
                         no_args_is_help=True)  # fmt: skip
+scene_app = typer.Typer(help="NeuralField-LDM scenes: generate (no subcommand), edit, pack.", no_args_is_help=False)
 data_app = typer.Typer(help="Build training data from your own files.", no_args_is_help=True)
 
 
@@ -57,6 +58,10 @@ train_app.command("object-diffusion")(autodecoder.object_diffusion_cmd)
 train_app.command("scene-ae")(nfldm.scene_ae_cmd)
 train_app.command("scene-latent-ae")(nfldm.scene_latent_ae_cmd)
 train_app.command("scene-diffusion")(nfldm.scene_diffusion_cmd)
+app.add_typer(scene_app, name="scene")
+scene_app.callback(invoke_without_command=True)(nfldm.scene_cmd)
+scene_app.command("edit")(nfldm.scene_edit_cmd)
+scene_app.command("pack")(nfldm.scene_pack_cmd)
 app.add_typer(data_app, name="data")
 data_app.command("rgbd-pairs")(data_commands.rgbd_pairs)
 data_app.command("objects")(data_commands.objects)

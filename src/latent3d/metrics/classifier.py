@@ -38,6 +38,16 @@ def conv_features(width: int) -> nn.Sequential:  # [B, 3, H, W] -> [B, 4 * width
     return nn.Sequential(*layers)
 
 
+def augmented(x: Tensor, g: torch.Generator, noise: float) -> Tensor:  # [b, 3, H, W] in [0, 1] -> the same
+    """The augmentation of latent3d's measuring nets: one shift of up to 2 px (rolled), brightness x U(0.9, 1.1) per
+    image, and pixel noise of a std drawn from U(0, ``noise``) per image."""
+    b = len(x)
+    dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=g))
+    x = torch.roll(x, (dy, dx), dims=(2, 3))
+    x = x * (0.9 + 0.2 * torch.rand(b, 1, 1, 1, generator=g))
+    return (x + noise * torch.rand(b, 1, 1, 1, generator=g) * torch.randn(x.shape, generator=g)).clamp(0, 1)
+
+
 class ObjectViewClassifier(nn.Module):
     """Four conv blocks -> global pooling -> three linear heads (object, colour, view)."""
 
@@ -85,11 +95,7 @@ def train_classifier(
 
     def batch_fn(step: int, g: torch.Generator) -> tuple[Tensor, Tensor]:  # -> [b, 3, H, W], [b, 3] labels
         i = torch.randint(0, len(images), (batch_size,), generator=g)
-        dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=g))
-        x = torch.roll(images[i], (dy, dx), dims=(2, 3))
-        x = x * (0.9 + 0.2 * torch.rand(batch_size, 1, 1, 1, generator=g))
-        x = (x + 0.06 * torch.rand(batch_size, 1, 1, 1, generator=g) * torch.randn(x.shape, generator=g)).clamp(0, 1)
-        return x, y[i]
+        return augmented(images[i], g, 0.06), y[i]
 
     def loss_fn(model: nn.Module, batch: tuple[Tensor, Tensor], g: torch.Generator) -> Tensor:
         return sum(F.cross_entropy(logits, batch[1][:, k]) for k, logits in enumerate(model(batch[0])))

@@ -63,7 +63,7 @@ def write_sample(out: Path, density: Tensor, rgb: Tensor, gen: ObjectGenerator, 
     """One sample's files (module docstring) from its grid ``density [1, 1, N, N, N]``, ``rgb [1, 3, N, N, N]``;
     returns its entry of run.json (``on_view(1)`` after each rendered view and turntable frame)."""
     from latent3d.io.image import save_image
-    from latent3d.io.mesh import export_mesh, z_up_to_y_up
+    from latent3d.io.mesh import export_mesh
     from latent3d.io.ply import write_gaussian_ply
     from latent3d.io.video import write_video
     from latent3d.io.volume import write_volume_npz
@@ -90,7 +90,7 @@ def write_sample(out: Path, density: Tensor, rgb: Tensor, gen: ObjectGenerator, 
              "volume": "volume.npz"}  # fmt: skip
     try:
         verts, faces, colors = grid_mesh(d, c, lo, hi)
-        export_mesh(out / "mesh.glb", z_up_to_y_up(verts), faces, vertex_colors=colors)
+        export_mesh(out / "mesh.glb", verts, faces, vertex_colors=colors)
         entry |= {"mesh": "mesh.glb", "mesh_vertices": int(len(verts)), "mesh_faces": int(len(faces))}
     except ValueError as e:  # an empty grid has no surface
         entry["mesh_error"] = str(e)

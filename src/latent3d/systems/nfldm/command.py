@@ -1,5 +1,6 @@
 """NeuralField-LDM's commands: ``latent3d train scene-ae`` (Sec. 3.1), ``latent3d train scene-latent-ae`` (Sec. 3.2),
-``latent3d train scene-diffusion`` (Sec. 3.3). Options take their defaults, help and valid values from
+``latent3d train scene-diffusion`` (Sec. 3.3), ``latent3d scene`` (generation), ``latent3d scene edit`` and
+``latent3d scene pack``. Options take their defaults, help and valid values from
 :mod:`latent3d.systems.nfldm.config`; heavy imports happen inside the commands, after every argument is checked."""
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ from typing import Annotated, Optional
 import typer
 
 from latent3d.errors import UserError
-from latent3d.options import (CHECKPOINT_EVERY, CheckpointEveryOpt, DeviceOpt, OutOpt, ResumeOpt, SeedOpt, defaults,
-                              field_option, invocation)  # fmt: skip
+from latent3d.options import (CHECKPOINT_EVERY, CheckpointEveryOpt, DeviceOpt, ModelStepsOpt, OutOpt, ResumeOpt,
+                              SeedOpt, defaults, field_option, invocation)  # fmt: skip
 from latent3d.ranges import OneOf
-from latent3d.systems.nfldm.config import SceneAEConfig, SceneDiffusionConfig, SceneLatentAEConfig
+from latent3d.systems.nfldm.config import SceneAEConfig, SceneConfig, SceneDiffusionConfig, SceneLatentAEConfig
 
 _S = defaults(SceneAEConfig)
 _L = defaults(SceneLatentAEConfig)
 _D = defaults(SceneDiffusionConfig)
+_G = defaults(SceneConfig)
 
 
 def _csv(values: tuple) -> str:
@@ -171,3 +173,75 @@ def scene_diffusion_cmd(
     done = ", ".join(f"{lv}/ ({v['steps']} steps in {v['train_s']:.0f} s, final loss {v['final_loss']:.4f})"
                      for lv, v in s.items())  # fmt: skip
     typer.echo(f"wrote {out}: {done}")
+
+
+def scene_cmd(
+    ctx: typer.Context,
+    out: OutOpt = Path("out/scene"),
+    model: Annotated[str, field_option(SceneConfig, "model")] = _G.model,
+    n: Annotated[int, field_option(SceneConfig, "n", "--n")] = _G.n,
+    steps: ModelStepsOpt = None,
+    frames: Annotated[int, field_option(SceneConfig, "frames")] = _G.frames,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Generate scenes with NF-LDM (g and a camera trajectory -> c -> f -> voxels): per sample a fly-through
+    (flythrough.mp4, frames/, 16-bit depth/), bev.png, voxels.npz, mesh.glb and latents; plus run.json."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from latent3d.runtime import resolve_device
+    from latent3d.systems.nfldm.generate import generate_scenes
+    from latent3d.systems.nfldm.scene_model import load_scene_model, resolve_model
+
+    resolve_model(model)  # a wrong name or folder is refused before anything loads
+    dev = resolve_device(device)
+    m = load_scene_model(model, str(dev))
+    run = generate_scenes(m, Path(out), n, frames, steps, seed, command=invocation(ctx))
+    typer.echo(f"wrote {out}: {n} sample(s) (flythrough.mp4, frames/, depth/, bev.png, voxels.npz, mesh.glb), "
+               f"run.json; sampling {run['sampling_s']:.1f} s, total {run['total_s']:.1f} s")
+
+
+def scene_edit_cmd(
+    ctx: typer.Context,
+    sample: Annotated[Path, typer.Argument(help="A sample folder written by `latent3d scene` (OUT/sample_NN).")],
+    region: Annotated[str, typer.Option("--region", help="The box to resample, X0,Y0,X1,Y1 in fractions (0..1) of the scene: X left to right and Y bottom to top in its bev.png; widened to whole cells of c.")],
+    out: OutOpt = Path("out/scene-edit"),
+    model: Annotated[Optional[str], typer.Option("--model", help="The scene model that made the sample (default: the one its run.json names).")] = None,
+    steps: ModelStepsOpt = None,
+    frames: Annotated[int, field_option(SceneConfig, "frames")] = _G.frames,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Resample a box of a generated scene by diffusion inpainting (c given g, then f given g and the new c); the
+    latents outside it stay exactly the sample's. Writes the edited sample, before_after.png and edit.json."""
+    from latent3d.runtime import resolve_device
+    from latent3d.systems.nfldm.edit import check_fits, edit_scene, parse_region, read_sample
+    from latent3d.systems.nfldm.scene_model import load_scene_model, resolve_model
+
+    box = parse_region(region)
+    latents, made_by = read_sample(sample)
+    name = model or made_by or _G.model
+    resolve_model(name)
+    m = load_scene_model(name, str(resolve_device(device)))
+    check_fits(m, latents, sample)
+    doc = edit_scene(m, sample, latents, box, Path(out), steps, frames, seed, command=invocation(ctx))
+    typer.echo(f"wrote {out}: {doc['cells_c']} cells of c resampled, largest change outside the box "
+               f"c {doc['max_change_outside']['c']:g} f {doc['max_change_outside']['f']:g}; before_after.png")
+
+
+def scene_pack_cmd(
+    run: Annotated[Path, typer.Argument(help="The --out folder of `latent3d train scene-diffusion`.")],
+    out: OutOpt = Path("out/scene-model"),
+    card: Annotated[str, typer.Option("--card", help="A Markdown file whose text heads the packed MODEL_CARD.md.")] = "",
+) -> None:
+    """Pack a scene-diffusion run and the two auto-encoder runs it stands on into one self-contained scene model
+    folder (what --model takes; the bundled scene models are made this way)."""
+    from latent3d.systems.nfldm.scene_model import pack_scene_model
+
+    head = ""
+    if card:
+        if not Path(card).is_file():
+            raise UserError(f"--card {card}: not a file")
+        head = Path(card).read_text()
+    pack_scene_model(run, out, head)
+    typer.echo(f"wrote {out}")

@@ -188,3 +188,19 @@ class SceneDiffusionConfig:
             if xy[0] % k or xy[1] % k:
                 yield (f"--{name.replace('_', '-')} {','.join(map(str, mult))}: {len(mult)} UNet levels halve "
                        f"{xy[0]}x{xy[1]} {len(mult) - 1} times; give fewer levels")
+
+
+@dataclass
+class SceneConfig:
+    """``latent3d scene``: scenes sampled by NF-LDM's hierarchy (Sec. 3.3) and rendered along their trajectories."""
+
+    model: str = "scene-tiny"
+    """Bundled scene model (scene-tiny: procedural places; vizdoom-tiny: VizDoom), a folder of `latent3d scene pack`,
+    or the --out folder of `latent3d train scene-diffusion`."""
+    n: int = within(1, 256, 1)
+    """Scenes to sample."""
+    frames: int = within(2, 2000, 48)
+    """Frames of each fly-through along the sampled camera trajectory."""
+
+    def __post_init__(self) -> None:
+        check_config(self)

@@ -218,8 +218,9 @@ def load_level(run_dir: str | Path, level: str) -> LevelDenoiser:
     return saved.build(build).eval()
 
 
-def load_scene_diffusion(run_dir: str | Path, device: str = "cpu") -> SceneDiffusion:
-    """The three denoisers of a run and the latent auto-encoder of its latents (run.json), on ``device``, for
+def load_scene_diffusion(run_dir: str | Path, device: str = "cpu", latents: str | Path | None = None) -> SceneDiffusion:
+    """The three denoisers of a run and the latent auto-encoder of its latents (``latents``, by default the run
+    its run.json names), on ``device``, for
     :func:`~latent3d.systems.nfldm.scene_diffusion.sample_scene_latents`; models that do not fit that latent
     auto-encoder are one UserError line."""
     from latent3d.io.model_folder import get, read_config, read_model_folder
@@ -228,7 +229,8 @@ def load_scene_diffusion(run_dir: str | Path, device: str = "cpu") -> SceneDiffu
 
     run_dir, dev = Path(run_dir), resolve_device(device)
     fix = "pass the --out folder of a finished `latent3d train scene-diffusion` run"
-    latents = get(read_config(run_dir / "run.json", fix), "latents", str, run_dir / "run.json", fix)
+    if latents is None:
+        latents = get(read_config(run_dir / "run.json", fix), "latents", str, run_dir / "run.json", fix)
     g, c, f = (load_level(run_dir, lv).to(dev) for lv in LEVELS)
     lae = load_scene_latent_ae(latents).to(dev)
     X, Y, _ = lae.grid
