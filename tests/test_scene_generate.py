@@ -187,3 +187,35 @@ def test_scene_edit_keeps_the_latents_outside_the_box(scene_run, tmp_path):
     assert "--region" in _invoke([*cmd, "0.5,0.5,0.4,0.9", str(sample)])
     assert "no latents.safetensors" in _invoke([*cmd, "0,0,1,1", str(tmp_path)])
     assert not (tmp_path / "x").exists()
+
+
+# ------------------------------------------------------------------------------------------------- presets
+def test_the_paper_preset_fits_together_and_yields_to_given_options(monkeypatch, tmp_path):
+    """--preset paper gives NF-LDM's 128x128x32 grid, c of 32x32x16 and f of 128x128, settings the three stages
+    accept together; an option given on the command line wins over the preset."""
+    import latent3d.systems.nfldm.train_latent_ae as tl
+    import latent3d.systems.nfldm.train_scene_ae as ts
+    import latent3d.systems.nfldm.train_scene_diffusion as td
+
+    seen = {}
+
+    def capture(name):
+        def fake(*args, **kw):
+            seen[name] = args[2]
+            raise UserError("captured")
+        return fake
+
+    monkeypatch.setattr(ts, "train_scene_ae", capture("sae"))
+    monkeypatch.setattr(tl, "train_scene_latent_ae", capture("lae"))
+    monkeypatch.setattr(td, "train_scene_diffusion", capture("sd"))
+    (tmp_path / "d").mkdir()
+    for args in (["scene-ae", "--data", str(tmp_path / "d")], ["scene-latent-ae", "--scene-ae", str(tmp_path)],
+                 ["scene-diffusion", "--latents", str(tmp_path), "--width", "64"]):  # fmt: skip
+        assert "captured" in _invoke(["train", *args, "--out", str(tmp_path / "o"), "--preset", "paper"])
+    sae, lae, sd = seen["sae"], seen["lae"], seen["sd"]
+    assert sae.grid == (128, 128, 32) and lae.global_dim == 128 and lae.codebook_coarse == 1024
+    assert list(lae.check_grid(sae.grid)) == []
+    X, Y, Z = sae.grid
+    c_xy, c_z = (X // lae.downsample, Y // lae.downsample), Z // lae.downsample_z
+    assert (c_xy, c_z) == ((32, 32), 16) and list(sd.check_latents(c_xy, (X, Y))) == []
+    assert sd.width == 64 and sd.channel_mult == (1, 2, 4)

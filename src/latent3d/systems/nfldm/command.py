@@ -14,12 +14,31 @@ from latent3d.errors import UserError
 from latent3d.options import (CHECKPOINT_EVERY, CheckpointEveryOpt, DeviceOpt, ModelStepsOpt, OutOpt, ResumeOpt,
                               SeedOpt, defaults, field_option, invocation)  # fmt: skip
 from latent3d.ranges import OneOf
-from latent3d.systems.nfldm.config import SceneAEConfig, SceneConfig, SceneDiffusionConfig, SceneLatentAEConfig
+from latent3d.systems.nfldm.config import (PAPER_PRESET, PRESETS, SceneAEConfig, SceneConfig, SceneDiffusionConfig,
+                                           SceneLatentAEConfig)  # fmt: skip
 
 _S = defaults(SceneAEConfig)
 _L = defaults(SceneLatentAEConfig)
 _D = defaults(SceneDiffusionConfig)
 _G = defaults(SceneConfig)
+
+
+PresetOpt = Annotated[str, typer.Option("--preset", callback=OneOf(PRESETS), help="Settings for the options not given: cpu (the defaults shown, a run of minutes to an hour on a CPU) or paper (NF-LDM's scale: a 128x128x32 grid, g of 128, c 32x32x16, codebooks of 1024 and 128, wide networks; a GPU job).")]
+
+
+def _configured(ctx: typer.Context, cls: type, section: str):
+    """``cls`` from the command's options (each checked by its option against the config's declared ranges; the
+    config checks how they relate), with ``--preset paper``'s value for every option left at its default."""
+    from dataclasses import fields
+
+    preset = PAPER_PRESET[section] if ctx.params.get("preset") == "paper" else {}
+    kw = {}
+    for f in fields(cls):
+        if f.name in preset and ctx.get_parameter_source(f.name).name == "DEFAULT":
+            kw[f.name] = preset[f.name]
+        elif f.name in ctx.params:
+            kw[f.name] = ctx.params[f.name]
+    return cls(**kw)
 
 
 def _csv(values: tuple) -> str:
@@ -45,6 +64,7 @@ def scene_ae_cmd(
     views_in: Annotated[int, field_option(SceneAEConfig, "views_in")] = _S.views_in,
     views_out: Annotated[int, field_option(SceneAEConfig, "views_out")] = _S.views_out,
     depth_weight: Annotated[float, field_option(SceneAEConfig, "depth_weight")] = _S.depth_weight,
+    preset: PresetOpt = "cpu",
     resume: ResumeOpt = False,
     checkpoint_every: CheckpointEveryOpt = CHECKPOINT_EVERY,
     seed: SeedOpt = 0,
@@ -54,10 +74,7 @@ def scene_ae_cmd(
     and depth) from posed RGB-D episodes; writes OUT/model, OUT/heldout/ and OUT/eval.json."""
     from latent3d.systems.nfldm.train_scene_ae import train_scene_ae
 
-    # each value was checked by its option (the config's declared ranges); the config checks how they relate
-    cfg = SceneAEConfig(grid=grid, box=box, depth_bins=depth_bins, near=near, far=far, features=features,  # type: ignore[arg-type]
-                        width=width, downsample=downsample, samples=samples, views_in=views_in, views_out=views_out,
-                        depth_weight=depth_weight, steps=steps, lr=lr, holdout=holdout, seed=seed)  # fmt: skip
+    cfg = _configured(ctx, SceneAEConfig, "scene_ae")
     if not data.is_dir():
         raise UserError(f"--data {data} is not a folder: make one with `latent3d data scenes --out {data}`")
     s = train_scene_ae(data, out, cfg, device=device, resume=resume, checkpoint_every=checkpoint_every,
@@ -96,6 +113,7 @@ def scene_latent_ae_cmd(
     density_weight: Annotated[float, _latent("density_weight")] = _L.density_weight,
     image_weight: Annotated[float, _latent("image_weight")] = _L.image_weight,
     views: Annotated[int, _latent("views")] = _L.views,
+    preset: PresetOpt = "cpu",
     resume: ResumeOpt = False,
     checkpoint_every: CheckpointEveryOpt = CHECKPOINT_EVERY,
     seed: SeedOpt = 0,
@@ -106,13 +124,7 @@ def scene_latent_ae_cmd(
     OUT/eval.json."""
     from latent3d.systems.nfldm.train_latent_ae import train_scene_latent_ae
 
-    # each value was checked by its option (the config's declared ranges); the config checks how they relate
-    cfg = SceneLatentAEConfig(global_dim=global_dim, coarse_channels=coarse_channels, fine_channels=fine_channels,
-                              downsample=downsample, downsample_z=downsample_z, codebook_coarse=codebook_coarse,
-                              codebook_fine=codebook_fine, width=width, blocks=blocks, beta=beta,
-                              restart_after=restart_after, kl_weight=kl_weight, density_weight=density_weight,
-                              image_weight=image_weight, views=views, batch_size=batch_size, steps=steps, lr=lr,
-                              seed=seed)  # fmt: skip
+    cfg = _configured(ctx, SceneLatentAEConfig, "scene_latent_ae")
     s = train_scene_latent_ae(scene_ae, out, cfg, data=data, device=device, resume=resume,
                               checkpoint_every=checkpoint_every, command=invocation(ctx))  # fmt: skip
     ev = s["eval"]
@@ -152,6 +164,7 @@ def scene_diffusion_cmd(
     blocks: Annotated[int, _diff("blocks")] = _D.blocks,
     sample_steps: Annotated[int, _diff("sample_steps")] = _D.sample_steps,
     eta: Annotated[float, _diff("eta")] = _D.eta,
+    preset: PresetOpt = "cpu",
     resume: ResumeOpt = False,
     checkpoint_every: CheckpointEveryOpt = CHECKPOINT_EVERY,
     seed: SeedOpt = 0,
@@ -161,13 +174,7 @@ def scene_diffusion_cmd(
     (x0 objective); writes OUT/g, OUT/c, OUT/f (model folders) and OUT/run.json."""
     from latent3d.systems.nfldm.train_scene_diffusion import train_scene_diffusion
 
-    # each value was checked by its option (the config's declared ranges); the config checks how they relate
-    cfg = SceneDiffusionConfig(trajectory_poses=trajectory_poses, beta_schedule=beta_schedule,  # type: ignore[arg-type]
-                               weighting=weighting, snr_gamma=snr_gamma,  # type: ignore[arg-type]
-                               mlp_width=mlp_width, mlp_blocks=mlp_blocks, width=width,
-                               channel_mult=channel_mult, channel_mult_fine=channel_mult_fine,  # type: ignore[arg-type]
-                               blocks=blocks, steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay,
-                               sample_steps=sample_steps, eta=eta, seed=seed)  # fmt: skip
+    cfg = _configured(ctx, SceneDiffusionConfig, "scene_diffusion")
     s = train_scene_diffusion(latents, out, cfg, level=level, device=device, resume=resume,
                               checkpoint_every=checkpoint_every, command=invocation(ctx))  # fmt: skip
     done = ", ".join(f"{lv}/ ({v['steps']} steps in {v['train_s']:.0f} s, final loss {v['final_loss']:.4f})"

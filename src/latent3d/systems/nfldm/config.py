@@ -204,3 +204,18 @@ class SceneConfig:
 
     def __post_init__(self) -> None:
         check_config(self)
+
+
+PRESETS = ("cpu", "paper")
+# --preset paper: NF-LDM's scale (Kim et al. 2023, Sec. 3 and App.: a 128x128x32 grid, g of 128 dimensions, c of
+# 32x32x16x4 and f of 128x128x4 with codebooks of 1024 and 128 codes); widths and steps sized for one GPU
+PAPER_PRESET: dict[str, dict] = {
+    "scene_ae": {"grid": (128, 128, 32), "depth_bins": 64, "features": 32, "width": 128, "samples": 128,
+                 "views_in": 16, "views_out": 4, "steps": 100_000, "lr": 5e-4},
+    "scene_latent_ae": {"global_dim": 128, "coarse_channels": 4, "fine_channels": 4, "downsample": 4,
+                        "downsample_z": 2, "codebook_coarse": 1024, "codebook_fine": 128, "width": 128,
+                        "batch_size": 8, "steps": 100_000, "lr": 2e-4},
+    "scene_diffusion": {"mlp_width": 1024, "mlp_blocks": 6, "width": 128, "channel_mult": (1, 2, 4),
+                        "channel_mult_fine": (1, 2, 2, 4), "blocks": 2, "batch_size": 32, "steps": 200_000,
+                        "lr": 1e-4},
+}
