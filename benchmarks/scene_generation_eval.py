@@ -127,7 +127,8 @@ def edit_locality(model, lat: dict[str, Tensor], k: int, steps: int | None, seed
     rows = []
     for i in range(k):
         one = {n: v[i:i + 1] for n, v in lat.items()}
-        new, mc, mf = edit_latents(model.diffusion, one, (0.3, 0.3, 0.7, 0.7), steps or model.diffusion.c.cfg.sample_steps,
+        n_steps = steps or model.diffusion.c.cfg.sample_steps
+        new, mc, mf = edit_latents(model.diffusion, one, (0.3, 0.3, 0.7, 0.7), n_steps,
                                    torch.Generator().manual_seed(seed + i))  # fmt: skip
         a, b = decode_grid(model, one["g"], one["c"], one["f"]), decode_grid(model, new["g"], new["c"], new["f"])
         diff = (a - b).abs().mean(0)  # [X, Y, Z]

@@ -31,6 +31,8 @@ from latent3d.systems.nfldm.scene_model import load_scene_model
 DIFF_ARGS = ["--mlp-width", "32", "--mlp-blocks", "2", "--width", "16", "--channel-mult", "1",
              "--channel-mult-fine", "1,2", "--trajectory-poses", "4", "--batch-size", "4"]  # fmt: skip
 GEN_ARGS = ["--n", "2", "--frames", "6", "--steps", "4"]
+PRIOR_ARGS = ["--samples", "2", "--frames", "2", "--feature-steps", "5", "--steps", "3", "--batch-size", "4",
+              "--resolution", "16", "--channels", "16,32"]  # fmt: skip
 
 
 def _invoke(args: list[str]) -> str:  # a refused command: its one line
@@ -219,3 +221,97 @@ def test_the_paper_preset_fits_together_and_yields_to_given_options(monkeypatch,
     c_xy, c_z = (X // lae.downsample, Y // lae.downsample), Z // lae.downsample_z
     assert (c_xy, c_z) == ((32, 32), 16) and list(sd.check_latents(c_xy, (X, Y))) == []
     assert sd.width == 64 and sd.channel_mult == (1, 2, 4)
+
+
+# ------------------------------------------------------------------------------------------------- post-optimisation
+class _OraclePrior:
+    """A prior whose noise prediction is exact for one target frame per condition: eps(x_t, t, y) = (x_t -
+    sqrt(a_t) x_y) / sqrt(1 - a_t), x_y the target of condition y (rows of ``targets`` picked by y's first entry)."""
+
+    def __init__(self, targets: torch.Tensor, resolution: int):
+        from latent3d.diffusion.schedules import alphas_cumprod
+
+        self.targets, self.resolution = targets, resolution  # [2, 3, r, r] in [-1, 1]: y, then y'
+        self.alphas_cumprod = alphas_cumprod("squaredcos_cap_v2", 1000).float()
+        self.compute_dtype, self.num_train_timesteps = torch.float32, 1000
+        self.y, self.y_neg = torch.tensor([0.0, 1.0]), torch.tensor([1.0, 0.0])
+
+    def eps(self, x_t, t, y):
+        a = self.alphas_cumprod[int(t)]
+        target = self.targets[0] if float(y[0, 0]) == 0 else self.targets[1]
+        return (x_t - a.sqrt() * target) / (1 - a).sqrt()
+
+    def predict_eps_cfg(self, x_t, t, cond, uncond, scale):
+        return self.eps(x_t, t, uncond) + scale * (self.eps(x_t, t, cond) - self.eps(x_t, t, uncond))
+
+
+@pytest.fixture(scope="module")
+def prior_run(scene_run, scene_ae_run):
+    """A tiny post-optimisation prior of the module's scene model (3 UNet steps at 16 px)."""
+    res = CliRunner().invoke(app, ["train", "scene-prior", "--model", str(scene_run / "sd"), "--data",
+                                   str(scene_ae_run.parent / "eps"), "--out", str(scene_run / "pr"), *PRIOR_ARGS])
+    assert res.exit_code == 0, res.output
+    return scene_run / "pr"
+
+
+def test_negative_guidance_is_alpha_eps_y_minus_alpha_minus_one_eps_y_neg(prior_run):
+    """The trained prior's guided noise is alpha eps(y) - (alpha - 1) eps(y') (NF-LDM Sec. 3.4, one batched call),
+    and a prior reloaded from its folder predicts the same numbers; y and y' are the two sets' mean embeddings."""
+    from latent3d.systems.nfldm.scene_prior import load_scene_prior
+
+    prior = load_scene_prior(prior_run)
+    x, t = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor(500)
+    y, yn = prior.y[None], prior.y_neg[None]
+    with torch.no_grad():
+        e_y, e_n = prior.unet(x, t.expand(2), y.expand(2, -1)), prior.unet(x, t.expand(2), yn.expand(2, -1))
+        guided = prior.predict_eps_cfg(x, t, y, yn, 3.0)
+    torch.testing.assert_close(guided, 3.0 * e_y - 2.0 * e_n, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(e_y, e_n)  # the condition matters
+    again = load_scene_prior(prior_run / "model")
+    torch.testing.assert_close(again.y, prior.y) and torch.testing.assert_close(again.y_neg, prior.y_neg)
+
+
+def test_post_optimisation_pulls_renders_towards_y_and_away_from_y_neg(scene_run):
+    """With an exact prior (targets: a dark grey frame for y, a white one for y'), SDS with negative guidance on the
+    voxels brings views rendered from fixed cameras (not the ones it optimised on) closer to y's target; the grid
+    stays finite with densities >= 0."""
+    from latent3d.systems.nfldm.post_opt import post_opt_cameras, post_optimise
+    from latent3d.systems.nfldm.scene_prior import to_prior_pixels
+
+    model = load_scene_model(str(scene_run / "sd"))
+    lat = {k: v[None] for k, v in load_tensors(scene_run / "o" / "sample_00" / "latents.safetensors").items()}
+    grid = decode_grid(model, lat["g"], lat["c"], lat["f"])
+    targets = torch.stack([torch.full((3, 16, 16), -0.2), torch.full((3, 16, 16), 1.0)])
+    prior = _OraclePrior(targets, 16)
+    box = tuple(b for b in model.box)
+    vm = post_opt_cameras(box, 0.0, 6, torch.Generator().manual_seed(5))
+
+    def distance(g):
+        with torch.no_grad():
+            r = model.scene_ae.render(g, *box, vm, model.K.expand(6, 3, 3), model.height, model.width)
+        return float((to_prior_pixels(r.rgb, 16) - targets[0]).abs().mean())
+
+    after, norms = post_optimise(model, prior, grid, lat["trajectory"][0], 60, alpha=3.0, lr=0.2,
+                                 generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert len(norms) == 60 and torch.isfinite(after).all() and float(after[-1].min()) >= 0
+    assert distance(after) < 0.8 * distance(grid), (distance(after), distance(grid))
+
+
+def test_scene_post_opt_uses_the_packed_prior_and_changes_only_the_grid(scene_run, prior_run, tmp_path):
+    """A model packed with --prior post-optimises without --prior: the latents are the plain run's (same seed), the
+    written voxels are not their decoded grid any more; without a prior --post-opt is one line."""
+    res = CliRunner().invoke(app, ["scene", "pack", str(scene_run / "sd"), "--prior", str(prior_run), "--out",
+                                   str(tmp_path / "pk")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["scene", "--model", str(tmp_path / "pk"), "--out", str(tmp_path / "o"),
+                                   "--post-opt", "3", *GEN_ARGS])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    run = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert run["post_opt"] == {"steps": 3, "alpha": 7.5, "negative": True}
+    a = load_tensors(scene_run / "o" / "sample_00" / "latents.safetensors")
+    b = load_tensors(tmp_path / "o" / "sample_00" / "latents.safetensors")
+    assert all(torch.equal(a[k], v) for k, v in b.items())
+    plain, opt = (read_volume_npz(d / "sample_00" / "voxels.npz")["density"] for d in (scene_run / "o", tmp_path / "o"))
+    assert np.abs(plain - opt).max() > 0
+    assert "has no prior" in _invoke(["scene", "--model", str(scene_run / "sd"), "--out", str(tmp_path / "x"),
+                                      "--post-opt", "2"])  # fmt: skip

@@ -15,12 +15,13 @@ from latent3d.options import (CHECKPOINT_EVERY, CheckpointEveryOpt, DeviceOpt, M
                               SeedOpt, defaults, field_option, invocation)  # fmt: skip
 from latent3d.ranges import OneOf
 from latent3d.systems.nfldm.config import (PAPER_PRESET, PRESETS, SceneAEConfig, SceneConfig, SceneDiffusionConfig,
-                                           SceneLatentAEConfig)  # fmt: skip
+                                           SceneLatentAEConfig, ScenePriorConfig)  # fmt: skip
 
 _S = defaults(SceneAEConfig)
 _L = defaults(SceneLatentAEConfig)
 _D = defaults(SceneDiffusionConfig)
 _G = defaults(SceneConfig)
+_P = defaults(ScenePriorConfig)
 
 
 PresetOpt = Annotated[str, typer.Option("--preset", callback=OneOf(PRESETS), help="Settings for the options not given: cpu (the defaults shown, a run of minutes to an hour on a CPU) or paper (NF-LDM's scale: a 128x128x32 grid, g of 128, c 32x32x16, codebooks of 1024 and 128, wide networks; a GPU job).")]
@@ -189,6 +190,10 @@ def scene_cmd(
     n: Annotated[int, field_option(SceneConfig, "n", "--n")] = _G.n,
     steps: ModelStepsOpt = None,
     frames: Annotated[int, field_option(SceneConfig, "frames")] = _G.frames,
+    post_opt: Annotated[int, field_option(SceneConfig, "post_opt")] = _G.post_opt,
+    prior: Annotated[Optional[Path], typer.Option("--prior", help="The post-optimisation prior: the --out folder of `latent3d train scene-prior` (default: the scene model's own, where it has one).")] = None,
+    alpha: Annotated[float, field_option(SceneConfig, "alpha")] = _G.alpha,
+    negative: Annotated[bool, typer.Option("--negative/--no-negative", help="Guide away from the prior's artefact embedding y' (NF-LDM's negative guidance); --no-negative guides against the unconditional token.")] = True,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -201,9 +206,21 @@ def scene_cmd(
     from latent3d.systems.nfldm.scene_model import load_scene_model, resolve_model
 
     resolve_model(model)  # a wrong name or folder is refused before anything loads
+    if prior is not None and not prior.is_dir():
+        raise UserError(f"--prior {prior}: not a folder; train one with `latent3d train scene-prior`")
     dev = resolve_device(device)
     m = load_scene_model(model, str(dev))
-    run = generate_scenes(m, Path(out), n, frames, steps, seed, command=invocation(ctx))
+    refine = None
+    if post_opt:
+        from latent3d.systems.nfldm.post_opt import post_optimiser
+        from latent3d.systems.nfldm.scene_prior import load_scene_prior
+
+        where = prior or m.prior
+        if where is None:
+            raise UserError(f"--post-opt {post_opt}: the model {model} has no prior; pass --prior DIR (`latent3d "
+                            "train scene-prior`)")  # fmt: skip
+        refine = post_optimiser(m, load_scene_prior(where, str(dev)), post_opt, alpha, negative, seed)
+    run = generate_scenes(m, Path(out), n, frames, steps, seed, command=invocation(ctx), refine=refine)
     typer.echo(f"wrote {out}: {n} sample(s) (flythrough.mp4, frames/, depth/, bev.png, voxels.npz, mesh.glb), "
                f"run.json; sampling {run['sampling_s']:.1f} s, total {run['total_s']:.1f} s")
 
@@ -240,6 +257,7 @@ def scene_pack_cmd(
     run: Annotated[Path, typer.Argument(help="The --out folder of `latent3d train scene-diffusion`.")],
     out: OutOpt = Path("out/scene-model"),
     card: Annotated[str, typer.Option("--card", help="A Markdown file whose text heads the packed MODEL_CARD.md.")] = "",
+    prior: Annotated[Optional[Path], typer.Option("--prior", help="A `latent3d train scene-prior` run to pack with it (what `latent3d scene --post-opt` uses).")] = None,
 ) -> None:
     """Pack a scene-diffusion run and the two auto-encoder runs it stands on into one self-contained scene model
     folder (what --model takes; the bundled scene models are made this way)."""
@@ -250,5 +268,42 @@ def scene_pack_cmd(
         if not Path(card).is_file():
             raise UserError(f"--card {card}: not a file")
         head = Path(card).read_text()
-    pack_scene_model(run, out, head)
+    pack_scene_model(run, out, head, prior)
     typer.echo(f"wrote {out}")
+
+
+def _prior(name: str):  # the option of ScenePriorConfig field `name`
+    return field_option(ScenePriorConfig, name)
+
+
+def scene_prior_cmd(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option("--data", help="The episodes the scene model was trained on (its clean frames: y).")],
+    model: Annotated[str, field_option(SceneConfig, "model")] = _G.model,
+    out: OutOpt = Path("runs/scene-prior"),
+    resolution: Annotated[int, _prior("resolution")] = _P.resolution,
+    channels: Annotated[str, _prior("channels")] = ",".join(map(str, _P.channels)),
+    samples: Annotated[int, _prior("samples")] = _P.samples,
+    frames: Annotated[int, _prior("frames")] = _P.frames,
+    feature_steps: Annotated[int, _prior("feature_steps")] = _P.feature_steps,
+    steps: Annotated[int, _prior("steps")] = _P.steps,
+    batch_size: Annotated[int, _prior("batch_size")] = _P.batch_size,
+    lr: Annotated[float, _prior("lr")] = _P.lr,
+    cond_drop: Annotated[float, _prior("cond_drop")] = _P.cond_drop,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """NF-LDM post-optimisation's 2-D prior: a diffusion UNet over scene frames conditioned on latent3d's own image
+    embedding, trained on the dataset's frames and the scene model's rendered samples; writes OUT/model."""
+    from latent3d.runtime import resolve_device
+    from latent3d.systems.nfldm.scene_model import load_scene_model, resolve_model
+    from latent3d.systems.nfldm.scene_prior import train_scene_prior
+
+    cfg = _configured(ctx, ScenePriorConfig, "scene_prior")
+    if not data.is_dir():
+        raise UserError(f"--data {data} is not a folder of episodes")
+    resolve_model(model)
+    m = load_scene_model(model, str(resolve_device(device)))
+    s = train_scene_prior(m, data, Path(out), cfg, device=device, command=invocation(ctx))
+    typer.echo(f"wrote {out}: model/ ({s['frames_real']} dataset + {s['frames_samples']} sampled frames, {s['steps']} "
+               f"steps, {s['train_s']:.0f} s; y and y' {s['y_distance']:.2f} std apart)")

@@ -201,6 +201,11 @@ class SceneConfig:
     """Scenes to sample."""
     frames: int = within(2, 2000, 48)
     """Frames of each fly-through along the sampled camera trajectory."""
+    post_opt: int = within(0, 10**5, 0)
+    """Post-optimisation steps (NF-LDM Sec. 3.4: score distillation on rendered views into the voxel grid, with
+    negative guidance); 0: none."""
+    alpha: float = within(0, 1000, 7.5)
+    """Guidance alpha of post-optimisation: eps(y') + alpha (eps(y) - eps(y'))."""
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -219,3 +224,42 @@ PAPER_PRESET: dict[str, dict] = {
                         "channel_mult_fine": (1, 2, 2, 4), "blocks": 2, "batch_size": 32, "steps": 200_000,
                         "lr": 1e-4},
 }
+
+
+@dataclass
+class ScenePriorConfig:
+    """The in-domain 2-D prior of NF-LDM's post-optimisation (Sec. 3.4): a pixel-space diffusion UNet over scene
+    frames conditioned (cross-attention, one token) on an image embedding from latent3d's own feature net, trained on
+    the dataset's frames and on frames rendered from the scene model's own samples, so that ``y`` (clean data) and
+    ``y'`` (the model's artefacts) are both conditions it knows."""
+
+    resolution: int = within(8, 512, 32)
+    """Frame size of the prior in pixels (frames are area-downsampled to it)."""
+    channels: tuple[int, ...] = within(8, 1024, (32, 64, 64), count=(2, 5))
+    """The UNet's channels per level (cross-attention in the two lowest), comma-separated."""
+    samples: int = within(1, 10**5, 64)
+    """Scenes sampled from the scene model and rendered for the artefact condition y'."""
+    frames: int = within(2, 1000, 8)
+    """Frames rendered along each sampled scene's trajectory."""
+    feature_steps: int = within(1, 10**6, 600)
+    """Training steps of the feature net (which tells the episodes apart)."""
+    steps: int = within(1, 10**8, 3000)
+    """Training steps of the UNet."""
+    batch_size: int = within(1, 4096, 32)
+    """Frames per UNet step."""
+    lr: float = within(0, 1, 5e-4, open_lo=True)
+    """AdamW learning rate of the UNet."""
+    cond_drop: float = within(0, 1, 0.1)
+    """Share of training frames whose embedding is replaced by the empty (zero) token (classifier-free guidance)."""
+    seed: int = within(0, 2**63 - 1, 0)
+    """Random seed of initialisation, batches and the sampled scenes."""
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+    def relations(self) -> Iterator[str]:
+        if self.resolution % 2 ** (len(self.channels) - 1):
+            yield f"--resolution {self.resolution}: {len(self.channels)} UNet levels need a multiple of " \
+                  f"{2 ** (len(self.channels) - 1)}"
+        if any(c % 8 for c in self.channels):
+            yield f"--channels {','.join(map(str, self.channels))}: give multiples of 8 (group norms of 8 groups)"

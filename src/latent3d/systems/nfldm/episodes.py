@@ -103,3 +103,15 @@ def pooled_depth(depths: Tensor, factor: int) -> Tensor:  # [V, H, W] -> [V, H /
     mean = torch.nn.functional.avg_pool2d(torch.where(ok, depths, 0)[:, None], factor)[:, 0]
     full = torch.nn.functional.avg_pool2d(ok.float()[:, None], factor)[:, 0] == 1
     return torch.where(full, mean, torch.full_like(mean, float("inf")))
+
+
+def episode_frames(data: str | Path) -> tuple[Tensor, Tensor]:  # -> images [N, 3, H, W] in [0, 1], episode [N]
+    """Every frame of every episode under ``data`` and the index of its episode (the classes of
+    :func:`latent3d.metrics.scene_features.train_scene_features`)."""
+    data = Path(data)
+    imgs, labels = [], []
+    for k, folder in enumerate(episode_folders(data)):
+        ep = read_episode(folder, data)
+        imgs.append(ep.images.permute(0, 3, 1, 2))
+        labels.append(torch.full((len(ep.images),), k))
+    return torch.cat(imgs), torch.cat(labels)

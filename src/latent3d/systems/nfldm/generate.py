@@ -152,9 +152,10 @@ def decode_grid(model, g: Tensor, c: Tensor, f: Tensor) -> Tensor:  # [1, G], [1
 
 @torch.no_grad()
 def write_scene_sample(out: Path, model, latents: dict[str, Tensor], frames: int, fps: float = FPS,
-                       on_frame=None) -> dict:  # fmt: skip
+                       on_frame=None, grid: Tensor | None = None) -> dict:  # fmt: skip
     """Every file of one sample (module docstring) from its latents (``g [1, G]``, ``trajectory [1, K, 5]``,
-    ``c``, ``f``); returns its entry of run.json."""
+    ``c``, ``f``) and their decoded ``grid`` (default: decoded here; a post-optimised one otherwise); returns its
+    entry of run.json."""
     from latent3d.io.depth import write_depth_png16
     from latent3d.io.image import save_image
     from latent3d.io.mesh import export_mesh
@@ -163,7 +164,7 @@ def write_scene_sample(out: Path, model, latents: dict[str, Tensor], frames: int
     from latent3d.io.volume import write_volume_npz
     from latent3d.render.grid_assets import grid_mesh
 
-    grid = decode_grid(model, latents["g"], latents["c"], latents["f"])
+    grid = decode_grid(model, latents["g"], latents["c"], latents["f"]) if grid is None else grid
     if not torch.isfinite(grid).all():
         raise UserError(f"{out.name}: the decoded grid holds NaN or infinity; the model is damaged, retrain it")
     lo, hi = (b.cpu() for b in model.box)
@@ -199,10 +200,29 @@ def write_scene_sample(out: Path, model, latents: dict[str, Tensor], frames: int
     return entry | consecutive_reprojection(rgb, depth, vm, model.K)
 
 
+@torch.no_grad()
+def sample_frames(model, n: int, frames: int, steps: int | None, generator: torch.Generator,
+                  chunk: int = 16) -> Tensor:  # fmt: skip
+    """Frames ``[n * frames, 3, H, W]`` of ``n`` sampled scenes, each rendered along its own trajectory (sampled
+    ``chunk`` scenes at a time)."""
+    from latent3d.systems.nfldm.scene_diffusion import sample_scene_latents
+
+    out = []
+    for k in range(0, n, chunk):
+        g, traj, c, f = sample_scene_latents(model.diffusion, min(chunk, n - k), steps, generator)
+        for i in range(len(g)):
+            grid = decode_grid(model, g[i:i + 1], c[i:i + 1], f[i:i + 1])
+            vm = flythrough_cameras(traj[i].cpu(), tuple(b.cpu() for b in model.box), frames)
+            out.append(render_frames(model.scene_ae, grid, model.box, vm, model.K, model.width, model.height)[0])
+    return torch.cat(out)
+
+
 def generate_scenes(model, out: Path, n: int, frames: int, steps: int | None, seed: int, progress: bool = True,
-                    command: str | None = None) -> dict:  # fmt: skip
+                    command: str | None = None, refine=None) -> dict:  # fmt: skip
     """Sample ``n`` scenes with ``model`` (:class:`~.scene_model.SceneModel`) and write every output (module
-    docstring); returns run.json."""
+    docstring); returns run.json. ``refine(k, grid, trajectory) -> (grid, run.json entries)`` (with a ``settings``
+    dict for run.json) changes each decoded grid before it is rendered: post-optimisation
+    (:func:`~.post_opt.post_optimiser`)."""
     from tqdm.auto import tqdm
 
     from latent3d.io.atomic import atomic_dir, write_text
@@ -218,12 +238,17 @@ def generate_scenes(model, out: Path, n: int, frames: int, steps: int | None, se
     for k in range(n):
         name = f"sample_{k:02d}"
         latents = {"g": g[k:k + 1], "trajectory": traj[k:k + 1], "c": c[k:k + 1], "f": f[k:k + 1]}
+        grid, extra = None, {}
+        if refine is not None:
+            grid, extra = refine(k, decode_grid(model, g[k:k + 1], c[k:k + 1], f[k:k + 1]), traj[k])
         with atomic_dir(out / name) as tmp:  # a sample folder is there whole or not at all
-            entry = write_scene_sample(tmp, model, latents, frames, on_frame=bar.update)
-        samples.append({"folder": name, **entry})
+            entry = write_scene_sample(tmp, model, latents, frames, on_frame=bar.update, grid=grid)
+        samples.append({"folder": name, **entry, **extra})
     bar.close()
     run = {"command": command, "model": model.source, "seed": seed, "n": n, "frames": frames,
-           "steps": steps or model.diffusion.g.cfg.sample_steps, "image_size": [model.width, model.height], "box": [b.tolist() for b in model.box],
-           "sampling_s": round(t_sample, 2), "total_s": round(time.time() - t0, 2), "samples": samples}  # fmt: skip
+           "steps": steps or model.diffusion.g.cfg.sample_steps, "image_size": [model.width, model.height],
+           "box": [b.tolist() for b in model.box],
+           "sampling_s": round(t_sample, 2), "total_s": round(time.time() - t0, 2), "samples": samples,
+           "post_opt": refine.settings if refine is not None else None}  # fmt: skip
     write_text(out / "run.json", json.dumps(run, indent=1))
     return run

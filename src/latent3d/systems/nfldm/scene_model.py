@@ -8,7 +8,8 @@ Two folders hold one:
   whose run.json names the scene auto-encoder run and the episodes the camera is read from), as training leaves it;
 - a packed scene model (``latent3d scene pack RUN3 --out DIR``; the bundled ``scene-tiny`` and ``vizdoom-tiny``):
   ``DIR/config.json`` (kind, camera, the three runs' provenance), ``DIR/scene_ae/model``, ``DIR/latent_ae/model``,
-  ``DIR/diffusion/{g,c,f}`` and ``DIR/MODEL_CARD.md``: self-contained, no path outside it.
+  ``DIR/diffusion/{g,c,f}``, optionally ``DIR/prior`` (the post-optimisation prior, ``latent3d train scene-prior``)
+  and ``DIR/MODEL_CARD.md``: self-contained, no path outside it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class SceneModel:
     height: int
     K: Tensor  # [3, 3] their intrinsics
     source: str  # the bundled name or the folder
+    prior: Path | None = None  # a packed model's post-optimisation prior (``DIR/prior``), if it has one
 
     @property
     def box(self) -> tuple[Tensor, Tensor]:  # bbox_min, bbox_max [3]: the generated scene's box, centred at 0
@@ -77,7 +79,8 @@ def _packed_camera(path: Path) -> tuple[int, int, Tensor]:
 
 def _intrinsics(K: list, w: int, h: int, where: Path) -> Tensor:  # -> [3, 3] float32
     t = torch.tensor(K, dtype=torch.float64) if all(len(r) == 3 for r in K) and len(K) == 3 else None
-    if t is None or not torch.isfinite(t).all() or not (1 <= w <= 4096 and 1 <= h <= 4096) or t[0, 0] <= 0 or t[1, 1] <= 0:
+    sizes_ok = 1 <= w <= 4096 and 1 <= h <= 4096
+    if t is None or not torch.isfinite(t).all() or not sizes_ok or min(t[0, 0], t[1, 1]) <= 0:
         raise UserError(f"{where}: camera K must be a 3x3 intrinsics matrix of a 1..4096 pixel image; {MODEL_FIX}")
     return t.float()
 
@@ -112,13 +115,14 @@ def load_scene_model(model: str = DEFAULT_MODEL, device: str = "cpu") -> SceneMo
         latents, sae, (w, h, K) = _run_parts(path)
         diffusion = load_scene_diffusion(path, dev, latents=latents)
         scene_ae = load_scene_ae(sae)
-    return SceneModel(diffusion, scene_ae.to(dev), w, h, K, str(model))
+    prior = path / "prior" if (path / "prior" / "config.json").is_file() else None
+    return SceneModel(diffusion, scene_ae.to(dev), w, h, K, str(model), prior)
 
 
-def pack_scene_model(run: str | Path, out: str | Path, card: str = "") -> Path:
-    """Copy a ``latent3d train scene-diffusion`` run and the two auto-encoder runs it stands on into one
-    self-contained folder (module docstring), written atomically; ``card`` heads its MODEL_CARD.md, followed by the
-    three model cards."""
+def pack_scene_model(run: str | Path, out: str | Path, card: str = "", prior: str | Path | None = None) -> Path:
+    """Copy a ``latent3d train scene-diffusion`` run and the two auto-encoder runs it stands on (and, if given, the
+    ``latent3d train scene-prior`` run ``prior``) into one self-contained folder (module docstring), written
+    atomically; ``card`` heads its MODEL_CARD.md, followed by the parts' model cards."""
     from latent3d.io.atomic import atomic_dir
     from latent3d.io.model_folder import read_config
 
@@ -127,6 +131,11 @@ def pack_scene_model(run: str | Path, out: str | Path, card: str = "") -> Path:
         raise UserError(f"{run}: not a `latent3d train scene-diffusion` run (no run.json); {MODEL_FIX}")
     latents, scene_ae, (w, h, K) = _run_parts(run)
     load_scene_model(str(run))  # every part must load before anything is written
+    if prior is not None:
+        from latent3d.systems.nfldm.scene_prior import load_scene_prior
+
+        prior = Path(prior) / "model" if (Path(prior) / "model").is_dir() else Path(prior)
+        load_scene_prior(prior)
     provenance = {p: read_config(d / "run.json", MODEL_FIX).get("command") for p, d in
                   (("scene_ae", scene_ae), ("latent_ae", latents))}  # fmt: skip
     doc = {"latent3d": {"kind": KIND, "format": FORMAT},
@@ -137,7 +146,9 @@ def pack_scene_model(run: str | Path, out: str | Path, card: str = "") -> Path:
         shutil.copytree(latents / "model", tmp / "latent_ae" / "model")
         for lv in ("g", "c", "f"):
             shutil.copytree(run / lv, tmp / "diffusion" / lv)
-        for part in ("scene_ae/model", "latent_ae/model", "diffusion/g", "diffusion/c", "diffusion/f"):
+        if prior is not None:
+            shutil.copytree(prior, tmp / "prior")
+        for part in ("scene_ae/model", "latent_ae/model", "diffusion/g", "diffusion/c", "diffusion/f", "prior"):
             md = tmp / part / "MODEL_CARD.md"
             if md.is_file():
                 cards.append(f"## {part}\n\n" + md.read_text())
