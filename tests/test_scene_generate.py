@@ -236,6 +236,9 @@ class _OraclePrior:
         self.compute_dtype, self.num_train_timesteps = torch.float32, 1000
         self.y, self.y_neg = torch.tensor([0.0, 1.0]), torch.tensor([1.0, 0.0])
 
+    def encode_images(self, images):
+        return images * 2 - 1
+
     def eps(self, x_t, t, y):
         a = self.alphas_cumprod[int(t)]
         target = self.targets[0] if float(y[0, 0]) == 0 else self.targets[1]
@@ -291,8 +294,8 @@ def test_post_optimisation_pulls_renders_towards_y_and_away_from_y_neg(scene_run
             r = model.scene_ae.render(g, *box, vm, model.K.expand(6, 3, 3), model.height, model.width)
         return float((to_prior_pixels(r.rgb, 16) - targets[0]).abs().mean())
 
-    after, norms = post_optimise(model, prior, grid, lat["trajectory"][0], 60, alpha=3.0, lr=0.2,
-                                 generator=torch.Generator().manual_seed(0))  # fmt: skip
+    after, norms = post_optimise(model, prior, grid, lat["trajectory"][0], 60, prior.y[None], prior.y_neg[None],
+                                 alpha=3.0, lr=0.2, generator=torch.Generator().manual_seed(0))  # fmt: skip
     assert len(norms) == 60 and torch.isfinite(after).all() and float(after[-1].min()) >= 0
     assert distance(after) < 0.8 * distance(grid), (distance(after), distance(grid))
 
@@ -315,3 +318,17 @@ def test_scene_post_opt_uses_the_packed_prior_and_changes_only_the_grid(scene_ru
     assert np.abs(plain - opt).max() > 0
     assert "has no prior" in _invoke(["scene", "--model", str(scene_run / "sd"), "--out", str(tmp_path / "x"),
                                       "--post-opt", "2"])  # fmt: skip
+
+
+def test_style_post_optimises_through_a_text_prior(scene_run, tiny_sd_dir, tmp_path):
+    """--style distils a diffusers text-to-image model (here a tiny random-weight latent one) into the voxels: the
+    grid changes, run.json records the prompt; --style without its prior or steps is one line."""
+    out = tmp_path / "o"
+    res = CliRunner().invoke(app, ["scene", "--model", str(scene_run / "sd"), "--out", str(out), "--post-opt", "2",
+                                   "--style", "at night", "--style-prior", str(tiny_sd_dir), *GEN_ARGS])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "run.json").read_text())["post_opt"]["style"] == "at night"
+    plain, styled = (read_volume_npz(d / "sample_00" / "voxels.npz")["density"] for d in (scene_run / "o", out))
+    assert np.abs(plain - styled).max() > 0
+    assert "--style needs" in _invoke(["scene", "--model", str(scene_run / "sd"), "--out", str(tmp_path / "x"),
+                                       "--style", "at night", "--post-opt", "2"])  # fmt: skip

@@ -194,6 +194,8 @@ def scene_cmd(
     prior: Annotated[Optional[Path], typer.Option("--prior", help="The post-optimisation prior: the --out folder of `latent3d train scene-prior` (default: the scene model's own, where it has one).")] = None,
     alpha: Annotated[float, field_option(SceneConfig, "alpha")] = _G.alpha,
     negative: Annotated[bool, typer.Option("--negative/--no-negative", help="Guide away from the prior's artefact embedding y' (NF-LDM's negative guidance); --no-negative guides against the unconditional token.")] = True,
+    style: Annotated[str, typer.Option("--style", help='Stylise by post-optimisation towards a text prompt, e.g. "at night", through --style-prior (needs --post-opt N).')] = "",
+    style_prior: Annotated[Optional[str], typer.Option("--style-prior", help="The text-to-image diffusers model --style distils from (a folder or hub id, e.g. a Stable Diffusion 2.1 folder).")] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -208,21 +210,40 @@ def scene_cmd(
     resolve_model(model)  # a wrong name or folder is refused before anything loads
     if prior is not None and not prior.is_dir():
         raise UserError(f"--prior {prior}: not a folder; train one with `latent3d train scene-prior`")
+    if style and not (post_opt and style_prior):
+        raise UserError("--style needs --post-opt N (its steps) and --style-prior ID_OR_DIR (a diffusers "
+                        "text-to-image model)")  # fmt: skip
     dev = resolve_device(device)
     m = load_scene_model(model, str(dev))
-    refine = None
-    if post_opt:
-        from latent3d.systems.nfldm.post_opt import post_optimiser
-        from latent3d.systems.nfldm.scene_prior import load_scene_prior
-
-        where = prior or m.prior
-        if where is None:
-            raise UserError(f"--post-opt {post_opt}: the model {model} has no prior; pass --prior DIR (`latent3d "
-                            "train scene-prior`)")  # fmt: skip
-        refine = post_optimiser(m, load_scene_prior(where, str(dev)), post_opt, alpha, negative, seed)
+    refine = _refiner(m, model, post_opt, prior, alpha, negative, style, style_prior, seed, str(dev))
     run = generate_scenes(m, Path(out), n, frames, steps, seed, command=invocation(ctx), refine=refine)
     typer.echo(f"wrote {out}: {n} sample(s) (flythrough.mp4, frames/, depth/, bev.png, voxels.npz, mesh.glb), "
                f"run.json; sampling {run['sampling_s']:.1f} s, total {run['total_s']:.1f} s")
+
+
+def _refiner(m, model: str, post_opt: int, prior: Optional[Path], alpha: float, negative: bool, style: str,
+             style_prior: Optional[str], seed: int, dev: str):  # fmt: skip
+    """``latent3d scene``'s post-optimisation (None for --post-opt 0): towards y and away from y' through the scene
+    prior, or towards the --style prompt through a text prior."""
+    if not post_opt:
+        return None
+    from latent3d.systems.nfldm.post_opt import post_optimiser, scene_conditions, style_conditions
+
+    if style:
+        from latent3d.priors.loading import load_prior
+
+        p = load_prior(style_prior, dev, option="--style-prior")
+        cond, uncond = style_conditions(p, style)
+        return post_optimiser(m, p, post_opt, alpha, cond, uncond, {"style": style, "prior": style_prior}, seed)
+    from latent3d.systems.nfldm.scene_prior import load_scene_prior
+
+    where = prior or m.prior
+    if where is None:
+        raise UserError(f"--post-opt {post_opt}: the model {model} has no prior; pass --prior DIR (`latent3d train "
+                        "scene-prior`)")  # fmt: skip
+    p = load_scene_prior(where, dev)
+    cond, uncond = scene_conditions(p, negative)
+    return post_optimiser(m, p, post_opt, alpha, cond, uncond, {"negative": negative}, seed)
 
 
 def scene_edit_cmd(

@@ -10,8 +10,11 @@ weights sum to one (the form classifier-free guidance takes, and the one that is
     eps_guided = alpha eps(x_t, t, y) - (alpha - 1) eps(x_t, t, y') = eps(y') + alpha (eps(y) - eps(y')),
 
 i.e. classifier-free guidance with the negative embedding ``y'`` in place of the empty one
-(:func:`latent3d.diffusion.guidance.cfg_batched`). ``negative=False`` is the same with the zero (unconditional) token
-as ``y'``: plain classifier-free guidance towards the clean data.
+(:func:`latent3d.diffusion.guidance.cfg_batched`); ``--no-negative`` is the same with the zero (unconditional) token
+as ``y'``: plain classifier-free guidance towards the clean data (:func:`scene_conditions`).
+
+Stylisation (the paper's applications, ``--style "at night"``) is the same loop through a diffusers text-to-image
+prior, ``y`` the style prompt's text embedding and ``y'`` the empty prompt's (:func:`style_conditions`).
 
 Cameras: level views from points drawn uniformly in the central half of the scene box (in x and y) at the sampled
 trajectory's mean height, heading uniform in [0, 2 pi): "around the scene origin". Each step renders one view at the
@@ -24,6 +27,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from latent3d.distill.sds import SDSSettings, sds_grad, sds_timestep
@@ -43,57 +47,68 @@ def post_opt_cameras(box: tuple[Tensor, Tensor], height: float, n: int,
     return look_at(eye, eye + fwd, up=(0.0, 0.0, 1.0), dtype=torch.float32)
 
 
-def post_optimise(model, prior, grid: Tensor, trajectory: Tensor, steps: int, alpha: float = 7.5,
-                  negative: bool = True, lr: float = 0.01, t_range: tuple[float, float] = (0.02, 0.6),
-                  generator: torch.Generator | None = None, on_step=None) -> tuple[Tensor, list[float]]:  # fmt: skip
+def post_optimise(model, prior, grid: Tensor, trajectory: Tensor, steps: int, cond: Tensor, uncond: Tensor,
+                  alpha: float = 7.5, lr: float = 0.01, t_range: tuple[float, float] = (0.02, 0.6),
+                  generator: torch.Generator | None = None) -> tuple[Tensor, list[float]]:  # fmt: skip
     """``grid [C + 1, X, Y, Z]`` of a sampled scene (``trajectory [K, 5]`` its sampled poses) after ``steps`` SDS
-    steps with ``prior`` (:class:`~.scene_prior.ScenePrior`) at guidance ``alpha`` (module docstring); also each
+    steps through any 2-D ``prior`` (``encode_images``, ``resolution``, ``predict_eps_cfg``: the scene prior or a
+    diffusers text prior) guided by ``eps(uncond) + alpha (eps(cond) - eps(uncond))`` (module docstring); also each
     step's mean |SDS gradient|. The scene model's networks stay frozen."""
-    from latent3d.systems.nfldm.scene_prior import to_prior_pixels
-
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     dev = grid.device
     C = model.scene_ae.cfg.features
-    box = tuple(b.to(dev) for b in model.box)
     lo, hi = (b.cpu() for b in model.box)
+    box = (lo.to(dev), hi.to(dev))
     height = float(trajectory[:, 2].cpu().mean() * (hi - lo)[2] / 2 + (lo + hi)[2] / 2)  # the poses' mean z
     s = SDSSettings(guidance_scale=alpha, t_min=t_range[0], t_max=t_range[1])
-    y = prior.y[None].to(dev)
-    y_neg = (prior.y_neg if negative else torch.zeros_like(prior.y_neg))[None].to(dev)
     param = grid.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([param], lr=lr)
     for p in model.scene_ae.parameters():
         p.requires_grad_(False)
-    K = model.K.to(dev)
+    K, res = model.K.to(dev), prior.resolution
     norms = []
     for _ in range(steps):
         vm = post_opt_cameras((lo, hi), height, 1, g).to(dev)
-        r = model.scene_ae.render(param, box[0], box[1], vm, K[None], model.height, model.width)
-        x = to_prior_pixels(r.rgb, prior.resolution)
+        rgb = model.scene_ae.render(param, box[0], box[1], vm, K[None], model.height, model.width).rgb
+        x = prior.encode_images(F.interpolate(rgb, size=(res, res), mode="area" if rgb.shape[-1] >= res else
+                                              "bilinear"))  # fmt: skip
         t = sds_timestep(s, prior.num_train_timesteps, g)
-        grad, _ = sds_grad(prior, x, y, y_neg, t, s, g)  # type: ignore[arg-type]
-        loss = 0.5 * ((x - (x - grad).detach()) ** 2).sum()
+        grad, _ = sds_grad(prior, x, cond, uncond, t, s, g)
+        loss = 0.5 * ((x - (x - grad.to(x.dtype)).detach()) ** 2).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()
         with torch.no_grad():
             param[C:].clamp_(min=0)
         norms.append(float(grad.abs().mean()))
-        if on_step is not None:
-            on_step(1)
     return param.detach(), norms
 
 
-class post_optimiser:  # noqa: N801 (a function with settings attached)
-    """``latent3d scene --post-opt``: ``refine(k, grid, trajectory)`` for :func:`~.generate.generate_scenes`, sample
-    ``k`` post-optimised with the generator of ``seed + k``; ``settings`` goes to run.json."""
+def scene_conditions(prior, negative: bool) -> tuple[Tensor, Tensor]:  # -> cond [1, D], uncond [1, D]
+    """NF-LDM's conditions on the scene prior (:class:`~.scene_prior.ScenePrior`): ``y`` against ``y'``
+    (``negative``), or against the zero token."""
+    y_neg = prior.y_neg if negative else torch.zeros_like(prior.y_neg)
+    return prior.y[None], y_neg[None]
 
-    def __init__(self, model, prior, steps: int, alpha: float, negative: bool, seed: int):
-        self.model, self.prior, self.seed = model, prior, seed
-        self.settings = {"steps": steps, "alpha": alpha, "negative": negative}
+
+def style_conditions(prior, style: str, negative_prompt: str = "") -> tuple[Tensor, Tensor]:  # -> [1, L, D] x 2
+    """Stylisation (NF-LDM's applications): a text prior's embeddings of the style prompt and of the negative (by
+    default the empty) prompt."""
+    return prior.encode_text([style]), prior.encode_text([negative_prompt])
+
+
+class post_optimiser:  # noqa: N801 (a function with settings attached)
+    """``latent3d scene --post-opt / --style``: ``refine(k, grid, trajectory)`` for
+    :func:`~.generate.generate_scenes`, sample ``k`` post-optimised with the generator of ``seed + k``;
+    ``settings`` goes to run.json."""
+
+    def __init__(self, model, prior, steps: int, alpha: float, cond: Tensor, uncond: Tensor, settings: dict,
+                 seed: int):  # fmt: skip
+        self.model, self.prior, self.seed, self.cond, self.uncond = model, prior, seed, cond, uncond
+        self.steps, self.alpha = steps, alpha
+        self.settings = {"steps": steps, "alpha": alpha, **settings}
 
     def __call__(self, k: int, grid: Tensor, trajectory: Tensor) -> tuple[Tensor, dict]:
-        s = self.settings
-        out, norms = post_optimise(self.model, self.prior, grid, trajectory, s["steps"], s["alpha"], s["negative"],
-                                   generator=torch.Generator().manual_seed(self.seed + k))  # fmt: skip
-        return out, {"post_opt_steps": s["steps"], "sds_grad_first_last": [norms[0], norms[-1]]}
+        out, norms = post_optimise(self.model, self.prior, grid, trajectory, self.steps, self.cond, self.uncond,
+                                   self.alpha, generator=torch.Generator().manual_seed(self.seed + k))  # fmt: skip
+        return out, {"post_opt_steps": self.steps, "sds_grad_first_last": [norms[0], norms[-1]]}

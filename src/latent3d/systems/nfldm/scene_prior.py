@@ -88,6 +88,10 @@ class ScenePrior:
         self.features.to(device)
         return self
 
+    def encode_images(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Frames at the prior's resolution ``[B, 3, r, r]`` in [0, 1] -> its pixels in [-1, 1] (differentiable)."""
+        return images * 2 - 1
+
     @torch.no_grad()
     def embed(self, images: Tensor) -> Tensor:  # [B, 3, H, W] in [0, 1] -> [B, D] standardised
         return ((self.features.embed(images.to(self.device)) - self.mean) / self.std).float()
