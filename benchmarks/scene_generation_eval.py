@@ -11,6 +11,8 @@ Rendered frames of generated scenes against the frames of the episodes the model
 3. Fly-through consistency: the mean absolute colour error of consecutive frames warped through the rendered depth
    (:func:`latent3d.systems.nfldm.generate.consecutive_reprojection`), beside the same figure for the dataset's
    frames with their own depth.
+5. Post-optimisation (Sec. 3.4): the first ``--post-opt-n`` samples before and after ``--post-opt`` SDS steps with
+   the model's prior, with negative guidance and without the negative term.
 4. Editing locality: ``latent3d scene edit``'s inpainting of a central box; the largest change of c and f outside it
    (0 by construction) and the mean change of the decoded grid outside and inside it (the latent decoder's receptive
    field reaches a little past the box).
@@ -44,6 +46,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-ref", type=int, default=5000, help="dataset frames used as the reference set at most")
     p.add_argument("--feature-steps", type=int, default=600, help="training steps of the feature net")
     p.add_argument("--edits", type=int, default=4, help="samples edited for the locality figures")
+    p.add_argument("--prior", default=None, help="post-optimisation prior (default: the scene model's own)")
+    p.add_argument("--post-opt", type=int, default=100, help="post-optimisation steps per scene (0: no such rows)")
+    p.add_argument("--post-opt-n", type=int, default=16, help="scenes post-optimised (the first of the g + c + f row)")
+    p.add_argument("--alpha", type=float, default=7.5, help="post-optimisation guidance")
     p.add_argument("--kid-subsets", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -80,15 +86,17 @@ def dataset_consistency(eps, frames: int) -> float:
     return sum(vals) / max(len(vals), 1)
 
 
-def render_latents(model, lat: dict[str, Tensor], frames: int) -> tuple[Tensor, list[float]]:
-    """Frames ``[n * frames, 3, H, W]`` of every scene of ``lat`` along its trajectory, and each scene's
-    consecutive-frame reprojection error."""
+def render_latents(model, lat: dict[str, Tensor], frames: int, refine=None) -> tuple[Tensor, list[float]]:
+    """Frames ``[n * frames, 3, H, W]`` of every scene of ``lat`` along its trajectory (its grid changed by
+    ``refine(k, grid, trajectory)`` first, when given), and each scene's consecutive-frame reprojection error."""
     from latent3d.systems.nfldm.generate import (consecutive_reprojection, decode_grid, flythrough_cameras,
                                                  render_frames)  # fmt: skip
 
     out, errs = [], []
     for k in range(len(lat["g"])):
         grid = decode_grid(model, lat["g"][k:k + 1], lat["c"][k:k + 1], lat["f"][k:k + 1])
+        if refine is not None:
+            grid = refine(k, grid, lat["trajectory"][k])[0]
         vm = flythrough_cameras(lat["trajectory"][k], model.box, frames)
         rgb, depth = render_frames(model.scene_ae, grid, model.box, vm, model.K, model.width, model.height)
         out.append(rgb)
@@ -139,6 +147,30 @@ def edit_locality(model, lat: dict[str, Tensor], k: int, steps: int | None, seed
             sum(r[key] for r in rows) / len(rows) for key in rows[0]}  # fmt: skip
 
 
+def post_opt_rows(a: argparse.Namespace, model, lat: dict[str, Tensor], net, scores, t0: float) -> dict:
+    """Paper Sec. 3.4: the first ``--post-opt-n`` scenes before and after post-optimisation, with and without the
+    negative term."""
+    from latent3d.metrics.scene_features import embed_frames
+    from latent3d.systems.nfldm.post_opt import post_optimiser, scene_conditions
+    from latent3d.systems.nfldm.scene_prior import load_scene_prior
+
+    where = a.prior or model.prior
+    if not a.post_opt or where is None:
+        return {}
+    prior = load_scene_prior(where)
+    m = min(a.post_opt_n, a.n)
+    sub = {k: v[:m] for k, v in lat.items()}
+    rows = {}
+    for name, neg in ((f"g + c + f, {m} scenes", None), ("+ post-opt, negative guidance", True),
+                      ("+ post-opt, no negative term", False)):  # fmt: skip
+        refine = None if neg is None else post_optimiser(model, prior, a.post_opt, a.alpha,
+                                                         *scene_conditions(prior, neg), {}, a.seed)  # fmt: skip
+        imgs, errs = render_latents(model, sub, a.frames, refine)
+        rows[name] = scores(embed_frames(net, imgs)) | {"reprojection_l1": sum(errs) / max(len(errs), 1)}
+        print(f"{name}: {rows[name]} ({time.time() - t0:.0f} s)", flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     from latent3d.metrics.generation import frechet_distance, kernel_inception_distance
@@ -170,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {rows[name]} ({time.time() - t0:.0f} s)", flush=True)
         if name == "g + c + f":
             locality = edit_locality(model, lat, min(a.edits, a.n), a.steps, a.seed)
+            rows |= post_opt_rows(a, model, lat, net, scores, t0)
     print(f"\n### Generation (paper Tables 1 and 4), {a.n} scenes x {a.frames} frames vs {len(ref)} dataset frames\n")
     print("| row | FID | KID x1e3 | consecutive-frame reprojection L1 | n |\n|---|---|---|---|---|")
     for name, r in rows.items():
