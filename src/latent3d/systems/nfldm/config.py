@@ -235,7 +235,7 @@ class ScenePriorConfig:
 
     resolution: int = within(8, 512, 32)
     """Frame size of the prior in pixels (frames are area-downsampled to it)."""
-    channels: tuple[int, ...] = within(8, 1024, (32, 64, 64), count=(2, 5))
+    channels: tuple[int, ...] = within(8, 1024, (16, 32, 32), count=(2, 5))
     """The UNet's channels per level (cross-attention in the two lowest), comma-separated."""
     samples: int = within(1, 10**5, 64)
     """Scenes sampled from the scene model and rendered for the artefact condition y'."""
@@ -243,9 +243,9 @@ class ScenePriorConfig:
     """Frames rendered along each sampled scene's trajectory."""
     feature_steps: int = within(1, 10**6, 600)
     """Training steps of the feature net (which tells the episodes apart)."""
-    steps: int = within(1, 10**8, 3000)
+    steps: int = within(1, 10**8, 2000)
     """Training steps of the UNet."""
-    batch_size: int = within(1, 4096, 32)
+    batch_size: int = within(1, 4096, 16)
     """Frames per UNet step."""
     lr: float = within(0, 1, 5e-4, open_lo=True)
     """AdamW learning rate of the UNet."""
