@@ -143,6 +143,15 @@ def test_same_seed_same_scene_and_packing_round_trips(scene_run, tmp_path):
     for k in ("sample_00", "sample_01"):
         a, b = (load_tensors(d / k / "latents.safetensors") for d in (scene_run / "o", tmp_path / "o"))
         assert all(torch.equal(a[n], b[n]) for n in a)
+    res = CliRunner().invoke(app, ["scene", "pack", str(scene_run / "sd"), "--half", "--out", str(tmp_path / "h")])
+    assert res.exit_code == 0, res.output
+    for part in ("scene_ae/model", "diffusion/f"):  # large weights rounded to float16 exactly, small ones untouched
+        full, half = (load_tensors(tmp_path / d / part / "model.safetensors") for d in ("pk", "h"))
+        for k, v in full.items():
+            want = v.half() if v.dtype == torch.float32 and v.numel() >= 1024 else v
+            assert half[k].dtype == want.dtype and torch.equal(half[k], want), k
+    res = CliRunner().invoke(app, ["scene", "--model", str(tmp_path / "h"), "--out", str(tmp_path / "oh"), *GEN_ARGS])
+    assert res.exit_code == 0, res.output
     assert "holds no scene model" in _invoke(["scene", "--model", str(tmp_path), "--out", str(tmp_path / "x")])
     assert "no bundled checkpoint" in _invoke(["scene", "--model", "nope", "--out", str(tmp_path / "x")])
     assert not (tmp_path / "x").exists()

@@ -279,6 +279,7 @@ def scene_pack_cmd(
     out: OutOpt = Path("out/scene-model"),
     card: Annotated[str, typer.Option("--card", help="A Markdown file whose text heads the packed MODEL_CARD.md.")] = "",
     prior: Annotated[Optional[Path], typer.Option("--prior", help="A `latent3d train scene-prior` run to pack with it (what `latent3d scene --post-opt` uses).")] = None,
+    half: Annotated[bool, typer.Option("--half", help="Store the large weights in float16 (half the bytes; loading casts them back to float32).")] = False,
 ) -> None:
     """Pack a scene-diffusion run and the two auto-encoder runs it stands on into one self-contained scene model
     folder (what --model takes; the bundled scene models are made this way)."""
@@ -289,7 +290,7 @@ def scene_pack_cmd(
         if not Path(card).is_file():
             raise UserError(f"--card {card}: not a file")
         head = Path(card).read_text()
-    pack_scene_model(run, out, head, prior)
+    pack_scene_model(run, out, head, prior, half)
     typer.echo(f"wrote {out}")
 
 

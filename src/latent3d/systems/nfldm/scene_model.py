@@ -116,13 +116,30 @@ def load_scene_model(model: str = DEFAULT_MODEL, device: str = "cpu") -> SceneMo
         diffusion = load_scene_diffusion(path, dev, latents=latents)
         scene_ae = load_scene_ae(sae)
     prior = path / "prior" if (path / "prior" / "config.json").is_file() else None
-    return SceneModel(diffusion, scene_ae.to(dev), w, h, K, str(model), prior)
+    source = str(path.resolve()) if Path(model).is_dir() else model  # what `scene edit` finds again from anywhere
+    return SceneModel(diffusion, scene_ae.to(dev), w, h, K, source, prior)
 
 
-def pack_scene_model(run: str | Path, out: str | Path, card: str = "", prior: str | Path | None = None) -> Path:
+HALF_MIN_NUMEL = 1024  # --half keeps smaller tensors (biases, norms, standardisation statistics) in float32
+
+
+def halve_weights(path: Path) -> None:
+    """Rewrite a ``model.safetensors`` with its float32 tensors of at least ``HALF_MIN_NUMEL`` elements in float16
+    (loading casts them back into the float32 networks), metadata kept."""
+    from latent3d.io.model_folder import load_tensors, read_metadata, save_tensors
+
+    meta = read_metadata(path)
+    t = {k: v.half() if v.dtype == torch.float32 and v.numel() >= HALF_MIN_NUMEL else v
+         for k, v in load_tensors(path).items()}  # fmt: skip
+    save_tensors(t, path, meta or None)
+
+
+def pack_scene_model(run: str | Path, out: str | Path, card: str = "", prior: str | Path | None = None,
+                     half: bool = False) -> Path:  # fmt: skip
     """Copy a ``latent3d train scene-diffusion`` run and the two auto-encoder runs it stands on (and, if given, the
     ``latent3d train scene-prior`` run ``prior``) into one self-contained folder (module docstring), written
-    atomically; ``card`` heads its MODEL_CARD.md, followed by the parts' model cards."""
+    atomically; ``card`` heads its MODEL_CARD.md, followed by the parts' model cards. ``half``: the large weights of
+    the latent3d model folders stored in float16 (:func:`halve_weights`; the prior's diffusers UNet stays float32)."""
     from latent3d.io.atomic import atomic_dir
     from latent3d.io.model_folder import read_config
 
@@ -148,6 +165,10 @@ def pack_scene_model(run: str | Path, out: str | Path, card: str = "", prior: st
             shutil.copytree(run / lv, tmp / "diffusion" / lv)
         if prior is not None:
             shutil.copytree(prior, tmp / "prior")
+        if half:
+            for part in ("scene_ae/model", "latent_ae/model", "diffusion/g", "diffusion/c", "diffusion/f", "prior"):
+                if (tmp / part / "model.safetensors").is_file():
+                    halve_weights(tmp / part / "model.safetensors")
         for part in ("scene_ae/model", "latent_ae/model", "diffusion/g", "diffusion/c", "diffusion/f", "prior"):
             md = tmp / part / "MODEL_CARD.md"
             if md.is_file():
