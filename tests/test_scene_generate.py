@@ -341,3 +341,22 @@ def test_style_post_optimises_through_a_text_prior(scene_run, tiny_sd_dir, tmp_p
     assert np.abs(plain - styled).max() > 0
     assert "--style needs" in _invoke(["scene", "--model", str(scene_run / "sd"), "--out", str(tmp_path / "x"),
                                        "--style", "at night", "--post-opt", "2"])  # fmt: skip
+
+
+def test_bad_priors_samples_and_data_are_one_line(scene_run, tmp_path):
+    """A --prior that is no scene prior, a sample whose latents another model made, and --data that is no folder
+    are each one line before anything is written."""
+    from latent3d.io.model_folder import save_tensors
+
+    out = ["--out", str(tmp_path / "x")]
+    assert "not a 'latent3d scene prior'" in _invoke(["scene", "--model", str(scene_run / "sd"), "--post-opt",
+                                                          "2", "--prior", str(scene_run / "sd" / "g"), *out])
+    lat = load_tensors(scene_run / "o" / "sample_00" / "latents.safetensors")
+    lat["c"] = torch.zeros(4, 2, 2, 2)
+    (tmp_path / "s").mkdir()
+    save_tensors(lat, tmp_path / "s" / "latents.safetensors")
+    assert "pass the --model that generated it" in _invoke(["scene", "edit", str(tmp_path / "s"), "--model",
+                                                            str(scene_run / "sd"), "--region", "0,0,1,1", *out])
+    assert "not a folder of episodes" in _invoke(["train", "scene-prior", "--model", str(scene_run / "sd"), "--data",
+                                                  str(tmp_path / "none"), *out])
+    assert not (tmp_path / "x").exists()

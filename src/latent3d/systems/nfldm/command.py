@@ -208,8 +208,10 @@ def scene_cmd(
     from latent3d.systems.nfldm.scene_model import load_scene_model, resolve_model
 
     resolve_model(model)  # a wrong name or folder is refused before anything loads
-    if prior is not None and not prior.is_dir():
-        raise UserError(f"--prior {prior}: not a folder; train one with `latent3d train scene-prior`")
+    if prior is not None:
+        from latent3d.systems.nfldm.scene_prior import read_prior_folder
+
+        read_prior_folder(prior)  # checked before anything loads
     if style and not (post_opt and style_prior):
         raise UserError("--style needs --post-opt N (its steps) and --style-prior ID_OR_DIR (a diffusers "
                         "text-to-image model)")  # fmt: skip

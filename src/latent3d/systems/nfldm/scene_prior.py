@@ -184,18 +184,25 @@ def _card(cfg: ScenePriorConfig, s: dict, command: str | None, model: str, data:
 """
 
 
+def read_prior_folder(folder: str | Path):  # -> ModelFolder
+    """The model folder of a prior (the run's ``model`` folder, or the run folder itself), checked without reading
+    any weight."""
+    from latent3d.io.model_folder import read_model_folder
+
+    folder = Path(folder)
+    return read_model_folder(folder / "model" if (folder / "model").is_dir() else folder, KIND, FIX)
+
+
 def load_scene_prior(folder: str | Path, device: str = "cpu") -> ScenePrior:
     """A prior written by :func:`train_scene_prior` (the run's ``model`` folder, or the run folder itself)."""
     from diffusers import UNet2DConditionModel
 
     from latent3d.diffusion.schedules import alphas_cumprod
-    from latent3d.io.model_folder import from_pretrained, hf_load, read_model_folder
+    from latent3d.io.model_folder import from_pretrained, hf_load
     from latent3d.metrics.scene_features import SceneFeatureNet
 
-    folder = Path(folder)
-    if (folder / "model").is_dir():
-        folder = folder / "model"
-    saved = read_model_folder(folder, KIND, FIX)
+    saved = read_prior_folder(folder)
+    folder = saved.path
     cfg = saved.config(ScenePriorConfig, "scene_prior")
     dim, width, classes = (saved.get(k, int) for k in ("feature_dim", "feature_width", "episodes"))
     tensors = saved.tensors()
