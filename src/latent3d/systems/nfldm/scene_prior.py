@@ -167,7 +167,8 @@ def train_scene_prior(model, data: Path, out: Path, cfg: ScenePriorConfig, devic
               "episodes": summary["episodes"], "beta_schedule": BETA_SCHEDULE, "training": summary}  # fmt: skip
     write_model_folder(out / "model", KIND, config, tensors, _card(cfg, summary, command, model_name, data),
                        write_more=lambda tmp: unet.unet.save_pretrained(tmp / "unet", safe_serialization=True))
-    (out / "run.json").write_text(json.dumps({"command": command, "model": model_name, "data": str(data)}, indent=1))
+    run = {"command": command, "model": model_name, "data": str(Path(data).resolve())}
+    (out / "run.json").write_text(json.dumps(run, indent=1))
     return summary
 
 

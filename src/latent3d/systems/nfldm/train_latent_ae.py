@@ -149,8 +149,8 @@ def train_scene_latent_ae(scene_ae_run: str | Path, out_dir: str | Path, cfg: Sc
     model.eval()
     summary = {"steps": res.step, "train_s": round(res.wall_s, 1), "final_loss": res.last_loss,
                "episodes": len(episodes), "parameters": sum(p.numel() for p in model.parameters()),
-               "device": device_name(device), "command": command, "data": str(data),
-               "scene_ae": str(scene_ae_run)}  # fmt: skip
+               "device": device_name(device), "command": command, "data": str(Path(data).resolve()),
+               "scene_ae": str(Path(scene_ae_run).resolve())}  # fmt: skip
     if process_state(device).is_main_process:
         report, latents = evaluate_latent_ae(model, scene_ae, episodes, grids, device)
         summary["eval"] = report["mean"]

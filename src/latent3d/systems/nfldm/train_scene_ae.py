@@ -82,7 +82,7 @@ def train_scene_ae(data: str | Path, out_dir: str | Path, cfg: SceneAEConfig, de
     summary = {"steps": res.step, "train_s": round(res.wall_s, 1), "final_loss": res.last_loss,
                "episodes": len(episodes), "frames": sum(len(e.train) + len(e.held) for e in episodes),
                "parameters": sum(p.numel() for p in model.parameters()), "device": device_name(device),
-               "command": command, "data": str(data)}  # fmt: skip
+               "command": command, "data": str(Path(data).resolve())}  # fmt: skip
     if process_state(device).is_main_process:
         report = evaluate_heldout(model, episodes, out_dir, device)
         summary["eval"] = report["mean"]
