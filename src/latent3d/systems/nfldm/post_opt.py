@@ -48,7 +48,7 @@ def post_opt_cameras(box: tuple[Tensor, Tensor], height: float, n: int,
 
 
 def post_optimise(model, prior, grid: Tensor, trajectory: Tensor, steps: int, cond: Tensor, uncond: Tensor,
-                  alpha: float = 7.5, lr: float = 0.01, t_range: tuple[float, float] = (0.02, 0.6),
+                  alpha: float = 2.0, lr: float = 0.01, t_range: tuple[float, float] = (0.02, 0.6),
                   generator: torch.Generator | None = None) -> tuple[Tensor, list[float]]:  # fmt: skip
     """``grid [C + 1, X, Y, Z]`` of a sampled scene (``trajectory [K, 5]`` its sampled poses) after ``steps`` SDS
     steps through any 2-D ``prior`` (``encode_images``, ``resolution``, ``predict_eps_cfg``: the scene prior or a
