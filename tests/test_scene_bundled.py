@@ -27,6 +27,7 @@ def _coarse(model, g: torch.Tensor, seed: int) -> torch.Tensor:  # g [n, G] -> c
     return d.latent_ae.vq_c.snap(c)[0]
 
 
+@pytest.mark.numerics
 def test_c_follows_g(model):
     """psi_c learned p(c | g): c sampled twice (other noise) for each of 6 sampled g lies nearer its own g's other
     sample than the other g's samples (mean squared distance of the standardised c)."""
@@ -38,6 +39,7 @@ def test_c_follows_g(model):
     assert float(same.mean()) < 0.7 * float(other.mean()), (same, other)
 
 
+@pytest.mark.numerics
 def test_the_sampled_trajectory_runs_through_free_space(model):
     """Trajectories are sampled with g (NF-LDM Sec. 3.3), so they avoid the matter of their own scene: at most 1
     in 10 sampled camera centres lies inside matter (density above the mesh iso-level, one voxel's alpha 0.5), less

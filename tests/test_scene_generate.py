@@ -283,6 +283,7 @@ def test_negative_guidance_is_alpha_eps_y_minus_alpha_minus_one_eps_y_neg(prior_
     torch.testing.assert_close(again.y, prior.y) and torch.testing.assert_close(again.y_neg, prior.y_neg)
 
 
+@pytest.mark.numerics
 def test_post_optimisation_pulls_renders_towards_y_and_away_from_y_neg(scene_run):
     """With an exact prior (targets: a dark grey frame for y, a white one for y'), SDS with negative guidance on the
     voxels brings views rendered from fixed cameras (not the ones it optimised on) closer to y's target; the grid
