@@ -89,16 +89,14 @@ def dataset_consistency(eps, frames: int) -> float:
 def render_latents(model, lat: dict[str, Tensor], frames: int, refine=None) -> tuple[Tensor, list[float]]:
     """Frames ``[n * frames, 3, H, W]`` of every scene of ``lat`` along its trajectory (its grid changed by
     ``refine(k, grid, trajectory)`` first, when given), and each scene's consecutive-frame reprojection error."""
-    from latent3d.systems.nfldm.generate import (consecutive_reprojection, decode_grid, flythrough_cameras,
-                                                 render_frames)  # fmt: skip
+    from latent3d.systems.nfldm.generate import consecutive_reprojection, decode_grid, render_flythrough
 
     out, errs = [], []
     for k in range(len(lat["g"])):
         grid = decode_grid(model, lat["g"][k:k + 1], lat["c"][k:k + 1], lat["f"][k:k + 1])
         if refine is not None:
             grid = refine(k, grid, lat["trajectory"][k])[0]
-        vm = flythrough_cameras(lat["trajectory"][k], model.box, frames)
-        rgb, depth = render_frames(model.scene_ae, grid, model.box, vm, model.K, model.width, model.height)
+        rgb, depth, vm = render_flythrough(model, grid, lat["trajectory"][k], frames)
         out.append(rgb)
         r = consecutive_reprojection(rgb, depth, vm, model.K)
         if r["reprojection_l1"] is not None:

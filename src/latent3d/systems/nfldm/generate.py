@@ -144,6 +144,17 @@ def consecutive_reprojection(rgb: Tensor, depth: Tensor, viewmats: Tensor, K: Te
 
 
 @torch.no_grad()
+def render_flythrough(model, grid: Tensor, trajectory: Tensor, frames: int,
+                      on_frame=None) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """A grid ``[C + 1, X, Y, Z]`` rendered along ``frames`` cameras of its sampled ``trajectory [K, 5]``: rgb
+    ``[N, 3, H, W]``, z-depth ``[N, H, W]`` (:func:`render_frames`) and the world-to-camera matrices ``[N, 4, 4]``."""
+    vm = flythrough_cameras(trajectory.cpu(), tuple(b.cpu() for b in model.box), frames)
+    rgb, depth = render_frames(model.scene_ae, grid, model.box, vm, model.K, model.width, model.height,
+                               on_frame=on_frame)  # fmt: skip
+    return rgb, depth, vm
+
+
+@torch.no_grad()
 def decode_grid(model, g: Tensor, c: Tensor, f: Tensor) -> Tensor:  # [1, G], [1, ...], [1, ...] -> [C + 1, X, Y, Z]
     """The scene grid of one sample's latents (the latent decoder's output in the scene auto-encoder's units)."""
     lae = model.diffusion.latent_ae
@@ -169,9 +180,7 @@ def write_scene_sample(out: Path, model, latents: dict[str, Tensor], frames: int
         raise UserError(f"{out.name}: the decoded grid holds NaN or infinity; the model is damaged, retrain it")
     lo, hi = (b.cpu() for b in model.box)
     scale = depth_scale((lo, hi))
-    vm = flythrough_cameras(latents["trajectory"][0].cpu(), (lo, hi), frames)
-    rgb, depth = render_frames(model.scene_ae, grid, model.box, vm, model.K, model.width, model.height,
-                               on_frame=on_frame)  # fmt: skip
+    rgb, depth, vm = render_flythrough(model, grid, latents["trajectory"][0], frames, on_frame)
     for i in range(frames):
         save_image(out / "frames" / f"{i:03d}.png", rgb[i].permute(1, 2, 0).numpy())
         u16 = (depth[i] / scale).round().clamp(0, 65535).to(torch.int32).numpy().astype("uint16")
@@ -212,8 +221,7 @@ def sample_frames(model, n: int, frames: int, steps: int | None, generator: torc
         g, traj, c, f = sample_scene_latents(model.diffusion, min(chunk, n - k), steps, generator)
         for i in range(len(g)):
             grid = decode_grid(model, g[i:i + 1], c[i:i + 1], f[i:i + 1])
-            vm = flythrough_cameras(traj[i].cpu(), tuple(b.cpu() for b in model.box), frames)
-            out.append(render_frames(model.scene_ae, grid, model.box, vm, model.K, model.width, model.height)[0])
+            out.append(render_flythrough(model, grid, traj[i], frames)[0])
     return torch.cat(out)
 
 

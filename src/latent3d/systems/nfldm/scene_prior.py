@@ -92,28 +92,12 @@ class ScenePrior:
         """Frames at the prior's resolution ``[B, 3, r, r]`` in [0, 1] -> its pixels in [-1, 1] (differentiable)."""
         return images * 2 - 1
 
-    @torch.no_grad()
-    def embed(self, images: Tensor) -> Tensor:  # [B, 3, H, W] in [0, 1] -> [B, D] standardised
-        return ((self.features.embed(images.to(self.device)) - self.mean) / self.std).float()
-
     def predict_eps_cfg(self, x_t: Tensor, t: Tensor, cond: Tensor, uncond: Tensor, scale: float) -> Tensor:
         """``eps(x_t, y') + scale (eps(x_t, y) - eps(x_t, y'))`` with ``y = cond``, ``y' = uncond`` ``[B or 1, D]``
         (the zero token for plain classifier-free guidance) in one batched call."""
         from latent3d.diffusion.guidance import cfg_batched
 
         return cfg_batched(self.unet, x_t, t, cond, uncond, scale, cond_key="y")
-
-
-class _EmbeddingRows:
-    """:func:`~latent3d.train.diffusion_recipe.fit_diffusion`'s caption rows for embeddings: item ``i``'s row is
-    ``i``, the last row the zero (unconditional) token."""
-
-    def __init__(self, n: int):
-        self.empty = n
-
-    def dropout(self, i: Tensor, p: float, generator: torch.Generator) -> Tensor:
-        drop = torch.rand(len(i), generator=generator) < p
-        return torch.where(drop, torch.full_like(i, self.empty), i)
 
 
 def to_prior_pixels(images: Tensor, resolution: int) -> Tensor:  # [B, 3, H, W] in [0, 1] -> [B, 3, r, r] in [-1, 1]
@@ -135,7 +119,7 @@ def train_scene_prior(model, data: Path, out: Path, cfg: ScenePriorConfig, devic
     from latent3d.runtime import seeded
     from latent3d.systems.nfldm.episodes import episode_frames
     from latent3d.systems.nfldm.generate import sample_frames
-    from latent3d.train.diffusion_recipe import fit_diffusion
+    from latent3d.train.diffusion_recipe import Captions, fit_diffusion
     from latent3d.train.trainer import TrainConfig
 
     t0 = time.time()
@@ -154,9 +138,10 @@ def train_scene_prior(model, data: Path, out: Path, cfg: ScenePriorConfig, devic
     tcfg = TrainConfig(out_dir=out / "training", steps=cfg.steps, lr=cfg.lr, warmup_steps=min(100, cfg.steps // 10),
                        ema_decay=0.999, seed=cfg.seed, device=device, progress=progress, desc="train scene-prior",
                        extra={"scene_prior": asdict(cfg), "model": model_name, "data": str(data)})  # fmt: skip
+    rows = Captions(torch.zeros(len(y_rows), 1, dtype=torch.long), torch.ones(len(y_rows), 1, dtype=torch.bool))
     res = fit_diffusion(unet, len(x), lambda i, g: x[i], DDPMLoss(ab, "epsilon"), tcfg, cfg.batch_size,
-                        captions=_EmbeddingRows(len(x)), cond_drop=cfg.cond_drop,  # type: ignore[arg-type]
-                        condition=lambda rows, dev: {"y": y_rows[rows].to(dev)})  # fmt: skip
+                        captions=rows, cond_drop=cfg.cond_drop,  # the dropout rows; the last: the zero token
+                        condition=lambda r, dev: {"y": y_rows[r].to(dev)})  # fmt: skip
     unet = unet.cpu().eval()
     summary = {"frames_real": len(real), "frames_samples": len(fake), "episodes": int(labels.max()) + 1,
                "steps": res.step, "final_loss": res.last_loss, "train_s": round(time.time() - t0, 1),
