@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from latent3d.nets.text_denoiser import tokenize
 from latent3d.train.trainer import TrainConfig, TrainResult, train
 
-Condition = Callable[[Tensor, torch.device], dict[str, Any]]  # (caption rows j [B], device) -> the net's keywords
+Condition = Callable[..., dict[str, Any]]  # (rows j [B], device[, u [B, 2] uniform]) -> the net's keywords
 
 
 @dataclass
@@ -73,19 +73,24 @@ def fit_diffusion(
     """Train ``model`` by the recipe of the module docstring and leave the EMA weights in it (when the run keeps an
     EMA). ``condition(rows, device)`` gives the network's conditioning keywords: for caption rows after dropout
     (default: the token ids, :meth:`Captions.token_ids`), or, without ``captions``, for the items themselves (no
-    dropout draw; no keywords when ``condition`` is None too: an unconditional model)."""
+    keywords when ``condition`` is None too: an unconditional model); without ``captions`` and with ``cond_drop`` >
+    0, ``condition(rows, device, u)`` with ``u [B, 2]``, two uniform draws per item from the run's generator, by
+    which the callable drops conditions of its own (a scene's map, its g) to their empty values."""
     if captions is not None:
         condition = condition or captions.token_ids
 
-    def batch_fn(step: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
+    def batch_fn(step: int, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor | None]:
         i = torch.randint(0, n_items, (batch_size,), generator=g)
         x0 = sample(i, g)
-        return x0, (captions.dropout(i, cond_drop, g) if captions is not None else i)
+        if captions is not None:
+            return x0, captions.dropout(i, cond_drop, g), None
+        return x0, i, (torch.rand(len(i), 2, generator=g) if cond_drop > 0 else None)
 
-    def loss_fn(m: nn.Module, batch: tuple[Tensor, Tensor], g: torch.Generator) -> Tensor:
-        x0, rows = batch
+    def loss_fn(m: nn.Module, batch: tuple[Tensor, Tensor, Tensor | None], g: torch.Generator) -> Tensor:
+        x0, rows, drop = batch
         dev = next(iter(m.parameters())).device
-        return loss(m, x0.to(dev), g, **(condition(rows, dev) if condition is not None else {}))
+        kw = {} if condition is None else condition(rows, dev) if drop is None else condition(rows, dev, drop)
+        return loss(m, x0.to(dev), g, **kw)
 
     res = train(model, batch_fn, loss_fn, tcfg)
     if res.ema is not None:

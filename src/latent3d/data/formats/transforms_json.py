@@ -138,15 +138,20 @@ def episode_folder(out: str | os.PathLike, index: int) -> Path:
     return Path(out) / f"episode_{index:03d}"
 
 
-def write_episode(out: str | os.PathLike, index: int, *frames: Any, **fields: Any) -> Path:
+def write_episode(out: str | os.PathLike, index: int, *frames: Any, bev: Any = None, **fields: Any) -> Path:
     """One episode of an episode set as a transforms.json folder :func:`episode_folder` (``out/episode_NNN``):
     ``frames`` and ``fields`` are those of :func:`write_transforms_dataset` after its folder, which writes them into
-    a temporary sibling renamed into place (:func:`latent3d.io.atomic.atomic_dir`). The one writer of every episode
-    source (procedural walks, VizDoom recordings). Returns the folder."""
+    a temporary sibling renamed into place (:func:`latent3d.io.atomic.atomic_dir`); ``bev``, a
+    :class:`latent3d.data.formats.bev.BevRaster`, is written beside them as ``bev.png`` and listed in the meta. The
+    one writer of every episode source (procedural walks, VizDoom recordings). Returns the folder."""
+    from latent3d.data.formats.bev import BEV_FILE, write_bev_png
     from latent3d.io.atomic import atomic_dir
 
     folder = episode_folder(out, index)
     with atomic_dir(folder) as tmp:
+        if bev is not None:
+            write_bev_png(tmp / BEV_FILE, bev.index, bev.classes)
+            fields["meta"] = {**(fields.get("meta") or {}), "bev": bev.meta()}
         write_transforms_dataset(tmp, *frames, **fields)
     return folder
 

@@ -63,7 +63,8 @@ class Scene:
     light: Light
     background: Sky | tuple[float, float, float]
     caption: str
-    objects: list[dict[str, Any]] = field(default_factory=list)  # name, color, position [3], scale, yaw
+    objects: list[dict[str, Any]] = field(default_factory=list)  # name, color, position [3], scale, yaw, radius,
+    # caption (named in the caption), parts (first, end) of its primitives in ``primitives``
     eye: tuple[float, float, float] = (0.0, 0.0, 1.6)  # panorama centre / first-person camera position
     extent: float = 5.0  # half-size of the region where objects are placed
     seed: int = 0
@@ -140,9 +141,10 @@ class _Builder:
                 return
             yaw = rng.uniform(-180, 180) if name not in ("house",) else rng.choice([0.0, 90.0, 180.0, -90.0])
         offset = (pos[0], pos[1], -scale * float(lo[2]))
+        parts = (len(self.prims), len(self.prims) + len(obj.primitives))
         self.prims.extend(obj.placed(scale, offset, yaw))
         self.objects.append(dict(name=name, color=obj.color_name, position=offset, scale=scale, yaw=yaw,
-                                 radius=r_xy, caption=caption))
+                                 radius=r_xy, caption=caption, parts=parts))
 
     def add_prop(self, name: str, extent: float, clear: float, ring=None) -> None:
         """A scene-only prop (:func:`_props`) at a free position, never captioned."""
@@ -151,9 +153,10 @@ class _Builder:
         r_xy = float(torch.maximum(lo[:2].abs(), hi[:2].abs()).norm())
         (pos,) = _place(self.rng, [r_xy], extent, clear, self.taken, ring)
         if pos is not None:
+            span = (len(self.prims), len(self.prims) + len(parts))
             self.prims.extend(p.transformed(1.0, (pos[0], pos[1], 0.0), self.rng.uniform(-180, 180)) for p in parts)
             self.objects.append(dict(name=name, color=None, position=(pos[0], pos[1], 0.0), scale=1.0, yaw=0.0,
-                                     radius=r_xy, caption=False))
+                                     radius=r_xy, caption=False, parts=span))
 
     def add_house(self, x: float, side: int) -> None:
         """A street-side house at ``x``, 10 m to the ``side`` (-1 or 1) of the road, facing it."""
@@ -162,11 +165,12 @@ class _Builder:
         lo, hi = bounds(obj.primitives)
         scale = rng.uniform(5.0, 7.0) / float(hi[2] - lo[2])
         off = (x, side * 10.0, -scale * float(lo[2]))
+        parts = (len(self.prims), len(self.prims) + len(obj.primitives))
         self.prims.extend(obj.placed(scale, off, 90.0 * -side))
         r_xy = scale * float(torch.maximum(lo[:2].abs(), hi[:2].abs()).norm())
         self.taken.append((off[0], off[1], r_xy))
         self.objects.append(dict(name="house", color=obj.color_name, position=off, scale=scale, yaw=90.0 * -side,
-                                 radius=r_xy, caption=False))
+                                 radius=r_xy, caption=False, parts=parts))
 
 
 _SUN = (0.55, 0.35, 0.76)  # direction towards the sun of the floor and outdoor scenes

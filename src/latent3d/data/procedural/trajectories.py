@@ -121,15 +121,19 @@ def render_episode(cfg: SceneEpisodesConfig, episode: int, seed: int):
 
 def write_scene_episodes(out: str | os.PathLike, cfg: SceneEpisodesConfig, seed: int, progress: bool = True) -> Path:
     """Render every episode and write it as ``OUT/episode_NNN/`` (a transforms.json folder with depth and masks, the
-    scene caption on every frame; :func:`latent3d.data.formats.transforms_json.write_episode`, atomically)."""
+    scene caption on every frame and the scene's BEV map around the trajectory, :func:`.scene_bev.scene_bev`;
+    :func:`latent3d.data.formats.transforms_json.write_episode`, atomically)."""
     from tqdm.auto import tqdm
 
     from latent3d.data.formats.transforms_json import write_episode
+    from latent3d.data.procedural.scene_bev import scene_bev
+    from latent3d.render.camera import camera_centers
 
     out = Path(out)
     for e in tqdm(range(cfg.episodes), desc="data scenes", unit="episode", disable=not progress):
         r, scene = render_episode(cfg, e, seed)
         meta = {"source": "latent3d procedural walk", "scene": scene.kind, "scene_seed": scene.seed, "seed": seed,
                 "episode": e, "speed_m_per_frame": cfg.speed, "max_turn_deg": cfg.max_turn}  # fmt: skip
-        write_episode(out, e, r.rgb, r.viewmats, r.Ks, r.depth, r.mask, [scene.caption] * cfg.frames, meta=meta)
+        write_episode(out, e, r.rgb, r.viewmats, r.Ks, r.depth, r.mask, [scene.caption] * cfg.frames, meta=meta,
+                      bev=scene_bev(scene, tuple(camera_centers(r.viewmats.double()).mean(0)[:2].tolist())))
     return out

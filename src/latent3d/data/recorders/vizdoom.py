@@ -217,12 +217,15 @@ def random_start(
     """A random spot of the map to start from: a sector drawn by sqrt(area) among those the player fits in (ceiling at
     least 72 units above the floor, at least 128 x 128 units), a point inside it (even-odd rule over its lines)
     at least ``clearance`` from every line of the map. None if 200 draws found none."""
-    segs = np.array([(ln.x1, ln.y1, ln.x2, ln.y2) for sec in sectors for ln in sec.lines], dtype=np.float64)
+    from latent3d.data.recorders.vizdoom_bev import distance_to_segments, inside, read_sectors
+
+    secs = read_sectors(sectors)
+    segs = np.concatenate([s.lines for s in secs] or [np.zeros((0, 4))])
     cands = []
-    for sec in sectors:
-        lines = np.array([(ln.x1, ln.y1, ln.x2, ln.y2) for ln in sec.lines], dtype=np.float64).reshape(-1, 4)
+    for sec in secs:
+        lines = sec.lines
         area = 0.5 * abs(float(np.sum(lines[:, 0] * lines[:, 3] - lines[:, 2] * lines[:, 1])))
-        if sec.ceiling_height - sec.floor_height >= 72 and area >= 128 * 128:
+        if sec.ceiling - sec.floor >= 72 and area >= 128 * 128:
             cands.append((lines, area))
     if not cands:
         return None
@@ -231,18 +234,10 @@ def random_start(
         lines = cands[int(rng.choice(len(cands), p=weights / weights.sum()))][0]
         lo, hi = lines.reshape(-1, 2).min(0), lines.reshape(-1, 2).max(0)
         x, y = (float(v) for v in np.round(rng.uniform(lo, hi)))
-        (x1, y1, x2, y2) = lines.T
-        crosses = ((y1 > y) != (y2 > y)) & (x < x1 + (y - y1) * (x2 - x1) / np.where(y2 != y1, y2 - y1, 1.0))
-        if int(crosses.sum()) % 2 == 1 and _distance_to_segments(x, y, segs).min() > clearance:
+        pt = np.array([x]), np.array([y])
+        if inside(*pt, lines)[0] and distance_to_segments(*pt, segs).min() > clearance:
             return int(x), int(y)
     return None
-
-
-def _distance_to_segments(x: float, y: float, segs: np.ndarray) -> np.ndarray:  # segs [L, 4] -> [L]
-    p, q = segs[:, :2], segs[:, 2:]
-    d = q - p
-    t = np.clip(((x - p[:, 0]) * d[:, 0] + (y - p[:, 1]) * d[:, 1]) / np.maximum((d ** 2).sum(1), 1e-12), 0.0, 1.0)
-    return np.hypot(p[:, 0] + t * d[:, 0] - x, p[:, 1] + t * d[:, 1] - y)
 
 
 # --------------------------------------------------------------------------------------------- recording
@@ -290,6 +285,7 @@ class Episode:
     depths: list[np.ndarray] = field(default_factory=list)  # each [S, S] float32 metres, inf = none
     viewmats: list[Tensor] = field(default_factory=list)  # each [4, 4] float64 world-to-camera (OpenCV)
     doom_poses: list[tuple[float, ...]] = field(default_factory=list)  # (x, y, z_eye, angle, view height): units, deg
+    sectors: list = field(default_factory=list)  # the map's sectors (vizdoom_bev.Sector), read at the first frame
 
 
 def _observe(state: Any, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, ...]]:
@@ -378,6 +374,8 @@ def record_episode(game: Any, frames: int, size: int, rng: np.random.Generator,
                    on_frame: Callable[[], None] | None = None) -> Episode:
     """Play one episode (:func:`_begin`), then record ``frames`` frames, one per tic, each observed before its
     action. Raises :class:`EpisodeEnded` if the game ends the episode first."""
+    from latent3d.data.recorders.vizdoom_bev import read_sectors
+
     agent, last = _begin(game, rng)
     ep, moved = Episode(), []
     for _ in range(frames):
@@ -387,6 +385,8 @@ def record_episode(game: Any, frames: int, size: int, rng: np.random.Generator,
         if _geometry_share(state) < 0.05:
             raise EpisodeEnded("the view shows no geometry (sky only: the player left the map)")
         img, depth, full, pose = _observe(state, size)
+        if not ep.sectors:
+            ep.sectors = read_sectors(state.sectors)
         ep.images.append(img)
         ep.depths.append(depth)
         ep.doom_poses.append(pose)
@@ -434,12 +434,15 @@ def write_vizdoom_dataset(
     progress: bool = True,
 ) -> list[Path]:
     """Record ``episodes`` episodes and write each to ``out/episode_NNN/`` (a transforms.json folder, atomically, by
-    the writer of every episode source, :func:`latent3d.data.formats.transforms_json.write_episode`); returns the
-    folders."""
+    the writer of every episode source, :func:`latent3d.data.formats.transforms_json.write_episode`, with the map's
+    BEV around the trajectory, :func:`latent3d.data.recorders.vizdoom_bev.sectors_bev`); returns the folders."""
     from tqdm.auto import tqdm
 
     from latent3d.data.formats.transforms_json import write_episode
+    from latent3d.data.procedural.scene_bev import BEV_HALF, BEV_MPP
+    from latent3d.data.recorders.vizdoom_bev import sectors_bev
     from latent3d.data.recorders.vizdoom_config import VizDoomConfig
+    from latent3d.render.camera import camera_centers
 
     VizDoomConfig(episodes=episodes, frames=frames, size=size, map=doom_map)  # one UserError line if invalid
     vzd = require_vizdoom()
@@ -454,9 +457,11 @@ def write_vizdoom_dataset(
                     ep = _record_retrying(game, frames, size, rng, bar, doom_map)
                 finally:
                     game.close()
+            centre = camera_centers(torch.stack(ep.viewmats)).mean(0)
+            bev = sectors_bev(ep.sectors, (float(centre[0]), float(centre[1])), BEV_HALF, BEV_MPP, METRES_PER_UNIT)
             folders.append(write_episode(
                 out, e, torch.from_numpy(np.stack(ep.images)).float() / 255.0, torch.stack(ep.viewmats).float(),
-                K.expand(frames, 3, 3), depths=torch.from_numpy(np.stack(ep.depths)), depth_scale=1e-3,
+                K.expand(frames, 3, 3), depths=torch.from_numpy(np.stack(ep.depths)), depth_scale=1e-3, bev=bev,
                 meta={"source": "vizdoom", "map": doom_map, "wad": "freedoom2.wad", "seed": seed, "episode": e,
                       "metres_per_map_unit": METRES_PER_UNIT, "fov_cvar": FOV_CVAR}))  # fmt: skip
     return folders

@@ -163,6 +163,10 @@ def scene_diffusion_cmd(
     channel_mult: Annotated[str, _diff("channel_mult")] = ",".join(map(str, _D.channel_mult)),
     channel_mult_fine: Annotated[str, _diff("channel_mult_fine")] = ",".join(map(str, _D.channel_mult_fine)),
     blocks: Annotated[int, _diff("blocks")] = _D.blocks,
+    bev: Annotated[bool, _diff("bev")] = _D.bev,
+    bev_dropout: Annotated[float, _diff("bev_dropout")] = _D.bev_dropout,
+    bev_global_dropout: Annotated[float, _diff("bev_global_dropout")] = _D.bev_global_dropout,
+    bev_width: Annotated[int, _diff("bev_width")] = _D.bev_width,
     sample_steps: Annotated[int, _diff("sample_steps")] = _D.sample_steps,
     eta: Annotated[float, _diff("eta")] = _D.eta,
     preset: PresetOpt = "cpu",
@@ -196,6 +200,8 @@ def scene_cmd(
     negative: Annotated[bool, typer.Option("--negative/--no-negative", help="Guide away from the prior's artefact embedding y' (NF-LDM's negative guidance); --no-negative guides against the unconditional token.")] = True,
     style: Annotated[str, typer.Option("--style", help='Stylise by post-optimisation towards a text prompt, e.g. "at night", through --style-prior (needs --post-opt N).')] = "",
     style_prior: Annotated[Optional[str], typer.Option("--style-prior", help="The text-to-image diffusers model --style distils from (a folder or hub id, e.g. a Stable Diffusion 2.1 folder).")] = None,
+    bev: Annotated[Optional[Path], typer.Option("--bev", help="Follow a bird's-eye-view map (a model trained with --bev): a PNG covering the scene box (north up) in the model's class colours (its card's legend; black = unknown), e.g. a sample's bev_map.png, or an episode folder of `latent3d data scenes` / `data vizdoom`.")] = None,
+    bev_scale: Annotated[float, field_option(SceneConfig, "bev_scale")] = _G.bev_scale,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -205,7 +211,7 @@ def scene_cmd(
         return
     from latent3d.runtime import resolve_device
     from latent3d.systems.nfldm.generate import generate_scenes
-    from latent3d.systems.nfldm.scene_model import load_scene_model, resolve_model
+    from latent3d.systems.nfldm.scene_model import load_scene_model, read_model_map, resolve_model
 
     resolve_model(model)  # a wrong name or folder is refused before anything loads
     if prior is not None:
@@ -215,10 +221,12 @@ def scene_cmd(
     if style and not (post_opt and style_prior):
         raise UserError("--style needs --post-opt N (its steps) and --style-prior ID_OR_DIR (a diffusers "
                         "text-to-image model)")  # fmt: skip
+    bev_map, bev_source = read_model_map(model, bev) if bev is not None else (None, None)  # before weights load
     dev = resolve_device(device)
     m = load_scene_model(model, str(dev))
     refine = _refiner(m, model, post_opt, prior, alpha, negative, style, style_prior, seed, str(dev))
-    run = generate_scenes(m, Path(out), n, frames, steps, seed, command=invocation(ctx), refine=refine)
+    run = generate_scenes(m, Path(out), n, frames, steps, seed, command=invocation(ctx), refine=refine, bev=bev_map,
+                          bev_source=bev_source, bev_scale=bev_scale)  # fmt: skip
     typer.echo(f"wrote {out}: {n} sample(s) (flythrough.mp4, frames/, depth/, bev.png, voxels.npz, mesh.glb), "
                f"run.json; sampling {run['sampling_s']:.1f} s, total {run['total_s']:.1f} s")
 
@@ -294,6 +302,25 @@ def scene_pack_cmd(
         head = Path(card).read_text()
     pack_scene_model(run, out, head, prior, half)
     typer.echo(f"wrote {out}")
+
+
+def scene_encode_cmd(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option("--data", help="The episodes to encode (`latent3d data scenes` / `data vizdoom` folders, or GSN's).")],
+    model: Annotated[str, field_option(SceneConfig, "model")] = _G.model,
+    out: OutOpt = Path("runs/scene-latents"),
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Encode episodes with a packed scene model's frozen auto-encoders into a latents folder (that of `latent3d
+    train scene-latent-ae`): the --latents to train new diffusion levels on, e.g. with --bev."""
+    from latent3d.runtime import seeded
+    from latent3d.systems.nfldm.encode import encode_episodes
+
+    with seeded(seed):
+        ev = encode_episodes(model, data, out, device, command=invocation(ctx))
+    typer.echo(f"wrote {out}: latents.safetensors of {data}; training frames rendered from the decoded grids "
+               f"{ev['train_psnr_decoded']:.2f} dB")
 
 
 def _prior(name: str):  # the option of ScenePriorConfig field `name`

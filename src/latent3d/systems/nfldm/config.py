@@ -165,6 +165,19 @@ class SceneDiffusionConfig:
     """AdamW learning rate (after a linear warm-up of at most 100 steps)."""
     ema_decay: float = within(0, 1, 0.999, open_hi=True)
     """Decay of the exponential moving average of the weights (the exported model is the EMA)."""
+    bev: bool = False
+    """Condition psi_c and psi_f on each episode's bird's-eye-view semantic map (the bev.png of `latent3d data
+    scenes` / `latent3d data vizdoom` episodes) through cross-attention to map tokens (NF-LDM's BEV-conditioned
+    synthesis); `latent3d scene --bev MAP` then follows a map, and samples without one as before."""
+    bev_dropout: float = within(0, 1, 0.15)
+    """With --bev: the share of training scenes whose map is replaced by the empty map (every cell unknown), so
+    that the same psi_c and psi_f also sample without a map."""
+    bev_global_dropout: float = within(0, 1, 0.4)
+    """With --bev: the share of training scenes (drawn independently of --bev-dropout) whose g psi_c and psi_f do
+    not see (the training mean instead), so that a map alone decides c: `latent3d scene --bev` samples with the mean
+    g. g summarises a whole scene; with it always there, the models learn to ignore the map."""
+    bev_width: int = within(8, 1024, 64)
+    """With --bev: the width of the map tokens psi_c and psi_f attend to."""
     sample_steps: int = within(1, 1000, 50)
     """DDIM steps (trailing spacing) when sampling scenes."""
     eta: float = within(0, 1, 0.0)
@@ -207,6 +220,9 @@ class SceneConfig:
     alpha: float = within(0, 1000, 2.0)
     """Guidance alpha of post-optimisation: eps(y') + alpha (eps(y) - eps(y')) (2 lowers the bundled models' FID,
     7.5 raises it: y and y' lie 4-7 standard deviations apart, a large alpha extrapolates far past y)."""
+    bev_scale: float = within(0, 100, 4.0)
+    """With --bev: classifier-free guidance on the map, x0(empty map) + s (x0(map) - x0(empty map)); 1 = none (4:
+    the bundled models' scenes follow their maps clearly more, benchmarks/scene_bev_eval.py)."""
 
     def __post_init__(self) -> None:
         check_config(self)

@@ -205,8 +205,24 @@ def write_scene_sample(out: Path, model, latents: dict[str, Tensor], frames: int
     if len(faces):
         export_mesh(out / "mesh.glb", verts, faces, vertex_colors=vcol)
         entry["mesh"] = "mesh.glb"
+    if "bev" in latents:
+        entry |= write_bev_condition(out, model, latents["bev"][0].cpu(), density)
     save_tensors({k: v[0].detach().cpu().contiguous() for k, v in latents.items()}, out / "latents.safetensors")
     return entry | consecutive_reprojection(rgb, depth, vm, model.K)
+
+
+def write_bev_condition(out: Path, model, bev: Tensor, density: Tensor) -> dict:  # bev [K, X, Y], density [X, Y, Z]
+    """``bev_map.png``, the map a sample followed (it reads back as the same map), and how well the sample follows
+    it (:func:`~latent3d.systems.nfldm.bev.bev_agreement`: the ROC AUC of its column opacity for the map's solid
+    cells; None where the map has no solid or no free cell)."""
+    from latent3d.io.image import save_image
+    from latent3d.systems.nfldm.bev import bev_agreement, bev_map_image, solid_columns
+
+    d = model.diffusion
+    save_image(out / "bev_map.png", bev_map_image(bev, d.bev))
+    opacity = solid_columns(density, float(model.box[0][2]), float(model.box[1][2]), d.eye_z)
+    auc = bev_agreement(opacity, bev, d.bev)
+    return {"bev_map": "bev_map.png", "bev_agreement": round(auc, 4) if math.isfinite(auc) else None}
 
 
 @torch.no_grad()
@@ -226,11 +242,14 @@ def sample_frames(model, n: int, frames: int, steps: int | None, generator: torc
 
 
 def generate_scenes(model, out: Path, n: int, frames: int, steps: int | None, seed: int, progress: bool = True,
-                    command: str | None = None, refine=None) -> dict:  # fmt: skip
+                    command: str | None = None, refine=None, bev: Tensor | None = None,
+                    bev_source: str | None = None, bev_scale: float = 1.0) -> dict:  # fmt: skip
     """Sample ``n`` scenes with ``model`` (:class:`~.scene_model.SceneModel`) and write every output (module
     docstring); returns run.json. ``refine(k, grid, trajectory) -> (grid, run.json entries)`` (with a ``settings``
     dict for run.json) changes each decoded grid before it is rendered: post-optimisation
-    (:func:`~.post_opt.post_optimiser`)."""
+    (:func:`~.post_opt.post_optimiser`). ``bev [1, K, X, Y]``: a map every scene follows (BEV-conditioned
+    synthesis, :mod:`.bev`; ``bev_source`` names it in run.json, ``bev_scale`` its guidance scale), written to each
+    sample as ``bev_map.png``."""
     from tqdm.auto import tqdm
 
     from latent3d.io.atomic import atomic_dir, write_text
@@ -239,13 +258,16 @@ def generate_scenes(model, out: Path, n: int, frames: int, steps: int | None, se
     t0 = time.time()
     dev = next(model.diffusion.g.parameters()).device
     gen = torch.Generator(device=dev).manual_seed(seed)
-    g, traj, c, f = sample_scene_latents(model.diffusion, n, steps, gen)
+    g, traj, c, f = sample_scene_latents(model.diffusion, n, steps, gen, None if bev is None else bev.to(dev),
+                                         bev_scale)
     t_sample = time.time() - t0
     samples = []
     bar = tqdm(total=n * frames, desc="render fly-throughs", unit="frame", disable=not progress)
     for k in range(n):
         name = f"sample_{k:02d}"
         latents = {"g": g[k:k + 1], "trajectory": traj[k:k + 1], "c": c[k:k + 1], "f": f[k:k + 1]}
+        if bev is not None:
+            latents["bev"] = bev[:1]
         grid, extra = None, {}
         if refine is not None:
             grid, extra = refine(k, decode_grid(model, g[k:k + 1], c[k:k + 1], f[k:k + 1]), traj[k])
@@ -257,6 +279,7 @@ def generate_scenes(model, out: Path, n: int, frames: int, steps: int | None, se
            "steps": steps or model.diffusion.g.cfg.sample_steps, "image_size": [model.width, model.height],
            "box": [b.tolist() for b in model.box],
            "sampling_s": round(t_sample, 2), "total_s": round(time.time() - t0, 2), "samples": samples,
-           "post_opt": refine.settings if refine is not None else None}  # fmt: skip
+           "post_opt": refine.settings if refine is not None else None, "bev": bev_source,
+           "bev_scale": bev_scale if bev is not None else None}  # fmt: skip
     write_text(out / "run.json", json.dumps(run, indent=1))
     return run

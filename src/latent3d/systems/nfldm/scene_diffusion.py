@@ -44,11 +44,13 @@ from latent3d.systems.nfldm.config import SceneDiffusionConfig
 from latent3d.systems.nfldm.latent_ae import fold_z, unfold_z
 
 if TYPE_CHECKING:
+    from latent3d.systems.nfldm.bev import BevVocabulary
     from latent3d.systems.nfldm.latent_ae import SceneLatentAutoencoder
 
 POSE_DIMS = 5  # x, y, z (box units), cos yaw, sin yaw
 TRAIN_TIMESTEPS = 1000
 LEVELS = ("g", "c", "f")
+TRAJECTORY_DRAWS = 8  # draws of g per scene from which a map picks the trajectory that fits it best
 
 
 # ------------------------------------------------------------------------------------------------- trajectories
@@ -142,8 +144,10 @@ class LevelDenoiser(nn.Module):
         return {self.produces[0]: self.norms[self.produces[0]].inverse(x)}
 
     def condition(self, latents: dict[str, Tensor]) -> dict[str, Tensor]:
-        """The keywords of :meth:`forward`: the conditioning latents, standardised."""
-        return {k: self.norms[k](latents[k]) for k in self.conditions}
+        """The keywords of :meth:`forward`: the conditioning latents, standardised, and a BEV map as given (the
+        empty map when ``latents`` has none)."""
+        out = {k: self.norms[k](latents[k]) for k in self.conditions if k != "bev"}
+        return out | ({"bev": latents["bev"]} if "bev" in self.conditions and "bev" in latents else {})
 
 
 class _MLPBlock(nn.Module):
@@ -196,52 +200,89 @@ class GlobalDenoiser(LevelDenoiser):
         return self.out(h)
 
 
-class CoarseDenoiser(LevelDenoiser):
-    """psi_c(c_t, g) (NF-LDM Sec. 3.3): a 2-D UNet over ``c [B, Cc, Xc, Yc, Zc]`` with its vertical axis folded into
-    channels, ``g`` through conditional group norm (``UNet3D(global_cond_dim=G)``)."""
+class _BevLevel(LevelDenoiser):
+    """A level that may attend to a BEV map (:mod:`.bev`, ``bev_shape`` ``(K, X, Y)``; None: no map): its UNet gets
+    the map's tokens (:class:`~latent3d.systems.nfldm.bev.BevEncoder`, one per ``X / tokens`` columns) by
+    cross-attention at ``attention`` resolutions and two coordinate channels more at its input."""
+
+    def _unet(self, cin: int, cout: int, mult: tuple[int, ...], size: int, global_dim: int,
+              bev_shape: tuple[int, int, int] | None, tokens: int) -> UNet3D:  # fmt: skip
+        # the map attended to (and self-attention) at the token grid's resolution and one level below it
+        from latent3d.systems.nfldm.bev import BevEncoder
+
+        cfg, self.bev_shape = self.cfg, bev_shape
+        self.bev = BevEncoder(bev_shape[0], cfg.bev_width, bev_shape[1], tokens) if bev_shape else None
+        if bev_shape:
+            self.conditions = (*self.conditions, "bev")
+        attention = (tokens, tokens // 2) if bev_shape else ()
+        return UNet3D(cin + 2 * bool(bev_shape), cfg.width, mult, cfg.blocks, attention, size, dims=2,
+                      out_channels=cout, global_cond_dim=global_dim,
+                      cross_attention_dim=cfg.bev_width if bev_shape else None)  # fmt: skip
+
+    def _run(self, h: Tensor, t: Tensor, g: Tensor, bev: Tensor | None) -> Tensor:  # h [B, C, X, Y]
+        from latent3d.systems.nfldm.bev import coordinates
+
+        if self.bev is None:
+            return self.unet(h, t.to(h.dtype), global_cond=g)
+        if bev is None:
+            bev = h.new_zeros(1, *self.bev_shape)  # the empty map: unconditional
+        tokens = self.bev(bev.to(h.dtype)).expand(len(h), -1, -1)
+        return self.unet(coordinates(h), t.to(h.dtype), tokens, global_cond=g)
+
+
+class CoarseDenoiser(_BevLevel):
+    """psi_c(c_t, g[, bev]) (NF-LDM Sec. 3.3): a 2-D UNet over ``c [B, Cc, Xc, Yc, Zc]`` with its vertical axis
+    folded into channels, ``g`` through conditional group norm (``UNet3D(global_cond_dim=G)``), a BEV map's tokens
+    (one per c column) by cross-attention when ``bev_shape`` is given."""
 
     level, produces, conditions = "c", ("c",), ("g",)
 
-    def __init__(self, cfg: SceneDiffusionConfig, global_dim: int, c_shape: tuple[int, int, int, int]):
+    def __init__(self, cfg: SceneDiffusionConfig, global_dim: int, c_shape: tuple[int, int, int, int],
+                 bev_shape: tuple[int, int, int] | None = None):  # fmt: skip
         super().__init__(cfg, {"c": Standardizer(c_shape[0]), "g": Standardizer(global_dim)})
         cc, xc, _, zc = c_shape
         self.shape = tuple(c_shape)
-        self.unet = UNet3D(cc * zc, cfg.width, tuple(cfg.channel_mult), cfg.blocks, (), xc, dims=2,
-                           global_cond_dim=global_dim)  # fmt: skip
+        self.unet = self._unet(cc * zc, cc * zc, tuple(cfg.channel_mult), xc, global_dim, bev_shape, xc)
 
-    def forward(self, x_t: Tensor, t: Tensor, g: Tensor) -> Tensor:  # [B, Cc, Xc, Yc, Zc], [B], [B, G]
-        return unfold_z(self.unet(fold_z(x_t), t.to(x_t.dtype), global_cond=g), self.shape[3])
+    def forward(self, x_t: Tensor, t: Tensor, g: Tensor, bev: Tensor | None = None) -> Tensor:
+        # x_t [B, Cc, Xc, Yc, Zc], t [B], g [B, G], bev [B or 1, K, X, Y] -> [B, Cc, Xc, Yc, Zc]
+        return unfold_z(self._run(fold_z(x_t), t, g, bev), self.shape[3])
 
 
-class FineDenoiser(LevelDenoiser):
-    """psi_f(f_t, g, c) (NF-LDM Sec. 3.3): a 2-D UNet over ``f [B, F, X, Y]`` whose input also holds ``c`` (vertical
-    axis folded into channels, nearest-upsampled to X x Y: concatenation), ``g`` through conditional group norm."""
+class FineDenoiser(_BevLevel):
+    """psi_f(f_t, g, c[, bev]) (NF-LDM Sec. 3.3): a 2-D UNet over ``f [B, F, X, Y]`` whose input also holds ``c``
+    (vertical axis folded into channels, nearest-upsampled to X x Y: concatenation), ``g`` through conditional group
+    norm, a BEV map's tokens (one per 4 x 4 f columns) by cross-attention when ``bev_shape`` is given."""
 
     level, produces, conditions = "f", ("f",), ("g", "c")
 
     def __init__(self, cfg: SceneDiffusionConfig, global_dim: int, c_shape: tuple[int, int, int, int],
-                 f_shape: tuple[int, int, int]):  # fmt: skip
+                 f_shape: tuple[int, int, int], bev_shape: tuple[int, int, int] | None = None):  # fmt: skip
         super().__init__(cfg, {"f": Standardizer(f_shape[0]), "g": Standardizer(global_dim),
                                "c": Standardizer(c_shape[0])})  # fmt: skip
         cc, zc, (fc, x, _) = c_shape[0], c_shape[3], f_shape
         self.shape = tuple(f_shape)
-        self.unet = UNet3D(fc + cc * zc, cfg.width, tuple(cfg.channel_mult_fine), cfg.blocks, (), x, dims=2,
-                           out_channels=fc, global_cond_dim=global_dim)  # fmt: skip
+        self.unet = self._unet(fc + cc * zc, fc, tuple(cfg.channel_mult_fine), x, global_dim, bev_shape, x // 4)
 
-    def forward(self, x_t: Tensor, t: Tensor, g: Tensor, c: Tensor) -> Tensor:  # [B, F, X, Y], [B], [B, G], c
+    def forward(self, x_t: Tensor, t: Tensor, g: Tensor, c: Tensor, bev: Tensor | None = None) -> Tensor:
+        # x_t [B, F, X, Y], t [B], g [B, G], c [B, Cc, Xc, Yc, Zc], bev [B or 1, K, X, Y] -> [B, F, X, Y]
         up = F.interpolate(fold_z(c).to(x_t), size=tuple(x_t.shape[-2:]), mode="nearest")
-        return self.unet(torch.cat([x_t, up], dim=1), t.to(x_t.dtype), global_cond=g)
+        return self._run(torch.cat([x_t, up], dim=1), t, g, bev)
 
 
 def build_level(level: str, cfg: SceneDiffusionConfig, shapes: dict[str, list[int]]) -> LevelDenoiser:
-    """The denoiser of ``level`` for latents of ``shapes`` (``{"g": [G], "c": [Cc, Xc, Yc, Zc], "f": [F, X, Y]}``)."""
+    """The denoiser of ``level`` for latents of ``shapes`` (``{"g": [G], "c": [Cc, Xc, Yc, Zc], "f": [F, X, Y]}``,
+    and ``"bev": [K, X, Y]`` for c and f with ``cfg.bev``)."""
     G = shapes["g"][0]
+    bev = tuple(shapes["bev"]) if cfg.bev and "bev" in shapes else None
+    if cfg.bev and level in ("c", "f") and bev is None:
+        raise ValueError("cfg.bev needs shapes['bev'] = [K, X, Y]")
     if level == "g":
         return GlobalDenoiser(cfg, G)
     if level == "c":
-        return CoarseDenoiser(cfg, G, tuple(shapes["c"]))  # type: ignore[arg-type]
+        return CoarseDenoiser(cfg, G, tuple(shapes["c"]), bev)  # type: ignore[arg-type]
     if level == "f":
-        return FineDenoiser(cfg, G, tuple(shapes["c"]), tuple(shapes["f"]))  # type: ignore[arg-type]
+        return FineDenoiser(cfg, G, tuple(shapes["c"]), tuple(shapes["f"]), bev)  # type: ignore[arg-type]
     raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
 
 
@@ -271,17 +312,24 @@ def scheduler_config(cfg: SceneDiffusionConfig) -> dict:
 
 @torch.no_grad()
 def sample_level(model: LevelDenoiser, n: int, steps: int, generator: torch.Generator | None = None,
-                 eta: float = 0.0, **latents: Tensor) -> dict[str, Tensor]:  # fmt: skip
+                 eta: float = 0.0, bev_scale: float = 1.0, **latents: Tensor) -> dict[str, Tensor]:  # fmt: skip
     """``n`` samples of one level given its conditioning ``latents`` (latent auto-encoder units): DDIM from pure
     noise over ``steps`` trailing timesteps with the x0 prediction (Song et al. 2021, eq. 12), then decoded to the
-    latent auto-encoder's units. The noise is drawn on the generator's device."""
+    latent auto-encoder's units. The noise is drawn on the generator's device. ``bev_scale`` != 1 with a map:
+    classifier-free guidance on the map (Ho & Salimans 2022), ``x0 = x0(empty map) + s (x0(map) - x0(empty map))``
+    (the models trained with map dropout know both)."""
     from latent3d.diffusion.ddim import ddim_sample, ddim_timesteps
 
     dev = next(model.parameters()).device
     gdev = generator.device if generator is not None else dev
     x = torch.randn((n, *model.shape), generator=generator, device=gdev).to(dev)
     cond = model.condition({k: v.to(dev) for k, v in latents.items()})
-    x0 = ddim_sample(model, x, ddim_timesteps(steps, TRAIN_TIMESTEPS, "trailing"), schedule(model.cfg), eta=eta,
+    net = model
+    if bev_scale != 1.0 and "bev" in cond:
+        def net(x_t: Tensor, t: Tensor, **kw: Tensor) -> Tensor:  # guided on the map
+            free = model(x_t, t, **{k: v for k, v in kw.items() if k != "bev"})
+            return free + bev_scale * (model(x_t, t, **kw) - free)
+    x0 = ddim_sample(net, x, ddim_timesteps(steps, TRAIN_TIMESTEPS, "trailing"), schedule(model.cfg), eta=eta,
                      generator=generator, disable=True, extra_args=cond, prediction_type="sample")  # fmt: skip
     return model.decode(x0)
 
@@ -296,20 +344,41 @@ class SceneDiffusion:
     f: FineDenoiser
     latent_ae: SceneLatentAutoencoder
     box: tuple[Tensor, Tensor]  # bbox_min, bbox_max [3]: a scene box centred at the origin (decode_trajectory's)
+    bev: BevVocabulary | None = None  # the classes of the maps psi_c and psi_f take (None: trained without --bev)
+    eye_z: float = 0.0  # the cameras' mean height in the box (its z = 0 is the box's centre)
 
 
 def sample_scene_latents(models: SceneDiffusion, n: int, steps: int | None = None,
-                         generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+                         generator: torch.Generator | None = None, bev: Tensor | None = None,
+                         bev_scale: float = 1.0) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
     """``n`` scenes drawn ancestrally (NF-LDM Sec. 3.3): ``g, trajectory ~ p(g)``, ``c ~ p(c | g)``, snapped to its
     codebook, ``f ~ p(f | g, c)``, snapped. Returns ``g [n, G]``, ``trajectory [n, K, 5]`` (:func:`decode_trajectory`
     with ``models.box`` gives the cameras), ``c [n, Cc, Xc, Yc, Zc]`` and ``f [n, F, X, Y]`` in the latent
     auto-encoder's units (``models.latent_ae.decode(g, c, f)`` is the normalised grid). ``steps``: DDIM steps
-    (default: each model's ``sample_steps``)."""
-    out = {}
-    for model in (models.g, models.c, models.f):
+    (default: each model's ``sample_steps``). ``bev [1 or n, K, X, Y]``: a map psi_c and psi_f follow (models
+    trained with ``--bev``); each scene's g is then the one of :data:`TRAJECTORY_DRAWS` draws whose trajectory
+    stays most on the map's free cells (:func:`~latent3d.systems.nfldm.bev.trajectory_fit`), and the levels
+    trained with map and g dropout see the mean g instead (the map decides their latent); ``bev_scale``: the map's
+    guidance scale (:func:`sample_level`)."""
+    from latent3d.systems.nfldm.bev import trajectory_fit
+
+    if bev is not None and models.bev is None:
+        raise ValueError("these models were trained without --bev: they take no map")
+    draws = TRAJECTORY_DRAWS if bev is not None else 1
+    out = sample_level(models.g, n * draws, steps or models.g.cfg.sample_steps, generator, models.g.cfg.eta)
+    if draws > 1:
+        maps = bev.expand(n, -1, -1, -1).repeat_interleave(draws, 0)
+        fit = trajectory_fit(out["trajectory"], maps, models.bev.solid_mask()).reshape(n, draws)
+        pick = torch.arange(n) * draws + fit.argmax(1).cpu()
+        out = {k: v[pick.to(v.device)] for k, v in out.items()}
+    if bev is not None:
+        out["bev"] = bev
+    for model in (models.c, models.f):
         cfg = model.cfg
-        out |= sample_level(model, n, steps or cfg.sample_steps, generator, cfg.eta, **out)
-        vq = {"c": models.latent_ae.vq_c, "f": models.latent_ae.vq_f}.get(model.level)
-        if vq is not None:
-            out[model.level] = vq.snap(out[model.level])[0]
+        given = dict(out)
+        if bev is not None and model.bev is not None and cfg.bev_global_dropout > 0:  # the map decides, not g
+            given["g"] = model.norms["g"].mean.to(out["g"]).expand_as(out["g"])
+        out |= sample_level(model, n, steps or cfg.sample_steps, generator, cfg.eta, bev_scale, **given)
+        vq = {"c": models.latent_ae.vq_c, "f": models.latent_ae.vq_f}[model.level]
+        out[model.level] = vq.snap(out[model.level])[0]
     return out["g"], out["trajectory"], out["c"], out["f"]

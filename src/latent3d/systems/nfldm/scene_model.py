@@ -120,6 +120,32 @@ def load_scene_model(model: str = DEFAULT_MODEL, device: str = "cpu") -> SceneMo
     return SceneModel(diffusion, scene_ae.to(dev), w, h, K, source, prior)
 
 
+def read_model_map(model: str, source: Path) -> tuple[Tensor, str]:
+    """``latent3d scene --bev SOURCE``: the map ``[1, K, X, Y]`` in the classes of ``model``'s psi_c and psi_f
+    (:func:`~latent3d.systems.nfldm.bev.read_bev`) and a line naming it, read from the model's config files before
+    any weight loads; a model trained without maps, or a map it cannot read, is one UserError line."""
+    from latent3d.io.model_folder import read_model_folder
+    from latent3d.systems.nfldm.bev import BevVocabulary, read_bev
+    from latent3d.systems.nfldm.config import SceneAEConfig, SceneDiffusionConfig
+    from latent3d.systems.nfldm.train_scene_ae import KIND as SCENE_KIND
+    from latent3d.systems.nfldm.train_scene_diffusion import KIND as DIFF_KIND
+
+    path = resolve_model(model)
+    packed = (path / "diffusion").is_dir()
+    c = read_model_folder((path / "diffusion" if packed else path) / "c", DIFF_KIND, MODEL_FIX)
+    if not c.config(SceneDiffusionConfig, "scene_diffusion").bev:
+        raise UserError(f"--bev: the model {model} was trained without maps; use a model trained with `latent3d train "
+                        "scene-diffusion --bev` (the bundled scene-tiny and vizdoom-tiny are)")  # fmt: skip
+    vocab = BevVocabulary(c.get("bev.classes", list, items=str), c.get("bev.solid", list, items=str))
+    K, X, Y = c.get("shapes.bev", list, items=int)
+    sae_dir = path / "scene_ae" if packed else _run_parts(path)[1]
+    sae = read_model_folder(sae_dir / "model", SCENE_KIND, MODEL_FIX).config(SceneAEConfig, "scene_ae")
+    if not source.exists():
+        raise UserError(f"--bev {source}: no such file or folder; give a PNG map or an episode folder")
+    bev = read_bev(source, vocab, sae, X, Y)
+    return bev[None], str(source)
+
+
 HALF_MIN_NUMEL = 1024  # --half keeps smaller tensors (biases, norms, standardisation statistics) in float32
 
 

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from latent3d.errors import UserError
+from latent3d.systems.nfldm.bev import BevVocabulary, dataset_bevs
 from latent3d.systems.nfldm.config import SceneAEConfig, SceneDiffusionConfig
 from latent3d.systems.nfldm.scene_diffusion import (LEVELS, LevelDenoiser, SceneDiffusion, build_level,
                                                     diffusion_loss, scheduler_config)  # fmt: skip
@@ -37,10 +38,12 @@ LATENTS_FIX = "pass the --out folder of a finished `latent3d train scene-latent-
 class SceneLatentData:
     """What the three levels train on: every training scene's latents (g, c, f and, for g, its trajectory)."""
 
-    latents: dict[str, Tensor]  # g [N, G], c [N, Cc, Xc, Yc, Zc], f [N, F, X, Y], trajectory [N, K, 5] (level g)
+    latents: dict[str, Tensor]  # g [N, G], c [N, Cc, Xc, Yc, Zc], f [N, F, X, Y], trajectory [N, K, 5] (level g),
+    # bev [N, K', X, Y] (levels c and f with --bev: each scene's map, :mod:`.bev`)
     names: list[str]  # the episodes
     box: tuple[float, float, float]  # the scene auto-encoder's box: half-size in x and y, below, above
     run: dict  # latents, data, scene_ae (run.json)
+    bev: BevVocabulary | None = None  # the maps' classes (with --bev)
 
     def shapes(self) -> dict[str, list[int]]:
         return {k: list(v.shape[1:]) for k, v in self.latents.items()}
@@ -64,13 +67,17 @@ def check_latents_run(latents_run: Path, cfg: SceneDiffusionConfig, levels: tupl
     if bad:
         raise UserError(f"{bad[0]} (latents of {latents_run})")
     latents = {k: tensors[k].float() for k in ("g", "c", "f")}
+    need_maps = cfg.bev and bool({"c", "f"} & set(levels))
+    if ("g" in levels or need_maps) and not data.is_dir():
+        raise UserError(f"--latents {latents_run} was made from {data}, which is not a folder any more: psi_g needs "
+                        "its episodes' camera trajectories, --bev their maps; put the episodes back there")  # fmt: skip
     if "g" in levels:
-        if not data.is_dir():
-            raise UserError(f"--latents {latents_run} was made from {data}, which is not a folder any more: psi_g "
-                            "needs its episodes' camera trajectories; put the episodes back there")  # fmt: skip
         latents["trajectory"] = scene_trajectories(data, names, sae, cfg.trajectory_poses)
+    vocab = None
+    if need_maps:
+        latents["bev"], vocab = dataset_bevs(data, names, sae, *latents["f"].shape[2:4])
     run = {"latents": str(latents_run.resolve()), "data": str(data), "scene_ae": str(scene_ae)}
-    return SceneLatentData(latents, names, sae.box, run)
+    return SceneLatentData(latents, names, sae.box, run, vocab)
 
 
 def scene_trajectories(data: Path, names: list[str], sae: SceneAEConfig, k: int) -> Tensor:  # -> [N, K, 5]
@@ -155,13 +162,19 @@ def fit_level(level: str, data: SceneLatentData, cfg: SceneDiffusionConfig, tcfg
         model = build_level(level, cfg, data.shapes())
     model.fit_statistics(data.latents)
     x = model.encode(data.latents)  # [N, *shape]
-    cond = model.condition(data.latents)  # standardised coarser latents of every scene
+    cond = model.condition(data.latents)  # standardised coarser latents of every scene (and its map)
 
-    def condition(rows: Tensor, dev: torch.device) -> dict[str, Tensor]:  # rows: the batch's scenes
-        return {k: v[rows].to(dev) for k, v in cond.items()}
+    def condition(rows: Tensor, dev: torch.device, u: Tensor | None = None) -> dict[str, Tensor]:
+        out = {k: v[rows].to(dev) for k, v in cond.items()}  # rows: the batch's scenes
+        if u is not None and "bev" in out:  # the empty map, the mean g (0 standardised) for the dropped scenes
+            keep_map, keep_g = (u[:, 0] >= cfg.bev_dropout).to(dev), (u[:, 1] >= cfg.bev_global_dropout).to(dev)
+            out["bev"] = out["bev"] * keep_map.to(out["bev"].dtype)[:, None, None, None]
+            out["g"] = out["g"] * keep_g.to(out["g"].dtype)[:, None]
+        return out
 
+    p = 1.0 if "bev" in cond else 0.0  # the draws of condition(); its own rates decide
     res = fit_diffusion(model, len(x), lambda i, g: x[i], diffusion_loss(cfg), tcfg, cfg.batch_size,
-                        condition=condition)  # fmt: skip
+                        cond_drop=p, condition=condition)  # fmt: skip
     return model.cpu().eval(), res
 
 
@@ -172,6 +185,8 @@ def export_level(folder: Path, model: LevelDenoiser, data: SceneLatentData, summ
 
     config = {"scene_diffusion": model.cfg, "level": model.level, "shapes": data.shapes(), "box": list(data.box),
               "scheduler": scheduler_config(model.cfg), "training": summary}  # fmt: skip
+    if getattr(model, "bev", None) is not None:
+        config["bev"] = asdict(data.bev)
     sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     return write_model_folder(folder, KIND, config, sd, _card(model, data, summary, command, device))
 
@@ -207,7 +222,8 @@ def load_level(run_dir: str | Path, level: str) -> LevelDenoiser:
     if saved.get("level", str) != level:
         raise UserError(f"{saved.config_path}: holds level {saved.get('level', str)!r}, not {level!r}; {fix}")
     cfg = saved.config(SceneDiffusionConfig, "scene_diffusion")
-    shapes = {k: saved.get(f"shapes.{k}", list, items=int) for k in ("g", "c", "f")}
+    keys = ("g", "c", "f", "bev") if cfg.bev and level != "g" else ("g", "c", "f")
+    shapes = {k: saved.get(f"shapes.{k}", list, items=int) for k in keys}
     tensors = saved.tensors()
 
     def build() -> LevelDenoiser:
@@ -244,4 +260,25 @@ def load_scene_diffusion(run_dir: str | Path, device: str = "cpu", latents: str 
         raise UserError(f"{run_dir / 'g' / 'config.json'}: 'box' must hold 3 numbers; {fix}")
     half, below, above = box
     ext = torch.tensor([half, half, (below + above) / 2], dtype=torch.float32)
-    return SceneDiffusion(g, c, f, lae, (-ext, ext))  # type: ignore[arg-type]
+    return SceneDiffusion(g, c, f, lae, (-ext, ext), read_vocabulary(run_dir, c, f),  # type: ignore[arg-type]
+                          (below - above) / 2)
+
+
+def read_vocabulary(run_dir: Path, c: LevelDenoiser, f: LevelDenoiser) -> BevVocabulary | None:
+    """The map classes of the levels trained with --bev (c, f or both; a psi_f without maps follows a map through
+    the c it is given), the same for both, else one UserError line; None when neither takes maps."""
+    from latent3d.io.model_folder import read_model_folder
+
+    fix = "train c and f on maps of the same episodes"
+    vocabs = []
+    for lv, model in (("c", c), ("f", f)):
+        if model.cfg.bev:
+            saved = read_model_folder(run_dir / lv, KIND, fix)
+            vocab = BevVocabulary(saved.get("bev.classes", list, items=str), saved.get("bev.solid", list, items=str))
+            if len(vocab.classes) != model.bev_shape[0]:
+                raise UserError(f"{run_dir / lv}: {len(vocab.classes)} map classes for a model of "
+                                f"{model.bev_shape[0]}; retrain it")  # fmt: skip
+            vocabs.append(vocab)
+    if len(vocabs) == 2 and vocabs[0] != vocabs[1]:
+        raise UserError(f"{run_dir}: levels c and f were trained on maps of other classes; {fix}")
+    return vocabs[0] if vocabs else None
