@@ -282,3 +282,26 @@ def test_map_guidance_interpolates_between_the_empty_map_and_the_map():
     assert torch.allclose(run(0.0, bev=bev), run(1.0), atol=1e-5)
     one, two, none = run(1.0, bev=bev), run(2.0, bev=bev), run(1.0)
     assert torch.allclose(two, 2 * one - none, atol=1e-4)  # one DDIM step from t = 999 with eta 0: x0 itself
+
+
+def test_encoding_with_a_packed_model_gives_back_its_training_latents(bev_run, latent_ae_run, tmp_path):
+    """`latent3d scene encode` through a packed model's auto-encoders reproduces the latents its latent auto-encoder
+    run wrote for the same episodes (g, c, f and the code indices), in a folder `train scene-diffusion` takes."""
+    from latent3d.io.model_folder import load_tensors
+
+    root, episodes = bev_run
+    res = CliRunner().invoke(app, ["scene", "pack", str(root / "sd"), "--out", str(tmp_path / "m")])
+    assert res.exit_code == 0, res.output
+    data = str(episodes[0].parent)
+    res = CliRunner().invoke(app, ["scene", "encode", "--model", str(tmp_path / "m"), "--data", data, "--out",
+                                   str(tmp_path / "lae")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    new, old = (load_tensors(p / "latents.safetensors") for p in (tmp_path / "lae", latent_ae_run))
+    for k in ("g", "c", "f"):
+        assert torch.allclose(new[k], old[k], atol=1e-4), k
+    for k in ("c_indices", "f_indices"):
+        assert torch.equal(new[k], old[k]), k
+    res = CliRunner().invoke(app, ["train", "scene-diffusion", "--latents", str(tmp_path / "lae"), "--out",
+                                   str(tmp_path / "sd"), "--level", "c", "--bev", "--steps", "2",
+                                   *DIFF_ARGS])  # fmt: skip
+    assert res.exit_code == 0, res.output

@@ -14,7 +14,6 @@ from latent3d.systems.nfldm.scene_diffusion import decode_trajectory, sample_lev
 from latent3d.systems.nfldm.scene_model import load_scene_model, resolve_model
 
 MODELS = ("scene-tiny", "vizdoom-tiny")
-MAP_MARGIN = 0.03  # AUC by which scenes sampled with a map beat those sampled with the other map, on that map
 
 
 @pytest.fixture(scope="module", params=MODELS)
@@ -77,27 +76,3 @@ def test_the_bundled_scene_model_is_small_self_contained_and_documented(name):
         assert needle in card, needle
     assert json.loads((folder / "config.json").read_text())["camera"]["width"] == 64
 
-
-@pytest.mark.numerics
-def test_scenes_follow_their_map():
-    """BEV-conditioned synthesis (NF-LDM Sec. 4.3) with scene-tiny's two example maps (held-out episodes, never
-    trained on), guidance scale 4: scenes sampled with map A tell A's solid cells from its free ones (ROC AUC of
-    column opacity, :func:`~latent3d.systems.nfldm.bev.bev_agreement`) better than scenes sampled with map B do.
-    (vizdoom-tiny is not held to this: its own encoded episodes score near chance on this measure, see the
-    README.)"""
-    from latent3d.systems.nfldm.bev import bev_agreement, read_bev, solid_columns
-    from latent3d.systems.nfldm.scene_diffusion import sample_scene_latents
-
-    model = load_scene_model("scene-tiny")
-    d, C = model.diffusion, model.scene_ae.cfg.features
-    folder = resolve_model(model.source)
-    maps = [read_bev(folder / "examples" / f"bev_{k:02d}.png", d.bev, model.scene_ae.cfg, *d.f.shape[1:])
-            for k in range(2)]  # fmt: skip
-    z0, z1 = float(model.box[0][2]), float(model.box[1][2])
-    score = {}
-    for i, j in ((0, 0), (1, 0), (1, 1), (0, 1)):  # sampled with map i, scored against map j
-        g, traj, c, f = sample_scene_latents(d, 4, 25, torch.Generator().manual_seed(5), maps[i][None], 4.0)
-        aucs = [bev_agreement(solid_columns(decode_grid(model, g[k:k + 1], c[k:k + 1], f[k:k + 1])[C], z0, z1,
-                                            d.eye_z), maps[j], d.bev) for k in range(4)]  # fmt: skip
-        score[i, j] = sum(aucs) / 4
-    assert score[0, 0] > score[1, 0] + MAP_MARGIN and score[1, 1] > score[0, 1] + MAP_MARGIN, score
