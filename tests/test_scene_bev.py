@@ -6,6 +6,7 @@ map is the unconditional input, dropout draws), and ``latent3d scene --bev`` end
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -222,7 +223,7 @@ def bev_run(latent_ae_run, tmp_path_factory):
                                        *(["--bev"] if level != "g" else [])])  # fmt: skip
         assert res.exit_code == 0, res.output
     data = json.loads((latent_ae_run / "run.json").read_text())["data"]
-    return root, sorted(p for p in __import__("pathlib").Path(data).iterdir() if p.is_dir())
+    return root, sorted(p for p in Path(data).iterdir() if p.is_dir())
 
 
 def test_scene_follows_a_map_file_or_episode_and_writes_it_back(bev_run, tmp_path):

@@ -88,21 +88,13 @@ def edit_latents(models, latents: dict[str, Tensor], region: tuple[float, float,
     lae = models.latent_ae
     g = latents["g"]
     bev = {"bev": latents["bev"]} if "bev" in latents else {}  # the sample's map, if it was made with one
-    g_c, g_f = (_given_g(m, g, bev) for m in (models.c, models.f))
+    g_c, g_f = (m.given_g(g, bool(bev)) for m in (models.c, models.f))  # as when the sample was drawn
     new_c = inpaint_level(models.c, c, mask_c[None, None, :, :, None], steps, generator, models.c.cfg.eta, g=g_c,
                           **bev)  # fmt: skip
     new_c = torch.where(mask_c[None, None, :, :, None].to(c.device), lae.vq_c.snap(new_c)[0], c.to(new_c.device))
     new_f = inpaint_level(models.f, f, mask_f[None, None], steps, generator, models.f.cfg.eta, g=g_f, c=new_c, **bev)
     new_f = torch.where(mask_f[None, None].to(f.device), lae.vq_f.snap(new_f)[0], f.to(new_f.device))
     return {"g": g, "trajectory": latents["trajectory"], "c": new_c, "f": new_f, **bev}, mask_c, mask_f
-
-
-def _given_g(model, g: Tensor, bev: dict) -> Tensor:
-    """The g a level sees: the mean g where a map decides it (as when the sample was drawn,
-    :func:`~latent3d.systems.nfldm.scene_diffusion.sample_scene_latents`), else the sample's."""
-    if bev and getattr(model, "bev", None) is not None and model.cfg.bev_global_dropout > 0:
-        return model.norms["g"].mean.to(g).expand_as(g)
-    return g
 
 
 def read_sample(sample: Path) -> tuple[dict[str, Tensor], str | None]:

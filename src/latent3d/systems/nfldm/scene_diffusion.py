@@ -219,6 +219,13 @@ class _BevLevel(LevelDenoiser):
                       out_channels=cout, global_cond_dim=global_dim,
                       cross_attention_dim=cfg.bev_width if bev_shape else None)  # fmt: skip
 
+    def given_g(self, g: Tensor, with_map: bool) -> Tensor:  # [B, G] -> [B, G]
+        """The g this level is given: the training mean where a map decides its latent (trained with map and g
+        dropout, ``cfg.bev_global_dropout``), else ``g``."""
+        if with_map and self.bev is not None and self.cfg.bev_global_dropout > 0:
+            return self.norms["g"].mean.to(g).expand_as(g)
+        return g
+
     def _run(self, h: Tensor, t: Tensor, g: Tensor, bev: Tensor | None) -> Tensor:  # h [B, C, X, Y]
         from latent3d.systems.nfldm.bev import coordinates
 
@@ -375,9 +382,7 @@ def sample_scene_latents(models: SceneDiffusion, n: int, steps: int | None = Non
         out["bev"] = bev
     for model in (models.c, models.f):
         cfg = model.cfg
-        given = dict(out)
-        if bev is not None and model.bev is not None and cfg.bev_global_dropout > 0:  # the map decides, not g
-            given["g"] = model.norms["g"].mean.to(out["g"]).expand_as(out["g"])
+        given = out | {"g": model.given_g(out["g"], bev is not None)}  # with a map, the map decides, not g
         out |= sample_level(model, n, steps or cfg.sample_steps, generator, cfg.eta, bev_scale, **given)
         vq = {"c": models.latent_ae.vq_c, "f": models.latent_ae.vq_f}[model.level]
         out[model.level] = vq.snap(out[model.level])[0]
