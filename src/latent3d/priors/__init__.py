@@ -6,9 +6,10 @@ bundled weights. The two names load on first use, so that the command line can r
 :mod:`latent3d.priors.object_prior.config` without importing torch.
 
 Modules: ``base`` (the protocol), ``diffusers_prior`` (any diffusers/transformers components), ``loading``
-(``--prior`` to a prior), ``sampling`` (DDIM + classifier-free guidance), ``bundle`` (the text-to-image networks
-latent3d trains, exported as diffusers folders), ``vocab`` (word-level tokenizers), ``command`` (``latent3d sample``,
-``latent3d train prior``), ``object_prior/`` (the bundled object prior: config, data, nets, train, card), and the
+(``--prior`` to a prior), ``lora`` (a diffusers LoRA merged into a prior: ``dream --lora``), ``sampling`` (DDIM +
+classifier-free guidance), ``bundle`` (the text-to-image networks latent3d trains, exported as diffusers folders),
+``vocab`` (word-level tokenizers), ``command`` (``latent3d sample``, ``latent3d train prior``), ``object_prior/`` (the
+bundled object prior: config, data, nets, train, card), and the
 interfaces one system offers another: ``initializer`` (text-to-3D initialisers for ``dream --init``) and ``panorama``
 (text-to-panorama generators for ``immersive``).
 """
