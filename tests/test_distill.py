@@ -29,9 +29,12 @@ def _unet_eps(prior, x, t, emb):
     return prior.unet(x, torch.full((x.shape[0],), t), encoder_hidden_states=emb).sample
 
 
-def _ism_reference(prior, z, cond, uncond, seed):
-    """ISM by hand (LucidDreamer eq. 12-14), in the prior's dtype: indices 0 -> 200 -> 400 (= s) -> 500 (= t),
-    timesteps = index + steps_offset (1), guidance 7.5, offset noise 0.1."""
+def _ism_reference(prior, z, cond, uncond, seed, inverse=None, dgs=1.0, eta=0.0):
+    """ISM by hand (LucidDreamer eq. 12-14; official ``train_step`` + ``add_noise_with_cfg`` + ``ddim_step``), in the
+    prior's dtype: indices 0 -> 200 -> 400 (= s) -> 500 (= t), timesteps = index + steps_offset (1), guidance 7.5,
+    offset noise 0.1. ``uncond`` is the negative prompt, ``inverse`` the inversion prompt (default ``uncond``);
+    ``dgs > 1`` is the official reverse CFG ``eps(inverse) + dgs (eps(negative) - eps(inverse))``; ``eta > 0`` the
+    official noisy inversion (sigma^2 = min((1 - a_n) / 2, eta var)) on the steps before s only."""
     g2 = torch.Generator().manual_seed(seed)
     noise = torch.randn(z.shape, generator=g2) + 0.1 * torch.randn(1, 4, 1, 1, generator=g2)  # float32, as drawn
     dt = prior.unet.dtype
@@ -39,11 +42,19 @@ def _ism_reference(prior, z, cond, uncond, seed):
     ts = [1, 201, 401, 501]
     x = a[ts[0]].sqrt() * z.to(dt) + (1 - a[ts[0]]).sqrt() * noise.to(dt)
     u = uncond.expand(2, -1, -1).to(dt)
+    inv = u if inverse is None else inverse.expand(2, -1, -1).to(dt)
     for cur, nxt in zip(ts, ts[1:]):
-        eps = _unet_eps(prior, x, cur, u)
+        eps = _unet_eps(prior, x, cur, inv)
+        if dgs > 1:
+            eps = eps + dgs * (_unet_eps(prior, x, cur, u) - eps)
         x0 = (x - (1 - a[cur]).sqrt() * eps) / a[cur].sqrt()
-        x = a[nxt].sqrt() * x0 + (1 - a[nxt]).sqrt() * eps  # DDIM eq. 12, eta = 0, run upwards
-        target = eps  # last one: eps(x_s, s, empty)
+        var = 0.0
+        if eta > 0 and nxt != ts[-1]:  # the last step s -> t is deterministic in the official code
+            var = min(float((1 - a[nxt]) / 2), eta * abs(float((1 - a[nxt]) / (1 - a[cur]) * (1 - a[cur] / a[nxt]))))
+        x = a[nxt].sqrt() * x0 + (1 - a[nxt] - var) ** 0.5 * eps  # DDIM eq. 12, run upwards
+        if var > 0:
+            x = x + var**0.5 * torch.randn(x.shape, generator=g2, dtype=dt)
+        target = eps  # last one: eps(x_s, s, inverse)
     e_u = _unet_eps(prior, x, 501, u)
     e_c = _unet_eps(prior, x, 501, cond.expand(2, -1, -1).to(dt))
     return ts, ((1 - a[501]) / a[501]).sqrt() * (e_u + 7.5 * (e_c - e_u) - target)
@@ -89,6 +100,38 @@ def test_ism_gradient_of_the_float32_prior_is_the_float64_one_to_float32_precisi
     _, ref = _ism_reference(p64, z, c64, u64, 7)
     assert grad.dtype == torch.float32
     assert rel_err(grad, ref) < 3e3 * EPS32
+
+
+@pytest.mark.numerics
+@torch.no_grad()
+def test_ism_with_a_negative_prompt_and_reverse_cfg_matches_the_official_formulas(tiny_sd_dir):
+    """The negative prompt is the unconditional branch of the guided score; the inversion keeps the empty prompt,
+    and with denoise_guidance_scale = 2 it is eps("") + 2 (eps(negative) - eps("")) (official add_noise_with_cfg)."""
+    prior = load_prior(tiny_sd_dir, dtype=torch.float64)
+    z = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    cond, neg, empty = prior.encode_text(["a red snowman", "blurry, low quality", ""]).split(1)
+    s = ISMSettings(guidance_scale=7.5, xs_delta_t=200, xs_inv_steps=5, offset_noise=0.1, denoise_guidance_scale=2.0)
+    grad, _ = ism_grad(prior, z, cond, neg, 500, 100, s, torch.Generator().manual_seed(7), inverse=empty)
+    _, ref = _ism_reference(prior, z, cond, neg, 7, inverse=empty, dgs=2.0)
+    _assert_f64_close(grad, ref)
+    # the reverse CFG the wrong way round (eps(neg) + 2 (eps("") - eps(neg))) is far off
+    _, swapped = _ism_reference(prior, z, cond, empty, 7, inverse=neg, dgs=2.0)
+    assert rel_err(swapped, ref) > 1e-2
+    plain, _ = ism_grad(prior, z, cond, neg, 500, 100, S_ISM, torch.Generator().manual_seed(7), inverse=empty)
+    _assert_f64_close(plain, _ism_reference(prior, z, cond, neg, 7, inverse=empty)[1])
+
+
+@pytest.mark.numerics
+@torch.no_grad()
+def test_ism_noisy_inversion_follows_lucid_dreamers_ddim_step(tiny_sd_dir):
+    """xs_eta = 0.5: sigma^2 = min((1 - a_n)/2, eta var) on 1 -> 201 -> 401, none on the last step 401 -> 501."""
+    prior = load_prior(tiny_sd_dir, dtype=torch.float64)
+    z = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    cond, empty = prior.encode_text(["a red snowman", ""]).split(1)
+    s = ISMSettings(guidance_scale=7.5, xs_delta_t=200, xs_inv_steps=5, offset_noise=0.1, xs_eta=0.5)
+    grad, _ = ism_grad(prior, z, cond, empty, 500, 100, s, torch.Generator().manual_seed(7))
+    _assert_f64_close(grad, _ism_reference(prior, z, cond, empty, 7, eta=0.5)[1])
+    assert rel_err(grad, _ism_reference(prior, z, cond, empty, 7)[1]) > 1e-2  # the noise matters
 
 
 def _sds_reference(prior, z, cond, uncond, t, scale, seed):

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from latent3d.render.camera import orbit_cameras
-from latent3d.render.densify import LearningRates, make_optimizer, update_means_lr
+from latent3d.render.densify import LearningRates, make_optimizer, update_lrs
 from latent3d.render.gaussians import GaussianModel
 from latent3d.render.rasterize import rasterize
 
@@ -70,7 +70,7 @@ def fit() -> tuple[float, float]:
     start = held_out_psnr()
     for step in range(1, STEPS + 1):
         idx = torch.randint(0, 24, (3,), generator=g)
-        update_means_lr(opt, step, lrs)
+        update_lrs(opt, step, lrs)
         img, _, _ = model.render(Vtr[idx], Ktr[idx], SIZE, SIZE, backgrounds=bg.expand(3, 3))
         loss = (img - img_tr[idx]).abs().mean()
         opt.zero_grad()

@@ -117,7 +117,8 @@ def test_front_to_back_by_depth_not_by_index(impl):
 
 @pytest.mark.parametrize("impl", ["fused", "reference"])
 def test_early_stop_and_alpha_clamp(impl):
-    """Layers of alpha 0.98: T = 0.02, 4e-4, then 8e-6 < 1e-4 so the third layer is not blended; alpha <= 0.99."""
+    """Layers of alpha 0.98: T = 0.02, 4e-4, then 8e-6 < 1e-4 so the third layer is not blended; an opacity of 1
+    gives alpha 0.999 (gsplat's clamp, not INRIA's 0.99), and then T = 1e-3 lets the layer behind through."""
     n = 3
     means = _t([[0.0, 0.0, 2.0 + i] for i in range(n)])
     cols = torch.eye(3, dtype=D)
@@ -129,7 +130,10 @@ def test_early_stop_and_alpha_clamp(impl):
     close(alpha[0, 4, 4, 0], 1 - 0.02 * 0.02)
     img, alpha, _ = rasterize(means[:1], _identity_quats(1, D), scales[:1], torch.ones(1, dtype=D), cols[:1], _eye(D),
                               K, 9, 9, impl=impl)  # fmt: skip
-    close(alpha[0, 4, 4, 0], 0.99)
+    close(alpha[0, 4, 4, 0], 0.999)
+    img, alpha, _ = rasterize(means[:2], _identity_quats(2, D), scales[:2], _t([1.0, 0.5]), cols[:2], _eye(D), K, 9, 9,
+                              impl=impl)  # fmt: skip
+    close(img[0, 4, 4], [0.999, 0.001 * 0.5, 0.0])
 
 
 @pytest.mark.parametrize("impl", ["fused", "reference"])
@@ -197,10 +201,10 @@ def test_isect_tiles_sorted_by_tile_then_depth():
 # ---------------------------------------------------------------------------------------------- twin parity
 
 
-def _parity_run(dt, impl, mode, chunk_size):
+def _parity_run(dt, impl, mode, chunk_size, opac=(0.05, 0.95)):
     """60 Gaussians, 3 views, per-camera backgrounds; the scene is drawn in float64 and cast, so the float32 and
     float64 runs render the same scene. Returns (img, alpha, grads of a random linear loss + sum alpha^2)."""
-    params = [t.to(dt).requires_grad_() for t in _scene(60, D, seed=1)]
+    params = [t.to(dt).requires_grad_() for t in _scene(60, D, seed=1, opac=opac)]
     V, K = _cams(3, 40, 28, D)
     bg = torch.rand(3, 3, generator=torch.Generator().manual_seed(2), dtype=D).to(dt).requires_grad_()
     img, alpha, _ = rasterize(*params, V.to(dt), K.to(dt), 40, 28, backgrounds=bg, render_mode=mode, impl=impl,
@@ -223,6 +227,19 @@ def test_fused_matches_reference_forward_and_backward(mode, chunk_size):
         assert (x is None) == (y is None) == (mode == "D" and x is None)
         if x is not None:
             close(x, y)
+
+
+@pytest.mark.parametrize("chunk_size", [2**19, 700])
+def test_fused_matches_reference_with_opaque_splats(chunk_size):
+    """Opacities in [0.9, 1] (many alphas at the 0.999 clamp, where the gradient w.r.t. the Gaussian stops, and early
+    termination everywhere): the two implementations still agree to float64 round-off, forward and backward."""
+    i1, a1, g1 = _parity_run(D, "fused", "RGB+ED", chunk_size, opac=(0.9, 1.0))
+    i2, a2, g2 = _parity_run(D, "reference", "RGB+ED", chunk_size, opac=(0.9, 1.0))
+    close(i1, i2)
+    close(a1, a2)
+    for x, y in zip(g1, g2):
+        close(x, y)
+    assert float(a1.max()) > 0.9998  # opaque pixels: transmittance down to the early stop (1e-4)
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGB+ED"])
@@ -376,12 +393,13 @@ def _has_gsplat() -> bool:
 @pytest.mark.cuda
 @pytest.mark.skipif(not (torch.cuda.is_available() and _has_gsplat()), reason="needs CUDA and gsplat")
 def test_torch_backend_matches_gsplat_forward_and_backward():
-    """Opacities <= 0.9 so gsplat's 0.999 alpha clamp and ours (0.99) never trigger. Two different float32
-    implementations on CUDA (gsplat's kernels use fast-math exp and another summation order): 1e-3 on [0, 1] images
+    """Opacities up to 1, so that the shared 0.999 alpha clamp triggers (it differed before: 0.99). Two different
+    float32 implementations on CUDA (gsplat's kernels use fast-math exp and another summation order): 1e-3 on [0, 1] images
     (~8000 eps32, also covering pixels where a Gaussian sits at the 1/255 skip threshold in one and not the other)
     and 1e-2 of max|grad| for gradients; a wrong convention (alpha, ordering, SH) is off by >= 0.05."""
     dev = torch.device("cuda")
-    params = [t.to(dev).requires_grad_() for t in _scene(500, torch.float32, seed=11, opac=(0.05, 0.9), scale=(0.02, 0.1))]
+    scene = _scene(500, torch.float32, seed=11, opac=(0.05, 1.0), scale=(0.02, 0.1))
+    params = [t.to(dev).requires_grad_() for t in scene]
     V, K = _cams(3, 96, 64, torch.float32)
     V, K = V.to(dev), K.to(dev)
     bg = torch.rand(3, 3, device=dev)

@@ -40,6 +40,14 @@ def ldm3d_dirs(tmp_path_factory):
     return {6: _build(tmp, 6, DEFAULTS), 4: _build(tmp, 4)}
 
 
+@pytest.fixture(scope="module")
+def hub_layout_dir(tmp_path_factory):
+    """A 6-channel folder as the hub's Intel/ldm3d: no `_latent3d_defaults` in model_index.json."""
+    folder = _build(tmp_path_factory.mktemp("ldm3d_hub"), 6)
+    assert "_latent3d_defaults" not in json.loads((folder / "model_index.json").read_text())
+    return folder
+
+
 def _diffusers(folder):
     """diffusers' pipeline in float64; its DDIM scheduler then takes its square roots of its (float32-computed) table
     in float64, and ours samples with that same table (ours is compared to it in test_priors)."""
@@ -126,6 +134,90 @@ def test_sampling_matches_diffusers_ldm3d_pipeline(ldm3d_dirs, channels):
     assert res.depth.dtype == torch.uint16 and res.depth.shape == (2, 16, 24)
     np.testing.assert_array_equal(res.depth.numpy().astype(np.int64), want)
     assert len(np.unique(want)) > 20  # a non-trivial depth map
+
+
+@pytest.mark.numerics
+@torch.no_grad()
+def test_hub_layout_defaults_match_diffusers_ldm3d_pipeline_defaults(hub_layout_dir):
+    # issue 19 item 7: no steps, guidance or size given to either side. Both in float64 (see TOL64; measured: equal
+    # bit for bit), while latent3d's former fallback (50 steps, guidance 7.5) moves the decoded images by 2.7e-2
+    ref = _diffusers(hub_layout_dir)
+    ours = _ours(hub_layout_dir, ref.scheduler.alphas_cumprod)
+    lat = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    prompts = [PROMPT, "a blue chair"]
+    seen, final = [], {}
+
+    def grab(pipe, i, t, kw):
+        seen.append(int(t))
+        final["z"] = kw["latents"]
+        return {}
+
+    ref_rgb, _ = ref(prompts, latents=lat, output_type="np", callback_on_step_end=grab, return_dict=False)[0]
+    res = ours(prompts, latents=lat, disable_progress=True)
+    assert len(seen) == 49 and seen[0] == 961 and seen[-1] == 1  # diffusers' defaults: 49 steps of its DDIM config
+    raw = ref.vae.decode(final["z"] / ref.vae.config.scaling_factor).sample  # [2, 6, 32, 32] float64
+    ref_dec = ref.image_processor.denormalize(raw)
+    assert_close(res.decoded.double(), ref_dec, **TOL_F32_OUT)  # all 6 channels, before any post-processing
+    assert_close(res.rgb.double(), torch.from_numpy(ref_rgb).double(), **TOL_F32_OUT)
+    assert (res.rgb[0] - res.rgb[1]).abs().max() > 1e-3  # the prompts do matter
+    # depth: diffusers' own bytes (its PIL path: float32 image, (x * 255).round() to uint8), combined without its
+    # NumPy 2 overflow (diffusers #14206): high byte * 256 + low byte
+    img = ref.image_processor.pt_to_numpy(ref_dec)  # [2, 32, 32, 6] float32
+    u8 = (img[..., 3:] * 255).round().astype(np.uint8)
+    want = u8[..., 1].astype(np.int64) * 256 + u8[..., 2]
+    assert res.depth.dtype == torch.uint16 and res.depth.shape == (2, 32, 32)
+    np.testing.assert_array_equal(res.depth.numpy().astype(np.int64), want)
+    assert len(np.unique(want)) > 20  # a non-trivial depth map
+    assert ours.settings() == (49, 5.0, 32, 32)
+
+
+def test_settings_latent3d_defaults_then_diffusers_defaults_explicit_values_win(ldm3d_dirs, hub_layout_dir, tmp_path,
+                                                                                capsys):  # fmt: skip
+    hub, ours = RGBDPipeline.from_pretrained(hub_layout_dir), RGBDPipeline.from_pretrained(ldm3d_dirs[6])
+    assert hub.settings() == (49, 5.0, 32, 32)  # diffusers' StableDiffusionLDM3DPipeline, the UNet's native size
+    assert ours.settings() == (3, 4.0, 16, 24)  # the folder's _latent3d_defaults
+    for pipe in (hub, ours):
+        assert pipe.settings(7, 2.0, 8, 10) == (7, 2.0, 8, 10)
+        assert pipe.settings(guidance=1.0)[:2] == (pipe.defaults["steps"], 1.0)
+    code = main(["rgbd", PROMPT, "--out", str(tmp_path / "o"), "--model", str(hub_layout_dir), "--steps", "2",
+                 "--device", "cpu"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    run = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert (run["steps"], run["guidance"], run["size"]) == (2, 5.0, [32, 32])
+
+
+INTEL_LDM3D_SCHEDULER = {  # Intel/ldm3d's scheduler/scheduler_config.json (Intel/ldm3d-4c and -pano ship the same)
+    "_class_name": "PNDMScheduler", "_diffusers_version": "0.7.0.dev0", "beta_end": 0.012,
+    "beta_schedule": "scaled_linear", "beta_start": 0.00085, "num_train_timesteps": 1000, "set_alpha_to_one": False,
+    "skip_prk_steps": True, "steps_offset": 1, "trained_betas": None, "clip_sample": False,
+}  # fmt: skip
+
+
+@torch.no_grad()
+def test_pndm_folder_samples_with_ddim_on_the_pndm_timestep_grid(tmp_path, monkeypatch):
+    # The documented choice for Intel's PNDMScheduler (PLMS): DDIM steps on PLMS's timesteps, 961, 941, ..., 1
+    from diffusers import PNDMScheduler
+
+    import latent3d.priors.sampling as sampling
+
+    folder = _build(tmp_path, 6)
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(INTEL_LDM3D_SCHEDULER))
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "scheduler": ["diffusers", "PNDMScheduler"]}))
+    pndm = PNDMScheduler.from_pretrained(str(folder), subfolder="scheduler", local_files_only=True)
+    pndm.set_timesteps(49)
+    plms = pndm.timesteps.tolist()  # 50 UNet calls: the first step is taken twice (961, 941, 941, 921, ...)
+    assert len(plms) == 50 and plms[:3] == [961, 941, 941]
+    pipe = RGBDPipeline.from_pretrained(folder)
+    assert pipe.settings()[:2] == (49, 5.0)
+    calls = []
+    real = sampling.ddim_sample
+    monkeypatch.setattr(sampling, "ddim_sample", lambda *a, **kw: calls.append((a, kw)) or real(*a, **kw))
+    pipe(PROMPT, generator=torch.Generator().manual_seed(0), disable_progress=True)
+    (_, _, ts, table), kw = calls[0]
+    assert ts.tolist() == sorted(set(plms), reverse=True)  # the same 49 timesteps, each once
+    assert kw["set_alpha_to_one"] is False  # the last step ends at alphas_cumprod[0], PNDM's final_alpha_cumprod
+    assert_close(table[0].double(), pndm.final_alpha_cumprod.double(), atol=EPS32, rtol=0)
 
 
 def test_6ch_depth_decoding_is_exact_for_all_65536_values_and_naive_uint8_is_not():

@@ -170,3 +170,27 @@ def test_a_few_iterations_move_the_renders_towards_what_the_prior_prefers(monkey
     print(f"{method}: distance to mu {d0:.4f} -> {d_plus:.4f}; sign flipped -> {d_minus:.4f}")
     assert d_plus < 0.98 * d0, "the iterations do not move the renders towards the prior's images"
     assert d_minus > 1.02 * d0, "the sign-flipped control does not move away: the check has no power"
+
+
+def test_dream_guides_against_the_negative_prompt(tiny_sd_dir, monkeypatch):
+    """`dream --negative` is the unconditional branch handed to every distillation step (the inversion keeps the
+    empty prompt); SD-size priors default to LucidDreamer's negative prompt, small ones to none."""
+    from latent3d.systems.lucid_dreamer.config import LUCID_NEGATIVE
+
+    big = GaussianImagePrior(torch.zeros(3, 512, 512), 0.5)
+    assert resolve_defaults(_cfg("ism"), big).negative == LUCID_NEGATIVE
+    assert resolve_defaults(_cfg("ism", negative="dark"), big).negative == "dark"
+    assert resolve_defaults(_cfg("ism"), GaussianImagePrior(torch.zeros(3, 16, 16), 0.5)).negative == ""
+
+    prior = load_prior(tiny_sd_dir, dtype=torch.float64)
+    seen, step = [], dream_module.distill_step
+
+    def spy(model, prior_, cfg, cams, bg, it, uncond, gen, inverse=None):
+        seen.append((uncond, inverse))
+        return step(model, prior_, cfg, cams, bg, it, uncond, gen, inverse)
+
+    monkeypatch.setattr(dream_module, "distill_step", spy)
+    dream(prior, _cfg("ism", iters=1, negative="blurry, dark"), progress=False)
+    neg, empty = prior.encode_text(["blurry, dark", ""]).split(1)
+    assert len(seen) == 1 and torch.equal(seen[0][0], neg) and torch.equal(seen[0][1], empty)
+    assert not torch.equal(neg, empty)

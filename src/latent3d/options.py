@@ -89,7 +89,9 @@ ResumeOpt = Annotated[bool, typer.Option(help="Continue from the newest intact c
 CheckpointEveryOpt = Annotated[int, typer.Option("--checkpoint-every", callback=Range(1, 10**8), help="Write a checkpoint every this many steps (and at the end); the newest two are kept.")]
 NegativeOpt = Annotated[str, typer.Option(help="Negative prompt (replaces the empty prompt in guidance).")]
 ModelStepsOpt = Annotated[Optional[int], typer.Option(callback=Range(1, 1000), help="DDIM steps (default: the model's recommendation, else 50).")]
-ModelGuidanceOpt = Annotated[Optional[float], typer.Option(callback=GUIDANCE, help="Classifier-free guidance scale (default: the model's recommendation, else 7.5).")]
+# LDM3D models (`rgbd`, `immersive`): without `_latent3d_defaults`, diffusers' StableDiffusionLDM3DPipeline defaults
+LDM3DStepsOpt = Annotated[Optional[int], typer.Option(callback=Range(1, 1000), help="DDIM steps (default: the model's recommendation, else 49 as diffusers' StableDiffusionLDM3DPipeline).")]
+LDM3DGuidanceOpt = Annotated[Optional[float], typer.Option(callback=GUIDANCE, help="Classifier-free guidance scale (default: the model's recommendation, else 5.0 as diffusers' StableDiffusionLDM3DPipeline).")]
 PriorOpt = Annotated[Optional[str], typer.Option(help="Bundled name, diffusers folder or hub id (default: bundled object prior).")]
 CHECKPOINT_EVERY = 500  # default of --checkpoint-every on every training command
 

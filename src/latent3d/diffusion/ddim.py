@@ -35,6 +35,7 @@ __all__ = [
 
 Spacing = Literal["leading", "trailing", "linspace"]
 ModelT = Literal["current", "next"]  # ddim_invert: call the model at the current or the next timestep
+SigmaRule = Literal["ddim", "ism"]  # eq. 16: sigma^2 = eta^2 var; LucidDreamer's ddim_step: min((1 - a_n)/2, eta var)
 Timestep = int | Tensor  # int, [] or [B] long
 
 
@@ -67,6 +68,7 @@ def _ddim_step(
     set_alpha_to_one: bool,
     generator: torch.Generator | None,
     clip_sample: float | None = None,
+    sigma_rule: SigmaRule = "ddim",
 ) -> tuple[Tensor, Tensor]:  # x_next [B, ...], x0 [B, ...]
     a_t = _alpha_bar_at(alphas_cumprod, t, set_alpha_to_one)
     a_n = _alpha_bar_at(alphas_cumprod, t_next, set_alpha_to_one)
@@ -79,7 +81,10 @@ def _ddim_step(
         # eq. 16: sigma^2 = eta^2 (1 - a_n)/(1 - a_t) (1 - a_t/a_n). |.| for inversion; clamped so that the
         # "direction pointing to x_t" coefficient sqrt(1 - a_n - sigma^2) stays real (at a_t = 1 it becomes 0).
         ratio = torch.where(a_t < 1, (1 - a_n) / (1 - a_t), torch.full_like(a_t, torch.inf))
-        var = torch.minimum(eta**2 * ratio * (1 - a_t / a_n).abs(), 1 - a_n)
+        if sigma_rule == "ddim":
+            var = torch.minimum(eta**2 * ratio * (1 - a_t / a_n).abs(), 1 - a_n)
+        else:  # LucidDreamer's ddim_step (guidance/sd_step.py): eta scales the variance, capped at half of 1 - a_n
+            var = torch.minimum(eta * ratio * (1 - a_t / a_n).abs(), (1 - a_n) / 2)
         var = torch.nan_to_num(var, nan=0.0)  # t == t_next at a = 1
     c_x0 = expand_like(a_n.sqrt(), x_t).to(x_t)
     c_eps = expand_like((1 - a_n - var).clamp(min=0).sqrt(), x_t).to(x_t)
@@ -216,6 +221,7 @@ def ddim_invert(
     set_alpha_to_one: bool = True,
     model_t: ModelT = "current",
     return_trajectory: bool = False,
+    sigma_rule: SigmaRule = "ddim",
 ) -> Tensor | DDIMInversion:
     """DDIM inversion (Song et al. 2021, eq. 14 run from data to noise): ``n - 1`` model calls along
     ``timesteps[0] -> timesteps[1] -> ... -> timesteps[n-1]``, under ``torch.no_grad()``.
@@ -229,6 +235,10 @@ def ddim_invert(
     * ``"next"``: ``model(x_{t_i}, t_{i+1})`` -- diffusers ``DDIMInverseScheduler`` (its ``step(out, t_{i+1}, x)``
       moves from ``t_{i+1} - T//n`` to ``t_{i+1}``). ``timesteps = [-1] + ddim_timesteps(n).flip(0).tolist()``
       reproduces a diffusers inversion loop exactly.
+
+    ``eta > 0`` adds noise on every step; ``sigma_rule="ism"`` sizes it as LucidDreamer's ``ddim_step`` does
+    (``sigma^2 = min((1 - a_n) / 2, eta |var|)`` with ``var`` of eq. 16 at ``eta = 1``) instead of eq. 16's
+    ``sigma^2 = min(eta^2 |var|, 1 - a_n)``.
 
     Returns the final latent, or :class:`DDIMInversion` ``(x, trajectory, model_outputs)`` if ``return_trajectory``.
     ``callback`` receives ``{"x", "i", "t", "t_next", "denoised"}``.
@@ -247,7 +257,8 @@ def ddim_invert(
         t_model = ts[i] if model_t == "current" else ts[i + 1]
         out = model(x, t_model * s_in, **extra_args)
         x_next, x0 = _ddim_step(
-            x, out, alphas_cumprod, ts[i], ts[i + 1], eta, None, prediction_type, set_alpha_to_one, generator
+            x, out, alphas_cumprod, ts[i], ts[i + 1], eta, None, prediction_type, set_alpha_to_one, generator,
+            sigma_rule=sigma_rule,
         )
         if callback is not None:
             callback({"x": x, "i": i, "t": ts[i], "t_next": ts[i + 1], "denoised": x0})

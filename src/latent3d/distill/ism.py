@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from latent3d.diffusion.ddim import ddim_invert, ism_inversion_schedule
+from latent3d.diffusion.ddim import ddim_invert, ddim_step, ism_inversion_schedule
 from latent3d.diffusion.guidance import cfg
 from latent3d.distill.common import draw_noise, noise_latents
 
@@ -37,8 +37,11 @@ class ISMSettings:
     xs_delta_t: int = 200
     xs_inv_steps: int = 5
     xs_eta: float = 0.0
+    """Noise of the inversion ``0 -> ... -> s`` as LucidDreamer's ``ddim_step``: ``sigma^2 = min((1 - a_n) / 2,
+    xs_eta |var|)``; the last step ``s -> t`` is always deterministic, as in the official code."""
     denoise_guidance_scale: float = 1.0
-    """> 1 uses LucidDreamer's reverse CFG ``cond + w (uncond - cond)`` inside the inversion."""
+    """> 1 runs LucidDreamer's reverse CFG inside the inversion: ``eps(inverse) + w (eps(negative) - eps(inverse))``,
+    pushing the inversion away from the negative prompt."""
     t_min: int = 20
     t_max: int = 500
     t_max_start: int = 980
@@ -64,16 +67,23 @@ def ism_grad(
     prior: DiffusionPrior,
     latents: Tensor,  # [B, C, h, w]
     cond: Tensor,  # [B or 1, L, D] prompt embedding
-    uncond: Tensor,  # [B or 1, L, D] empty-prompt embedding
+    uncond: Tensor,  # [B or 1, L, D] negative-prompt embedding (the empty prompt when there is none)
     t_index: int,
     delta_t: int,
     s: ISMSettings,
     generator: torch.Generator | None = None,
+    inverse: Tensor | None = None,  # [B or 1, L, D] inversion prompt (official `inverse_text`, ""); None: `uncond`
 ) -> tuple[Tensor, dict]:  # grad [B, C, h, w], info {"t", "s", "schedule", ...}
-    """The ISM gradient w.r.t. the latents (LucidDreamer eq. 12-14): DDIM inversion with the shared core."""
+    """The ISM gradient w.r.t. the latents (LucidDreamer eq. 12-14; official ``train_step`` +
+    ``add_noise_with_cfg``): DDIM inversion with the shared core.
+
+    The guided score at ``x_t`` uses the negative prompt as its unconditional branch,
+    ``eps(negative) + w (eps(y) - eps(negative))``; the inversion and the target ``eps(x_s, s)`` use the
+    ``inverse`` prompt (reverse-guided towards the negative one when ``denoise_guidance_scale > 1``)."""
     z = latents.detach().to(prior.compute_dtype)
     b = z.shape[0]
-    cond, uncond = cond.expand(b, *cond.shape[1:]), uncond.expand(b, *uncond.shape[1:])
+    inverse = uncond if inverse is None else inverse
+    cond, uncond, inverse = (e.expand(b, *e.shape[1:]) for e in (cond, uncond, inverse))
     offset = int(prior.scheduler_config.get("steps_offset", 0))
     set_one = bool(prior.scheduler_config.get("set_alpha_to_one", True))
     sched = ism_inversion_schedule(t_index + offset, delta_t, s.xs_delta_t, s.xs_inv_steps, offset)
@@ -82,16 +92,18 @@ def ism_grad(
     x_start = noise_latents(z, noise, abar[sched[0]])
 
     def inv_model(x: Tensor, tt: Tensor) -> Tensor:
-        if s.denoise_guidance_scale > 1.0:
-            return cfg(prior.predict_eps(x, tt, cond), prior.predict_eps(x, tt, uncond), s.denoise_guidance_scale)
-        return prior.predict_eps(x, tt, uncond)
+        if s.denoise_guidance_scale > 1.0:  # official: chunk -> (uncond = eps(negative), cond = eps(inverse))
+            return cfg(prior.predict_eps(x, tt, inverse), prior.predict_eps(x, tt, uncond), s.denoise_guidance_scale)
+        return prior.predict_eps(x, tt, inverse)
 
-    inv = ddim_invert(inv_model, x_start, sched, abar, eta=s.xs_eta, generator=generator, disable=True,
-                      set_alpha_to_one=set_one, model_t="current", return_trajectory=True)  # fmt: skip
-    x_t, target = inv.x, inv.model_outputs[-1]  # target = eps(x_s, s, empty)
-    t = sched[-1]
+    # start -> ... -> s (noisy for xs_eta > 0), then one deterministic step s -> t whose model output is the target
+    x_s = ddim_invert(inv_model, x_start, sched[:-1], abar, eta=s.xs_eta, generator=generator, disable=True,
+                      set_alpha_to_one=set_one, model_t="current", sigma_rule="ism")  # fmt: skip
+    step_s, t = sched[-2], sched[-1]
+    target = inv_model(x_s, torch.full((b,), step_s, dtype=torch.long, device=z.device))  # eps(x_s, s, inverse)
+    x_t = ddim_step(x_s, target, abar, step_s, t, set_alpha_to_one=set_one)
     eps = prior.predict_eps_cfg(x_t, torch.tensor(t), cond, uncond, s.guidance_scale)
     a_t = abar[t]
     w = ((1 - a_t) / a_t).sqrt()
     grad = torch.nan_to_num(w * (eps - target))
-    return grad, {"t": t, "s": sched[-2], "schedule": sched, "w": float(w)}
+    return grad, {"t": t, "s": step_s, "schedule": sched, "w": float(w)}

@@ -1,12 +1,13 @@
 """Adaptive density control and the optimiser of 3D Gaussian Splatting (Kerbl et al. 2023, Sec. 5.2 and 7.1).
 
 - Per-parameter Adam with the 3DGS learning rates; the position lr decays exponentially (log-linear) from
-  1.6e-4 to 1.6e-6 times the scene extent over 30k steps.
+  1.6e-4 to 1.6e-6 times the scene extent over 30k steps (LucidDreamer also decays colour, scale and rotation lrs).
 - View-space positional gradients (of the projected 2D means, in NDC units as in 3DGS: the pixel-space gradient
   times (W/2, H/2), as gsplat's DefaultStrategy with ``absgrad=False, packed=False``) are averaged per Gaussian
-  over the views in which it is visible (radius > 0). They are gradients of the loss as given: gsplat also multiplies
-  by the number of cameras C to undo a loss averaged over a batch of views, latent3d does not (with such a loss,
-  ``grad_threshold / C`` reproduces gsplat's decisions); every ``refine_every`` steps Gaussians with an average above
+  over the views in which it is visible (radius > 0). The loss is taken to be averaged over the batch of C views, so
+  the gradients are multiplied by C as gsplat's strategy does (``n_cameras``): a Gaussian's statistic is then that of
+  each view's own loss, whatever the batch size (a C-view batch gives the same decisions as C one-view steps);
+  every ``refine_every`` steps Gaussians with an average above
   ``grad_threshold`` are cloned (small: max scale <= percent_dense * extent, under-reconstruction) or split into
   ``split_n`` samples of themselves with scales / (0.8 * split_n) (large: over-reconstruction).
 - Pruning: opacity below ``prune_opacity``; after the first opacity reset also Gaussians wider than
@@ -43,6 +44,21 @@ class LearningRates:
     opacity_logits: float = 5e-2
     log_scales: float = 5e-3
     quats: float = 1e-3
+    sh_dc_final: float | None = None
+    """final colour lr, decayed like the position lr (LucidDreamer's ``feature_lr_final``); None: constant"""
+    log_scales_final: float | None = None
+    """final scale lr (LucidDreamer's ``scaling_lr_final``); None: constant"""
+    quats_final: float | None = None
+    """final rotation lr (LucidDreamer's ``rotation_lr_final``); None: constant"""
+
+    def at(self, step: int, extent: float = 1.0) -> dict[str, float]:
+        """The lr of every decaying group at ``step``: positions always, the others where a final value is set."""
+        out = {"means": expon_lr(step, self.means * extent, self.means_final * extent, self.means_max_steps)}
+        for name in ("sh_dc", "log_scales", "quats"):
+            final = getattr(self, f"{name}_final")
+            if final is not None:
+                out[name] = expon_lr(step, getattr(self, name), final, self.means_max_steps)
+        return out
 
 
 def expon_lr(step: int, lr_init: float, lr_final: float, max_steps: int) -> float:
@@ -63,14 +79,14 @@ def make_optimizer(model: GaussianModel, lrs: LearningRates | None = None, exten
     return torch.optim.Adam(groups, lr=0.0, eps=1e-15)
 
 
-def update_means_lr(optimizer: torch.optim.Optimizer, step: int, lrs: LearningRates | None = None, extent: float = 1.0):
-    """Set the position lr for ``step`` (exponential decay); returns it."""
-    lrs = lrs or LearningRates()
-    lr = expon_lr(step, lrs.means * extent, lrs.means_final * extent, lrs.means_max_steps)
+def update_lrs(optimizer: torch.optim.Optimizer, step: int, lrs: LearningRates | None = None,
+               extent: float = 1.0) -> dict[str, float]:
+    """Set the lr of every decaying group for ``step`` (exponential decay); returns them by group name."""
+    rates = (lrs or LearningRates()).at(step, extent)
     for g in optimizer.param_groups:
-        if g.get("name") == "means":
-            g["lr"] = lr
-    return lr
+        if g.get("name") in rates:
+            g["lr"] = rates[g["name"]]
+    return rates
 
 
 def _edit(
@@ -172,7 +188,8 @@ class DensityController:
 
     @torch.no_grad()
     def update(self, meta: dict) -> None:
-        """Accumulate ||d loss / d means2d|| in NDC units for every (camera, Gaussian) with radius > 0."""
+        """Accumulate ||C d loss / d means2d|| in NDC units for every (camera, Gaussian) with radius > 0 (``loss``
+        averaged over the C views of the batch)."""
         means2d, radii = meta["means2d"], meta["radii"]
         if not (means2d.is_leaf or means2d.retains_grad) or means2d.grad is None:
             raise RuntimeError("meta['means2d'].grad is None: call meta['means2d'].retain_grad() before backward()")
@@ -180,8 +197,8 @@ class DensityController:
         if self.grad_sum is None or self.grad_sum.numel() != N:
             self._reset_stats(N, means2d.device)
         g = means2d.grad.clone()
-        g[..., 0] *= 0.5 * meta["width"]
-        g[..., 1] *= 0.5 * meta["height"]
+        g[..., 0] *= 0.5 * meta["width"] * C
+        g[..., 1] *= 0.5 * meta["height"] * C
         vis = radii > 0  # [C, N]
         self.grad_sum += (g.norm(dim=-1) * vis).sum(0)
         self.count += vis.sum(0)

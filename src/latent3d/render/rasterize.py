@@ -2,8 +2,9 @@
 
 Semantics follow Kerbl et al. 2023 (3DGS) Sec. 6 and gsplat's ``rasterization``: EWA projection (Zwicker et al. 2002)
 with a 0.3 px dilation, 3-sigma radius, 16x16 tiles, per-tile front-to-back order by depth,
-``alpha = min(0.99, o * exp(-power))``, Gaussians with ``alpha < 1/255`` skipped, and a pixel stops at the Gaussian
-that would bring its transmittance below 1e-4 (that Gaussian is not blended).
+``alpha = min(0.999, o * exp(-power))`` (gsplat's clamp, so that both backends render opaque splats alike; the
+INRIA rasterizer of 3DGS and LucidDreamer clamps at 0.99), Gaussians with ``alpha < 1/255`` skipped, and a pixel
+stops at the Gaussian that would bring its transmittance below 1e-4 (that Gaussian is not blended).
 
 Two implementations of the pixel stage, held together by tests:
 
@@ -27,7 +28,7 @@ from latent3d.render.camera import camera_centers
 from latent3d.render.project import Projection, isect_tiles, project_gaussians, quat_scale_to_covar
 from latent3d.render.sh import eval_sh
 
-ALPHA_MAX = 0.99  # 3DGS clamps alpha at 0.99 (gsplat: 0.999)
+ALPHA_MAX = 0.999  # gsplat's clamp (INRIA 3DGS: 0.99): backend="auto" renders the same on CPU and CUDA
 ALPHA_MIN = 1.0 / 255.0  # Gaussians below this alpha are skipped at a pixel
 T_MIN = 1e-4  # a pixel stops before the Gaussian that would bring its transmittance below this
 _LOG_T_MIN = math.log(T_MIN)

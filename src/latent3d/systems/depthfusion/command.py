@@ -9,7 +9,7 @@ from typing import Annotated, Optional, get_args
 
 import typer
 
-from latent3d.options import DeviceOpt, ModelGuidanceOpt, ModelStepsOpt, OutOpt, SeedOpt, defaults, field_option
+from latent3d.options import DeviceOpt, LDM3DGuidanceOpt, LDM3DStepsOpt, OutOpt, SeedOpt, defaults, field_option
 from latent3d.ranges import OneOf
 from latent3d.render.depth_modes import DisplacementMode
 from latent3d.systems.depthfusion.config import WorldConfig
@@ -22,8 +22,8 @@ def immersive(
     out: OutOpt = Path("out/immersive"),
     from_: Annotated[Optional[tuple[Path, Path]], typer.Option("--from", help="Skip generation: RGB and depth equirect panorama images (depth: 16- or 8-bit greyscale, bright = near).")] = None,
     model: Annotated[Optional[str], typer.Option(help="Panorama model: bundled name, Intel/ldm3d-pano folder or hub id (default: bundled ldm3d-pano-tiny).")] = None,
-    steps: ModelStepsOpt = None,
-    guidance: ModelGuidanceOpt = None,
+    steps: LDM3DStepsOpt = None,
+    guidance: LDM3DGuidanceOpt = None,
     ipd: Annotated[float, field_option(WorldConfig, "ipd")] = _W.ipd,
     strength: Annotated[float, field_option(WorldConfig, "strength")] = _W.strength,
     resolution: Annotated[int, field_option(WorldConfig, "sphere_lon", "--resolution", help="Sphere segments around (half as many pole to pole).")] = _W.sphere_lon,

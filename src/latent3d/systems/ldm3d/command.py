@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from latent3d.errors import UserError
-from latent3d.options import (CHECKPOINT_EVERY, CheckpointEveryOpt, DeviceOpt, ModelGuidanceOpt, ModelStepsOpt,
+from latent3d.options import (CHECKPOINT_EVERY, CheckpointEveryOpt, DeviceOpt, LDM3DGuidanceOpt, LDM3DStepsOpt,
                               NegativeOpt, OutOpt, ResumeOpt, SeedOpt, defaults, field_doc, field_option,
                               invocation)  # fmt: skip
 from latent3d.ranges import OneOf, Range, choices
@@ -29,8 +29,8 @@ def rgbd(
     prompt: Annotated[str, typer.Argument(help='Text prompt, e.g. "a red snowman on a blue floor".')],
     out: OutOpt = Path("out/rgbd"),
     model: Annotated[Optional[str], typer.Option(help="Bundled name (ldm3d-tiny, the default), a diffusers folder in the Intel/ldm3d layout, or a hub id (Intel/ldm3d, Intel/ldm3d-4c).")] = None,
-    steps: ModelStepsOpt = None,
-    guidance: ModelGuidanceOpt = None,
+    steps: LDM3DStepsOpt = None,
+    guidance: LDM3DGuidanceOpt = None,
     size: Annotated[Optional[str], typer.Option(help="HxW in pixels, multiples of the autoencoder's downsampling (default: the model's native size).")] = None,
     negative: NegativeOpt = "",
     near: Annotated[float, typer.Option(callback=Range(0, 1e6, open_lo=True, integer=False), help="Distance given to the nearest depth value (1.0) when lifting points.ply.")] = 1.0,

@@ -6,7 +6,8 @@ depth map (DPT-Large's normalised inverse depth, bright = near) is packed into a
 ``Intel/ldm3d-pano``); ``Intel/ldm3d-4c`` instead appends the depth map as one channel in [0, 1]. Only the first and
 last convolutions of the VAE differ from SD's (Sec. 3); the UNet, the CLIP text encoder and the latent space
 (4 channels, downsampling 8) are SD's. Sampling is therefore plain DDIM + classifier-free guidance in latent space
-(:func:`latent3d.priors.sampling.sample_images`), followed by a decode that splits the VAE output:
+(:func:`latent3d.priors.sampling.sample_images`; defaults and schedulers: :class:`RGBDPipeline`), followed by a decode
+that splits the VAE output:
 
 * channels 0..2: RGB, ``x / 2 + 0.5`` clamped to [0, 1] (diffusers' ``VaeImageProcessorLDM3D.postprocess``);
 * 6 channels: channels 3..5 are the packed depth, unpacked *exactly* by :func:`latent3d.io.depth.unpack_depth_rgb`
@@ -40,6 +41,9 @@ from latent3d.nets.rgbd_vae import Variant, variant_channels
 DEFAULT_RGBD_MODEL = "ldm3d-tiny"  # the bundled tiny LDM3D latent3d trains on its procedural RGBD scenes
 RGBD_CHANNELS = (6, 4)
 DEFAULT_NEAR, DEFAULT_FAR, DEFAULT_FOV_DEG = 1.0, 10.0, 60.0
+# diffusers' StableDiffusionLDM3DPipeline.__call__ defaults (num_inference_steps=49, guidance_scale=5.0): what a model
+# folder without latent3d's `_latent3d_defaults` (the hub's Intel/ldm3d, -4c, -pano) samples with
+LDM3D_STEPS, LDM3D_GUIDANCE = 49, 5.0
 
 
 # ----------------------------------------------------------------------------------------- channel conventions
@@ -155,11 +159,25 @@ class RGBDPipeline:
     """Text -> RGBD over a diffusers folder in the ``Intel/ldm3d`` layout (LDM3D Sec. 3, Fig. 1, blue frame).
 
     Text embeddings, classifier-free guidance, eps and DDIM come from the shared
-    :class:`~latent3d.priors.diffusers_prior.DiffusersPrior` / :mod:`latent3d.diffusion`; any diffusers scheduler
-    config is accepted (only its ``alphas_cumprod`` and timestep spacing are used). ``safety_checker`` and
-    ``feature_extractor`` entries are ignored. A ``_latent3d_defaults`` entry of ``model_index.json`` may set
+    :class:`~latent3d.priors.diffusers_prior.DiffusersPrior` / :mod:`latent3d.diffusion`. ``safety_checker`` and
+    ``feature_extractor`` entries are ignored.
+
+    Defaults: a ``_latent3d_defaults`` entry of ``model_index.json`` (latent3d's bundled and trained models) may set
     ``num_inference_steps`` (or ``steps``), ``guidance_scale``, ``height``/``width`` (or ``size``: int, [H, W] or
-    "HxW"); otherwise LDM3D's 50 steps, SD's 7.5 and the UNet's native size are used.
+    "HxW"). What it leaves unset -- everything, for a hub folder such as ``Intel/ldm3d`` -- takes the defaults of
+    diffusers' ``StableDiffusionLDM3DPipeline.__call__``: 49 steps, guidance 5.0, the UNet's native size. Arguments
+    given explicitly (``--steps``, ``--guidance``, ``--size``) always win.
+
+    Scheduler: sampling is DDIM (eta 0; Song et al. 2021, eq. 12) on the timestep grid of the folder's own scheduler
+    config (``timestep_spacing``, ``steps_offset``), with its ``set_alpha_to_one``, ``clip_sample``, ``prediction_type``
+    and ``alphas_cumprod`` (:func:`~latent3d.priors.sampling.sample_images`). For a ``DDIMScheduler`` folder (latent3d's
+    own) this equals diffusers' pipeline for the same initial latents, at both sides' defaults too. Intel's hub folders
+    ship a ``PNDMScheduler`` with ``skip_prk_steps=True``: PLMS (Liu et al. 2022, "Pseudo Numerical Methods for
+    Diffusion Models on Manifolds", Sec. 3), which feeds the DDIM transfer a 4th-order Adams-Bashforth combination of
+    the last eps predictions, after a first step that evaluates the UNet twice. latent3d has no PLMS sampler: it takes
+    DDIM's first-order steps on *the same* grid (49 steps: timesteps 961, 941, ..., 1, then ``alphas_cumprod[0]``).
+    Both integrate the same probability-flow ODE from the same noise, so the images are close to diffusers' but not
+    equal to them. Other scheduler classes (Euler, DPM-Solver, ...) are treated alike: their grid, DDIM's steps.
     """
 
     def __init__(self, prior):
@@ -210,7 +228,8 @@ class RGBDPipeline:
 
     @property
     def defaults(self) -> dict:
-        """Steps, guidance and size this model recommends (``_latent3d_defaults``, else LDM3D/SD defaults)."""
+        """Steps, guidance and size this model recommends (``_latent3d_defaults``), else diffusers'
+        ``StableDiffusionLDM3DPipeline`` defaults (49 steps, guidance 5.0, the UNet's native size)."""
         d = self.prior.defaults
         size = d.get("size")
         if isinstance(size, str):
@@ -218,8 +237,9 @@ class RGBDPipeline:
         elif isinstance(size, int):
             size = (size, size)
         h, w = size if size is not None else (d.get("height", self.prior.resolution), d.get("width", self.prior.resolution))
-        return {"steps": int(d.get("num_inference_steps", d.get("steps", 50))),
-                "guidance": float(d.get("guidance_scale", 7.5)), "height": int(h), "width": int(w)}  # fmt: skip
+        steps = d.get("num_inference_steps", d.get("steps", LDM3D_STEPS))
+        return {"steps": int(steps), "guidance": float(d.get("guidance_scale", LDM3D_GUIDANCE)), "height": int(h),
+                "width": int(w)}  # fmt: skip
 
     def settings(self, steps: int | None = None, guidance: float | None = None, height: int | None = None,
                  width: int | None = None) -> tuple[int, float, int, int]:
@@ -272,7 +292,8 @@ class RGBDPipeline:
         disable_progress: bool | None = None,
     ) -> RGBDOutput:
         """DDIM + classifier-free guidance in latent space (LDM3D Fig. 1, blue frame: sampling as in SD), then decode and
-        split. Equals diffusers' ``StableDiffusionLDM3DPipeline`` with a ``DDIMScheduler`` for the same latents."""
+        split. Unset settings come from :meth:`settings`. Equals diffusers' ``StableDiffusionLDM3DPipeline`` with a
+        ``DDIMScheduler`` for the same latents (other scheduler classes: see the class docstring)."""
         from latent3d.priors.sampling import sample_images
 
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)

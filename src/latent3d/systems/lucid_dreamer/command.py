@@ -19,8 +19,10 @@ _D = defaults(DreamConfig)
 def dream(
     prompt: Annotated[str, typer.Argument(help='What to make, e.g. "a red snowman".')],
     out: OutOpt = Path("out/dream"),
+    negative: Annotated[Optional[str], field_option(DreamConfig, "negative")] = _D.negative,
     method: Annotated[str, field_option(DreamConfig, "method")] = _D.method,
     prior: PriorOpt = None,
+    lora: Annotated[Optional[Path], field_option(DreamConfig, "lora")] = None,
     iters: Annotated[Optional[int], field_option(DreamConfig, "iters")] = _D.iters,
     views: Annotated[int, field_option(DreamConfig, "views")] = _D.views,
     guidance: Annotated[Optional[float], field_option(DreamConfig, "guidance_scale", "--guidance")] = _D.guidance_scale,
@@ -48,6 +50,10 @@ def dream(
         from latent3d.io.ply import read_gaussian_ply
 
         read_gaussian_ply(init, plausible=True)  # a bad file is refused before the prior loads
+    if lora is not None:
+        from latent3d.priors.lora import check_lora_file, load_lora
+
+        check_lora_file(lora)  # a missing file or one that is no LoRA is refused before the prior loads
     from latent3d.memory import check_dream_fits
 
     check_dream_fits(prior, views)
@@ -55,9 +61,12 @@ def dream(
     dev = resolve_device(device)
     seed_everything(seed)
     prior_model = load_prior(prior, dev)
+    if lora is not None:
+        load_lora(prior_model, lora)  # a LoRA of another base model is refused here
     t_load = time.time() - t0
-    cfg = DreamConfig(prompt=prompt, method=method, iters=iters, views=views, guidance_scale=guidance, init=init,
-                      seed=seed)  # fmt: skip
+    cfg = DreamConfig(prompt=prompt, negative=negative, method=method, iters=iters, views=views,
+                      guidance_scale=guidance, init=init, seed=seed,
+                      lora=None if lora is None else str(lora))  # fmt: skip
     res = optimise(prior_model, cfg)
     run = write_dream_outputs(res, Path(out), str(prior or "object-prior"),
                               extra={"device": str(dev), "seed": seed, "load_s": round(t_load, 3)}, started_at=t0)

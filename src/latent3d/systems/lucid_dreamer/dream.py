@@ -3,13 +3,14 @@
 Each iteration renders a batch of random orbit views of the Gaussians, appends the view to the prompt
 ("..., side view"), turns the renders into prior latents and applies the ISM (or SDS) gradient through the
 differentiable rasterizer; adaptive density control grows and prunes the Gaussians (Kerbl et al. 2023, Sec. 5).
-Defaults follow the official LucidDreamer config for SD-size priors and a tuned CPU budget for the bundled prior.
+Schedules, augmentations and loss weights come from a recipe (:mod:`latent3d.systems.lucid_dreamer.recipe`): the
+official LucidDreamer config for SD-size priors, a tuned CPU budget for the bundled prior.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable, get_args
 
 import torch
@@ -19,27 +20,38 @@ from latent3d.data.procedural.captions import view_bin
 from latent3d.distill import distillation_loss, ism_grad, ism_timestep, sds_grad
 from latent3d.distill.sds import sds_timestep
 from latent3d.render.camera import sample_orbit_cameras
-from latent3d.render.densify import DensifyConfig, DensityController, LearningRates, make_optimizer, update_means_lr
+from latent3d.render.densify import DensifyConfig, DensityController, make_optimizer, update_lrs
 from latent3d.render.gaussians import GaussianModel, InitShape
-from latent3d.systems.lucid_dreamer.config import DreamConfig
+from latent3d.render.rasterize import rasterize
+from latent3d.systems.lucid_dreamer.config import LUCID_NEGATIVE, DreamConfig
+from latent3d.systems.lucid_dreamer.recipe import (
+    RECIPES,
+    augment_scales,
+    backgrounds,
+    camera_ranges,
+    disparity_images,
+    recipe_for,
+    tv_loss,
+    view_embeddings,
+)
 
 if TYPE_CHECKING:
     from latent3d.priors.base import DiffusionPrior
 
 
 def resolve_defaults(cfg: DreamConfig, prior: DiffusionPrior) -> DreamConfig:
-    """Fill the None fields for this prior: small (bundled) priors get the CPU settings, big ones LucidDreamer's."""
+    """Fill the None fields from the recipe (``auto``: bundled for small priors, LucidDreamer's for big ones)."""
     small = prior.resolution <= 128
-    if cfg.iters is None:
-        cfg.iters = 300 if small else 5000
+    r = recipe_for(cfg.recipe, prior.resolution)
+    cfg.recipe = r.name
+    for name in ("iters", "radius_range", "elevation_range_deg", "fov_range", "init_points", "init_extent", "bg_aug",
+                 "densify_from", "densify_until", "densify_every", "grad_threshold"):  # fmt: skip
+        if getattr(cfg, name) is None:
+            setattr(cfg, name, getattr(r, name))
     if cfg.resolution is None:
         cfg.resolution = prior.resolution
-    if cfg.radius_range is None:
-        cfg.radius_range = (2.8, 3.2) if small else (5.2, 5.5)
-    if cfg.elevation_range_deg is None:
-        cfg.elevation_range_deg = (-10.0, 60.0) if small else (-15.0, 45.0)
-    if cfg.fov_range is None:
-        cfg.fov_range = (0.6, 0.8) if small else (0.32, 0.60)
+    if cfg.negative is None:
+        cfg.negative = "" if small else LUCID_NEGATIVE
     if cfg.guidance_scale is None:  # the prior's recommendation, else LucidDreamer (7.5) / DreamFusion (100)
         cfg.guidance_scale = prior.defaults.get(f"{cfg.method}_guidance_scale", 7.5 if cfg.method == "ism" else 100.0)
     cfg.ism.guidance_scale = cfg.sds.guidance_scale = cfg.guidance_scale
@@ -83,12 +95,27 @@ def view_prompts(prompt: str, azimuth_deg: Tensor, elevation_deg: Tensor) -> lis
 
 @dataclass
 class DistillStep:
-    loss: Tensor  # [] whose gradient w.r.t. the latents is grad / views
+    loss: Tensor  # [] whose gradient w.r.t. the latents is lambda_guidance * grad / views, plus the regularisers
     latents: Tensor  # [V, C, h, w] (differentiable w.r.t. the Gaussians)
     grad: Tensor  # [V, C, h, w] ISM / SDS gradient
     info: dict
     meta: dict  # rasterizer meta (means2d for densification)
     prior_s: float  # seconds spent in the prior (text, inversion, guided eps)
+
+
+def _draw(p: float, generator: torch.Generator) -> bool:
+    """One Bernoulli(p) draw; none is made when p is 0 (so recipes without the augmentation draw nothing)."""
+    return p > 0 and bool(torch.rand(1, generator=generator) < p)
+
+
+def view_conditions(prior: DiffusionPrior, cfg: DreamConfig, cams) -> Tensor:  # [V, L, D]
+    """The text condition of each view: discrete view words, or LucidDreamer's azimuth-interpolated embeddings of
+    "<prompt>, front / side / back view"."""
+    if RECIPES[cfg.recipe].view_embedding == "words":
+        return prior.encode_text(view_prompts(cfg.prompt, cams.azimuth_deg, cams.elevation_deg))
+    names = ("front", "side", "back")
+    emb = dict(zip(names, prior.encode_text([f"{cfg.prompt}, {d} view" for d in names]).split(1)))
+    return view_embeddings(emb, cams.azimuth_deg)
 
 
 def distill_step(
@@ -98,24 +125,39 @@ def distill_step(
     cams,  # OrbitSample of V views
     backgrounds: Tensor,  # [V, 3]
     iteration: int,
-    uncond: Tensor,  # [1, L, D] empty-prompt embedding
+    uncond: Tensor,  # [1, L, D] negative-prompt embedding (the empty prompt's when there is none)
     generator: torch.Generator,
+    inverse: Tensor | None = None,  # [1, L, D] ISM's inversion prompt (the empty prompt's); None: `uncond`
 ) -> DistillStep:
-    """Render the views, encode them, and build the score-distillation loss (LucidDreamer Alg. 1, one step)."""
-    dev, R = prior.device, cfg.resolution
-    rgb, _, meta = model.render(cams.viewmats.to(dev), cams.Ks.to(dev), R, R, backgrounds=backgrounds.to(dev))
+    """Render the views, encode them, and build the score-distillation loss (LucidDreamer Alg. 1, one step), with
+    the recipe's augmentations (scale noise, depth as the latent, flip) and regularisers (TV, scale)."""
+    dev, R, r = prior.device, cfg.resolution, RECIPES[cfg.recipe]
+    scales = augment_scales(model.scales, generator) if _draw(r.scale_aug, generator) else model.scales
+    with_depth = r.as_latent_ratio > 0 or r.lambda_tv > 0
+    out, alpha, meta = rasterize(model.means, model.quats, scales, model.opacities, model.sh, cams.viewmats.to(dev),
+                                 cams.Ks.to(dev), R, R, sh_degree=model.active_sh_degree,
+                                 backgrounds=backgrounds.to(dev), render_mode="RGB+D" if with_depth else "RGB")
     meta["means2d"].retain_grad()
-    latents = prior.encode_images(rgb.permute(0, 3, 1, 2))  # [V, 3, R, R] -> prior latents
+    rgb = out[..., :3].permute(0, 3, 1, 2)  # [V, 3, R, R]
+    disp = disparity_images(out[..., 3:], alpha) if with_depth else None
+    image = disp if _draw(r.as_latent_ratio, generator) else rgb
+    if _draw(r.flip, generator):
+        image = image.flip(-1)
+    latents = prior.encode_images(image, generator if r.posterior_sample else None)  # -> prior latents
     t0 = time.time()
-    cond = prior.encode_text(view_prompts(cfg.prompt, cams.azimuth_deg, cams.elevation_deg))
+    cond = view_conditions(prior, cfg, cams)
     if cfg.method == "ism":
         t_idx, delta_t = ism_timestep(cfg.ism, iteration, generator)
-        grad, info = ism_grad(prior, latents, cond, uncond, t_idx, delta_t, cfg.ism, generator)
+        grad, info = ism_grad(prior, latents, cond, uncond, t_idx, delta_t, cfg.ism, generator, inverse)
     else:
         t = sds_timestep(cfg.sds, prior.num_train_timesteps, generator)
         grad, info = sds_grad(prior, latents, cond, uncond, t, cfg.sds, generator)
     prior_s = time.time() - t0
-    loss = distillation_loss(latents.to(grad.dtype), grad) / cfg.views
+    loss = r.lambda_guidance * distillation_loss(latents.to(grad.dtype), grad) / cfg.views
+    if r.lambda_tv > 0:
+        loss = loss + r.lambda_tv * (tv_loss(rgb) + tv_loss(disp[:, :1]))
+    if r.lambda_scale > 0:
+        loss = loss + r.lambda_scale * scales.mean()
     return DistillStep(loss, latents, grad, info, meta, prior_s)
 
 
@@ -129,29 +171,31 @@ def dream(
     from tqdm.auto import trange
 
     cfg = resolve_defaults(cfg, prior)
+    recipe = RECIPES[cfg.recipe]
     gen = torch.Generator().manual_seed(cfg.seed)
     dev = prior.device
     model = init_gaussians(cfg, gen).to(dev)
-    extent = cfg.init_extent * 1.5
-    lrs = LearningRates(means=1.6e-3, means_final=1.6e-5, means_max_steps=cfg.iters, sh_dc=1e-2, opacity_logits=5e-2,
-                        log_scales=5e-3, quats=1e-3)  # fmt: skip
+    extent = recipe.extent or cfg.init_extent * 1.5
+    lrs = recipe.scaled_lrs(cfg.iters)
     opt = make_optimizer(model, lrs, extent)
     dcfg = DensifyConfig(refine_start=int(cfg.densify_from * cfg.iters), refine_stop=int(cfg.densify_until * cfg.iters),
-                         refine_every=cfg.densify_every, reset_every=0, grad_threshold=cfg.grad_threshold,
-                         prune_opacity=0.01)  # fmt: skip
+                         refine_every=cfg.densify_every, reset_every=recipe.reset_every,
+                         grad_threshold=cfg.grad_threshold, percent_dense=recipe.percent_dense,
+                         prune_opacity=recipe.prune_opacity)  # fmt: skip
     ctrl = DensityController(dcfg, extent)
     R = cfg.resolution
-    uncond_1 = prior.encode_text([""])
+    uncond_1, empty_1 = prior.encode_text([cfg.negative]), prior.encode_text([""])
     history, t_prior = [], 0.0
     t0 = time.time()
     bar = trange(cfg.iters, desc=f"dream ({cfg.method})", disable=not progress, dynamic_ncols=True)
     for it in bar:
-        update_means_lr(opt, it, lrs, extent)
-        cams = sample_orbit_cameras(cfg.views, R, R, cfg.radius_range, cfg.elevation_range_deg, (-180.0, 180.0),
-                                    cfg.fov_range, generator=gen)  # fmt: skip
-        white = torch.rand(cfg.views, generator=gen) >= cfg.bg_aug
-        bg = torch.where(white[:, None], torch.ones(cfg.views, 3), torch.rand(cfg.views, 3, generator=gen))
-        step = distill_step(model, prior, cfg, cams, bg, it, uncond_1, gen)
+        update_lrs(opt, it, lrs, extent)
+        radius_range, fov_range = camera_ranges(replace(recipe, radius_range=cfg.radius_range,
+                                                        fov_range=cfg.fov_range), it + 1)  # fmt: skip
+        cams = sample_orbit_cameras(cfg.views, R, R, radius_range, cfg.elevation_range_deg, (-180.0, 180.0),
+                                    fov_range, generator=gen)  # fmt: skip
+        bg = backgrounds(cfg.views, cfg.bg_aug, recipe.bg_black, gen)
+        step = distill_step(model, prior, cfg, cams, bg, it, uncond_1, gen, empty_1)
         loss, info, meta = step.loss, step.info, step.meta
         if cfg.scale_reg > 0:
             loss = loss + cfg.scale_reg * model.scales.amax(-1).pow(2).mean()
