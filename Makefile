@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/latent3d info
-	OMP_NUM_THREADS=1 $(BIN)/latent3d dream "a red snowman" --out out/demo --seed 0
+	$(BIN)/latent3d dream "a red snowman" --out out/demo --seed 0
 
 test: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)

@@ -168,3 +168,28 @@ def test_lucid_step_encodes_flipped_disparity_samples_and_adds_tv_and_scale_term
     expected = ism + _official_tv_loss(rgb) + _official_tv_loss(disp[:, :1]) + model.scales.mean()
     assert step.loss.item() == pytest.approx(expected.item(), rel=1e-9)
     assert (_official_tv_loss(rgb) + model.scales.mean()).item() > 1e-3 * abs(ism.item())  # the terms count
+
+
+def test_dream_command_takes_the_recipe_and_governs_its_threads(tmp_path, capsys, monkeypatch):
+    """``dream --recipe`` reaches the config (one error line for a recipe that does not exist, before anything
+    loads), and the command hands the loop a thread governor started before the weights load."""
+    from latent3d.cli import main
+    from latent3d.runtime import ThreadGovernor
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_dream(prior, cfg, governor=None):
+        seen.update(cfg=cfg, governor=governor)
+        raise Stop
+
+    monkeypatch.setattr(dream_module, "dream", fake_dream)
+    with pytest.raises(Stop):
+        main(["dream", "a red snowman", "--out", str(tmp_path / "o"), "--recipe", "lucid", "--iters", "2"])
+    assert seen["cfg"].recipe == "lucid" and isinstance(seen["governor"], ThreadGovernor)
+    capsys.readouterr()
+    assert main(["dream", "a red snowman", "--out", str(tmp_path / "o"), "--recipe", "official"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--recipe" in err[0] and not (tmp_path / "o").exists()

@@ -231,10 +231,11 @@ def test_fused_matches_reference_forward_and_backward(mode, chunk_size):
 
 @pytest.mark.parametrize("chunk_size", [2**19, 700])
 def test_fused_matches_reference_with_opaque_splats(chunk_size):
-    """Opacities in [0.9, 1] (many alphas at the 0.999 clamp, where the gradient w.r.t. the Gaussian stops, and early
-    termination everywhere): the two implementations still agree to float64 round-off, forward and backward."""
-    i1, a1, g1 = _parity_run(D, "fused", "RGB+ED", chunk_size, opac=(0.9, 1.0))
-    i2, a2, g2 = _parity_run(D, "reference", "RGB+ED", chunk_size, opac=(0.9, 1.0))
+    """Opacities in [0.99, 1] (a tenth of the Gaussians reach the 0.999 clamp near their centres, where the gradient
+    w.r.t. the Gaussian stops, and early termination everywhere): the two implementations still agree to float64
+    round-off, forward and backward."""
+    i1, a1, g1 = _parity_run(D, "fused", "RGB+ED", chunk_size, opac=(0.99, 1.0))
+    i2, a2, g2 = _parity_run(D, "reference", "RGB+ED", chunk_size, opac=(0.99, 1.0))
     close(i1, i2)
     close(a1, a2)
     for x, y in zip(g1, g2):

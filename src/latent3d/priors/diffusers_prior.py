@@ -78,6 +78,9 @@ class DiffusersPrior:
         # for float64 weights (parity tests run tiny priors in float64, so their bounds do not depend on the CPU)
         self.compute_dtype = torch.float64 if self.dtype == torch.float64 else torch.float32
         self.unet = self._place(unet)
+        self._nhwc = self.device.type == "cpu" and self.dtype == torch.float32
+        if self._nhwc:  # oneDNN's NHWC convolutions: the bundled prior's eps 47 -> 37 ms (4 x 32^2, 1 thread)
+            self.unet.to(memory_format=torch.channels_last)
         self.text_encoder = self._place(text_encoder)
         self.vae = self._place(vae) if vae is not None else None
         self.tokenizer = tokenizer
@@ -207,7 +210,9 @@ class DiffusersPrior:
         text_emb: Tensor,  # [B, L, D]
     ) -> Tensor:  # [B, C, h, w] in compute_dtype (float32; float64 for float64 weights)
         t = torch.as_tensor(t, device=self.device).long().expand(x_t.shape[0])
-        out = self.unet(x_t.to(self.dtype), t, encoder_hidden_states=text_emb.to(self.dtype)).sample.to(self.compute_dtype)
+        x = x_t.to(self.dtype, memory_format=torch.channels_last) if self._nhwc else x_t.to(self.dtype)
+        out = self.unet(x, t, encoder_hidden_states=text_emb.to(self.dtype)).sample
+        out = out.to(self.compute_dtype, memory_format=torch.contiguous_format)
         if self.prediction_type == "epsilon":
             return out
         a = expand_like(self.alphas_cumprod[t], x_t)

@@ -1,14 +1,14 @@
 """Differentiable tile rasterization of 3D Gaussians in pure PyTorch (CPU and CUDA), gsplat backend when present.
 
 Semantics follow Kerbl et al. 2023 (3DGS) Sec. 6 and gsplat's ``rasterization``: EWA projection (Zwicker et al. 2002)
-with a 0.3 px dilation, 3-sigma radius, 16x16 tiles, per-tile front-to-back order by depth,
-``alpha = min(0.999, o * exp(-power))`` (gsplat's clamp, so that both backends render opaque splats alike; the
+with a 0.3 px dilation, 3-sigma radius, square tiles (16 px on gsplat, 8 on the torch path), per-tile front-to-back
+order by depth, ``alpha = min(0.999, o * exp(-power))`` (gsplat's clamp, so that both backends render opaque splats alike; the
 INRIA rasterizer of 3DGS and LucidDreamer clamps at 0.99), Gaussians with ``alpha < 1/255`` skipped, and a pixel
 stops at the Gaussian that would bring its transmittance below 1e-4 (that Gaussian is not blended).
 
 Two implementations of the pixel stage, held together by tests:
 
-- ``rasterize_to_pixels`` (fast path): tiles grouped into blocks of ``[tiles, 256 px, K Gaussians]`` bounded by
+- ``rasterize_to_pixels`` (fast path): tiles grouped into blocks of ``[tiles, tile px, K Gaussians]`` bounded by
   ``chunk_size`` elements; the Gaussian "power" is one matmul of a fixed per-pixel quadratic basis
   ``[1, x, y, x^2, xy, y^2]`` with per-(tile, Gaussian) coefficients ``theta``; transmittance by ``cumprod``; a
   hand-written backward recomputes alphas block by block (nothing ``[P, K]``-sized is kept between passes) and gets
@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -33,6 +34,12 @@ ALPHA_MIN = 1.0 / 255.0  # Gaussians below this alpha are skipped at a pixel
 T_MIN = 1e-4  # a pixel stops before the Gaussian that would bring its transmittance below this
 _LOG_T_MIN = math.log(T_MIN)
 _PAD_POWER = 1e4  # power of padding entries: exp(-1e4) == 0
+# float32 neighbours below the thresholds: ``threshold(x, below(v), 0)`` keeps x >= v (as ``x < v`` masks compare
+# in float32) in one fused pass, 5-8x faster on CPU than a boolean mask and ``masked_fill_``
+_ALPHA_SKIP = float(np.nextafter(np.float32(ALPHA_MIN), np.float32(0)))
+_T_LIVE = float(np.nextafter(np.float32(T_MIN), np.float32(0)))
+
+TILE_SIZE = {"gsplat": 16, "torch": 8}  # default tile edge (px) of each backend, see rasterize()
 
 RenderMode = Literal["RGB", "D", "ED", "RGB+D", "RGB+ED"]
 Backend = Literal["auto", "torch", "gsplat"]
@@ -61,6 +68,25 @@ def _isect_theta(
     a, b, c = conics.unbind(-1)
     const = 0.5 * a * mx * mx + b * mx * my + 0.5 * c * my * my - torch.log(opacities)
     return torch.stack([const, -(a * mx + b * my), -(b * mx + c * my), 0.5 * a, b, 0.5 * c], dim=-1)
+
+
+def _alpha_radii(
+    conics: Tensor,  # [C, N, 3]
+    opacities: Tensor,  # [C, N]
+    radii: Tensor,  # [C, N] int, the 3-sigma radii (0 = culled)
+) -> Tensor:  # [C, N] int
+    """Tile-culling radii: the 3-sigma radius, or less where the Gaussian's alpha drops below 1/255 sooner.
+
+    ``alpha = o exp(-d^T Sigma^-1 d / 2) < 1/255`` once ``|d|^2 > 2 ln(255 o) lambda_max(Sigma)``, and a pixel of a
+    tile outside the square of that half-size has ``|d|`` beyond it, so the pixels this drops are skipped pixels:
+    the image and its gradients are unchanged while faint Gaussians touch fewer tiles (the bundled dream prior's
+    splats have median opacity 0.02: 0.43x the tile pairs). ``lambda_max(Sigma) = 1 / lambda_min(conic)``.
+    """
+    a, b, c = conics.unbind(-1)
+    lam_min = 0.5 * (a + c) - torch.sqrt((0.5 * (a - c)) ** 2 + b * b)
+    r2 = 2.0 * torch.log((255.0 * opacities).clamp_min(1.0)) / lam_min.clamp_min(1e-30)
+    r = torch.ceil(torch.sqrt(r2) * (1.0 + 1e-4))  # the margin keeps float rounding on the safe side
+    return torch.minimum(radii, r.clamp_max(float(torch.iinfo(torch.int32).max)).to(radii.dtype))
 
 
 def _plan_blocks(counts: Tensor, pixels: int, chunk_size: int) -> list[tuple[Tensor, int, int]]:
@@ -98,7 +124,7 @@ def _block_alphas(theta: Tensor, basis: Tensor, idx: Tensor) -> Tensor:  # [Tc, 
     alpha = torch.matmul(basis, th.transpose(1, 2))  # power - log(o)
     # powers above 20 give alpha < 1/255 (skipped) either way; clamping keeps exp() out of denormals (slow on CPU)
     alpha = alpha.clamp_max_(20.0).neg_().exp_().clamp_max_(ALPHA_MAX)
-    return alpha.masked_fill_(alpha < ALPHA_MIN, 0.0)
+    return torch.nn.functional.threshold_(alpha, _ALPHA_SKIP, 0.0)  # alpha < ALPHA_MIN -> 0, one fused pass
 
 
 def _block_transmittance(om: Tensor, log_t_prev: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -144,7 +170,7 @@ class _TileRaster(torch.autograd.Function):
             alpha = _block_alphas(theta, basis, idx)
             om = 1.0 - alpha
             trans, t_prev = _block_transmittance(om, t_prev)
-            w = alpha.mul_(trans).div_(om).masked_fill_(trans < T_MIN, 0.0)
+            w = alpha.mul_(torch.nn.functional.threshold_(trans, _T_LIVE, 0.0)).div_(om)  # T < T_MIN: not blended
             col = torch.bmm(w, colors[idx])
             if k0 == 0:
                 out[tiles] = col
@@ -186,8 +212,8 @@ class _TileRaster(torch.autograd.Function):
             alpha = _block_alphas(theta, basis, idx)
             om = 1.0 - alpha
             trans, t_prev = _block_transmittance(om, t_prev)
-            live = trans >= T_MIN
-            w = (alpha * trans).div_(om).mul_(live)
+            trans = torch.nn.functional.threshold_(trans, _T_LIVE, 0.0)  # 0 past the stop, as in the forward
+            w = (alpha * trans).div_(om)
             G = g_out[tiles]  # [Tc, P, D]
             c_blk = colors[idx]  # [Tc, Kc, D]
             g = torch.bmm(G, c_blk.transpose(1, 2))  # dL/dw  [Tc, P, Kc]
@@ -197,9 +223,9 @@ class _TileRaster(torch.autograd.Function):
             pre_prev = cum[:, :, -1]
             # dL/dalpha_k = (T_k+1 g_k - sum_{j>k} g_j w_j - dL/dT_fin * T_fin) / (1 - alpha_k)
             d = g.mul_(trans).add_(cum).sub_(const[tiles][:, :, None]).div_(om)
-            live &= (alpha > 0) & (alpha < ALPHA_MAX)
-            d.mul_(alpha).mul_(live)  # = -dL/dpower (power includes -log o)
-            g_theta.index_add_(0, idx.reshape(-1), -torch.matmul(d.transpose(1, 2), basis).reshape(-1, 6))
+            # live pairs: blended (T >= T_MIN: sign(T) = 1) and not clamped (alpha < ALPHA_MAX; skipped ones are 0)
+            d.mul_(torch.nn.functional.threshold_(alpha.neg_(), -ALPHA_MAX, 0.0)).mul_(trans.sign_())  # dL/dpower
+            g_theta.index_add_(0, idx.reshape(-1), torch.matmul(d.transpose(1, 2), basis).reshape(-1, 6))
             g_colors.index_add_(0, idx.reshape(-1), torch.bmm(w.transpose(1, 2), G).reshape(-1, colors.shape[-1]))
         g_theta[pad] = 0
         g_colors[pad] = 0
@@ -221,7 +247,7 @@ def rasterize_to_pixels(
     radii: Tensor,  # [C, N] int, 0 = culled
     width: int,
     height: int,
-    tile_size: int = 16,
+    tile_size: int = 8,
     backgrounds: Tensor | None = None,  # [C, D]
     chunk_size: int = 2**19,
 ) -> tuple[Tensor, Tensor, dict]:  # colors [C, H, W, D], alphas [C, H, W, 1], isect info
@@ -233,7 +259,8 @@ def rasterize_to_pixels(
     C, N = radii.shape
     D = colors.shape[-1]
     opac = opacities.detach()
-    isect = isect_tiles(means2d, radii, depths, width, height, tile_size, keep=opac >= ALPHA_MIN)
+    cull = _alpha_radii(conics.detach(), opac, radii)
+    isect = isect_tiles(means2d, cull, depths, width, height, tile_size, keep=opac >= ALPHA_MIN)
     n_tiles = isect.tiles_x * isect.tiles_y
     fid = isect.flatten_ids
     local = isect.tile_ids % n_tiles
@@ -266,7 +293,7 @@ def rasterize_to_pixels_reference(
     radii: Tensor,  # [C, N]
     width: int,
     height: int,
-    tile_size: int = 16,
+    tile_size: int = 8,
     backgrounds: Tensor | None = None,  # [C, D]
 ) -> tuple[Tensor, Tensor]:  # [C, H, W, D], [C, H, W, 1]
     """Reference twin of :func:`rasterize_to_pixels`: every pixel against every Gaussian, plain autograd.
@@ -419,7 +446,7 @@ def rasterize(
     backgrounds: Tensor | None = None,  # [C, D] (colour channels only)
     render_mode: RenderMode = "RGB",
     rasterize_mode: Literal["classic", "antialiased"] = "classic",
-    tile_size: int = 16,
+    tile_size: int | None = None,
     backend: Backend = "auto",
     impl: Literal["fused", "reference"] = "fused",
     chunk_size: int = 2**19,
@@ -432,12 +459,17 @@ def rasterize(
     opacities by the EWA compensation sqrt(det(S) / det(S + eps2d I)) (Mip-Splatting / gsplat).
     ``backend="auto"`` uses gsplat when the tensors are on CUDA and gsplat is installed, else the pure-torch path;
     ``impl="reference"`` selects the dense autograd twin of the torch path (tiny scenes, tests).
+    ``tile_size`` None: 16 on gsplat (its default), 8 on the torch path, which compares every pixel of a tile with
+    every Gaussian that touches the tile: 8 px tiles render the same (max difference ~4e-5, from the 3-sigma
+    tile culling) 1.6-1.9x faster on CPU (``benchmarks/rasterize.py``).
     meta: radii, means2d (retain_grad() it for densification), depths, conics, opacities, tile_width, tile_height,
     tile_size, tiles_per_gauss, flatten_ids, isect_offsets, width, height, n_cameras, backend.
     """
     C = viewmats.shape[0]
     if backend == "auto":
         backend = "gsplat" if _gsplat_available(means.device) else "torch"
+    if tile_size is None:
+        tile_size = TILE_SIZE.get(backend, 16)
     if backend == "gsplat":
         return _rasterize_gsplat(
             means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane=near_plane,
@@ -468,6 +500,6 @@ def rasterize(
 
 
 __all__ = [
-    "ALPHA_MAX", "ALPHA_MIN", "T_MIN", "rasterize", "rasterize_to_pixels",
+    "ALPHA_MAX", "ALPHA_MIN", "T_MIN", "TILE_SIZE", "rasterize", "rasterize_to_pixels",
     "rasterize_to_pixels_reference",
 ]  # fmt: skip

@@ -21,6 +21,7 @@ def dream(
     out: OutOpt = Path("out/dream"),
     negative: Annotated[Optional[str], field_option(DreamConfig, "negative")] = _D.negative,
     method: Annotated[str, field_option(DreamConfig, "method")] = _D.method,
+    recipe: Annotated[str, field_option(DreamConfig, "recipe")] = _D.recipe,
     prior: PriorOpt = None,
     lora: Annotated[Optional[Path], field_option(DreamConfig, "lora")] = None,
     iters: Annotated[Optional[int], field_option(DreamConfig, "iters")] = _D.iters,
@@ -33,7 +34,7 @@ def dream(
     """Text to 3D Gaussian splats: writes gaussians.ply, turntable.mp4, grid.png, mesh.glb and run.json."""
     from latent3d.priors.loading import load_prior
     from latent3d.render.gaussians import InitShape
-    from latent3d.runtime import resolve_device, seed_everything
+    from latent3d.runtime import ThreadGovernor, resolve_device, seed_everything
     from latent3d.systems.lucid_dreamer.export import write_dream_outputs
     from latent3d.systems.lucid_dreamer.dream import dream as optimise
 
@@ -59,15 +60,16 @@ def dream(
     check_dream_fits(prior, views)
     t0 = time.time()
     dev = resolve_device(device)
+    governor = ThreadGovernor(dev)  # measures what other processes take while the weights load
     seed_everything(seed)
     prior_model = load_prior(prior, dev)
     if lora is not None:
         load_lora(prior_model, lora)  # a LoRA of another base model is refused here
     t_load = time.time() - t0
-    cfg = DreamConfig(prompt=prompt, negative=negative, method=method, iters=iters, views=views,
+    cfg = DreamConfig(prompt=prompt, negative=negative, method=method, recipe=recipe, iters=iters, views=views,
                       guidance_scale=guidance, init=init, seed=seed,
                       lora=None if lora is None else str(lora))  # fmt: skip
-    res = optimise(prior_model, cfg)
+    res = optimise(prior_model, cfg, governor=governor)
     run = write_dream_outputs(res, Path(out), str(prior or "object-prior"),
                               extra={"device": str(dev), "seed": seed, "load_s": round(t_load, 3)}, started_at=t0)
     print(f"wrote {out}: {', '.join(run['files'])}" + (

@@ -37,6 +37,7 @@ from latent3d.systems.lucid_dreamer.recipe import (
 
 if TYPE_CHECKING:
     from latent3d.priors.base import DiffusionPrior
+    from latent3d.runtime import ThreadGovernor
 
 
 def resolve_defaults(cfg: DreamConfig, prior: DiffusionPrior) -> DreamConfig:
@@ -166,8 +167,12 @@ def dream(
     cfg: DreamConfig,
     progress: bool = True,
     callback: Callable[[int, dict], None] | None = None,
+    governor: ThreadGovernor | None = None,
 ) -> DreamResult:
-    """Optimise Gaussians so that their renders score well under ``prior`` (LucidDreamer Alg. 1 with ISM or SDS)."""
+    """Optimise Gaussians so that their renders score well under ``prior`` (LucidDreamer Alg. 1 with ISM or SDS).
+
+    ``governor`` picks the CPU threads as the loop runs (the command starts one before loading the weights, so that
+    its first measurement covers the load); None keeps torch's thread setting."""
     from tqdm.auto import trange
 
     cfg = resolve_defaults(cfg, prior)
@@ -188,7 +193,9 @@ def dream(
     history, t_prior = [], 0.0
     t0 = time.time()
     bar = trange(cfg.iters, desc=f"dream ({cfg.method})", disable=not progress, dynamic_ncols=True)
+    threads = []
     for it in bar:
+        threads.append(governor.update() if governor is not None else torch.get_num_threads())
         update_lrs(opt, it, lrs, extent)
         radius_range, fov_range = camera_ranges(replace(recipe, radius_range=cfg.radius_range,
                                                         fov_range=cfg.fov_range), it + 1)  # fmt: skip
@@ -214,6 +221,7 @@ def dream(
     wall = time.time() - t0
     timings = {"optimise_s": round(wall, 3), "s_per_iter": round(wall / cfg.iters, 4),
                "prior_s_per_iter": round(t_prior / cfg.iters, 4),
-               "render_and_update_s_per_iter": round((wall - t_prior) / cfg.iters, 4)}
+               "render_and_update_s_per_iter": round((wall - t_prior) / cfg.iters, 4),
+               "threads_mean": round(sum(threads) / len(threads), 2)}
     return DreamResult(model, cfg, history, timings)
 
