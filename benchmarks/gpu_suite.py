@@ -100,18 +100,11 @@ def settings(quick: bool) -> dict:
 
 # -- building the models ------------------------------------------------------------------------------------------
 def char_tokenizer(folder: Path):
-    """A CLIPTokenizer over single characters (no merges), offline: every prompt of the suite tokenizes. The token
-    count does not matter for speed: prompts are padded to 77 tokens, as with the real BPE vocabulary."""
-    from transformers import CLIPTokenizer
+    """A CLIPTokenizer over single characters, offline. The token count does not matter for speed: prompts are
+    padded to 77 tokens, as with the real BPE vocabulary."""
+    from latent3d.priors.vocab import char_clip_tokenizer
 
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in "abcdefghijklmnopqrstuvwxyz0123456789,.-":
-        vocab[c] = len(vocab)
-        vocab[c + "</w>"] = len(vocab)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+    return char_clip_tokenizer(folder, "abcdefghijklmnopqrstuvwxyz0123456789,.-", 77)
 
 
 def build_prior(kind: str, device: torch.device, quick: bool):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -15,17 +14,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 def tiny_clip_tokenizer(folder: Path):
     """A CLIPTokenizer over single characters (no merges): every lower-case word tokenizes, offline."""
-    from transformers import CLIPTokenizer
+    from latent3d.priors.vocab import char_clip_tokenizer
 
-    chars = "abcdefghijklmnopqrstuvwxyz,"
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in chars:
-        vocab[c] = len(vocab)
-        vocab[c + "</w>"] = len(vocab)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=16)
+    return char_clip_tokenizer(folder, max_length=16)
 
 
 def tiny_sd_components(tmp: Path, prediction_type: str = "epsilon", with_vae: bool = True, seed: int = 0):

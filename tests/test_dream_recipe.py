@@ -11,10 +11,9 @@ import torch
 
 from latent3d.distill import distillation_loss
 from latent3d.priors import load_prior
-from latent3d.render.camera import sample_orbit_cameras
 from latent3d.systems.lucid_dreamer import dream as dream_module
 from latent3d.systems.lucid_dreamer import recipe as recipe_module
-from latent3d.systems.lucid_dreamer.dream import DreamConfig, distill_step, init_gaussians, resolve_defaults
+from latent3d.systems.lucid_dreamer.dream import DreamConfig, distill_step, resolve_defaults
 from latent3d.systems.lucid_dreamer.recipe import (
     BUNDLED,
     LUCID,
@@ -25,6 +24,7 @@ from latent3d.systems.lucid_dreamer.recipe import (
     tv_loss,
     view_embeddings,
 )
+from dream_scene import float64_scene
 from tolerances import rel_err
 
 REL64 = 1e-9  # float64 chains of a few thousand roundings (see test_text_to_3d); a wiring bug is O(1)
@@ -145,10 +145,7 @@ def test_lucid_step_encodes_flipped_disparity_samples_and_adds_tv_and_scale_term
     cfg = resolve_defaults(DreamConfig(prompt="a red snowman", recipe="lucid", iters=3, views=2, init_points=200,
                                        init_extent=0.8, radius_range=(2.5, 2.5), fov_range=(0.8, 0.8)), prior)
     gen = torch.Generator().manual_seed(0)
-    model = init_gaussians(cfg, gen).double()
-    cams = sample_orbit_cameras(2, 32, 32, cfg.radius_range, cfg.elevation_range_deg, fov_range=cfg.fov_range,
-                                generator=gen)  # fmt: skip
-    cams = dataclasses.replace(cams, viewmats=cams.viewmats.double(), Ks=cams.Ks.double())
+    model, cams = float64_scene(cfg, gen)
     bg = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
     uncond = prior.encode_text([""])
     g_ref = torch.Generator()

@@ -8,16 +8,15 @@
   renders towards mu, and the same iterations with the gradient's sign flipped move them away.
 """
 
-import dataclasses
-
 import pytest
 import torch
 
 from latent3d.diffusion.schedules import alphas_cumprod
 from latent3d.priors import DiffusionPrior, load_prior
-from latent3d.render.camera import orbit_cameras, sample_orbit_cameras
+from latent3d.render.camera import orbit_cameras
 from latent3d.systems.lucid_dreamer import dream as dream_module
 from latent3d.systems.lucid_dreamer.dream import DreamConfig, distill_step, dream, init_gaussians, resolve_defaults, view_prompts
+from dream_scene import float64_scene
 from tolerances import EPS32, rel_err
 
 # float64 bound: every quantity below is a few thousand float64 roundings deep (UNet/VAE of 2 blocks, rasterizer
@@ -46,10 +45,7 @@ def test_distill_step_encodes_the_render_and_applies_the_ism_sds_gradient(tiny_s
     prior = load_prior(tiny_sd_dir, dtype=torch.float64)
     cfg = resolve_defaults(_cfg(method), prior)
     gen = torch.Generator().manual_seed(0)
-    model = init_gaussians(cfg, gen).double()
-    cams = sample_orbit_cameras(2, 32, 32, cfg.radius_range, cfg.elevation_range_deg, fov_range=cfg.fov_range,
-                                generator=gen)  # fmt: skip
-    cams = dataclasses.replace(cams, viewmats=cams.viewmats.double(), Ks=cams.Ks.double())
+    model, cams = float64_scene(cfg, gen)
     bg = torch.tensor([[1.0, 1.0, 1.0], [0.2, 0.5, 0.9]], dtype=torch.float64)
     uncond = prior.encode_text([""])
     g_ref = torch.Generator()

@@ -37,6 +37,25 @@ def build_word_tokenizer(vocabulary: Iterable[str], max_length: int = 16):
     )  # fmt: skip
 
 
+def char_clip_tokenizer(folder, chars: str = "abcdefghijklmnopqrstuvwxyz,", max_length: int = 77):
+    """A ``CLIPTokenizer`` over single characters (no merges), written to ``folder``: every word made of ``chars``
+    tokenizes, offline (random-weight SD-layout priors of the tests and ``benchmarks/gpu_suite.py``)."""
+    import json
+    from pathlib import Path
+
+    from transformers import CLIPTokenizer
+
+    folder = Path(folder)
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in chars:
+        vocab[c] = len(vocab)
+        vocab[c + "</w>"] = len(vocab)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length)
+
+
 def build_word_text_encoder(tokenizer, dim: int, layers: int, max_tokens: int, heads: int = 4):
     """A fresh small ``CLIPTextModel`` over a :func:`build_word_tokenizer` vocabulary (width ``dim``, MLP 2 x dim),
     the text encoder of latent3d's bundled text-conditioned models; trained jointly with their UNet."""
