@@ -131,6 +131,11 @@ def test_auto_recipe_follows_the_prior_size_and_user_settings_win():
     assert (small.recipe, small.iters, small.init_points) == ("bundled", 300, 2048)
     mine = resolve_defaults(DreamConfig(prompt="a cat", recipe="lucid", iters=7, densify_every=3), Small())
     assert (mine.recipe, mine.iters, mine.densify_every, mine.init_extent) == ("lucid", 7, 3, 0.5)
+    # ISM's inversion stride: the official 200 for SD-size priors, 500 for the bundled one, the caller's if set
+    assert (big.ism.xs_delta_t, small.ism.xs_delta_t, mine.ism.xs_delta_t) == (200, 500, 200)
+    cfg = DreamConfig(prompt="a cat")
+    cfg.ism.xs_delta_t = 100
+    assert resolve_defaults(cfg, Small()).ism.xs_delta_t == 100
 
 
 @pytest.mark.numerics

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from latent3d.data.procedural.captions import view_bin
 from latent3d.distill import distillation_loss, ism_grad, ism_timestep, sds_grad
+from latent3d.distill.ism import ISMSettings
 from latent3d.distill.sds import sds_timestep
 from latent3d.render.camera import sample_orbit_cameras
 from latent3d.render.densify import DensifyConfig, DensityController, make_optimizer, update_lrs
@@ -58,6 +59,8 @@ def resolve_defaults(cfg: DreamConfig, prior: DiffusionPrior) -> DreamConfig:
     cfg.ism.guidance_scale = cfg.sds.guidance_scale = cfg.guidance_scale
     if small:  # the bundled prior's warm-up must fit its short run
         cfg.ism.warmup_iters = min(cfg.ism.warmup_iters, max(1, cfg.iters // 2))
+    if cfg.ism.xs_delta_t == ISMSettings.xs_delta_t:  # not changed by the caller: the recipe's stride
+        cfg.ism.xs_delta_t = r.xs_delta_t
     return cfg
 
 

@@ -39,6 +39,10 @@ view prompt                 embeddings of "front/side/back    same (``view_embed
 VAE latents                 posterior sample                  same                         posterior mean
 loss weights                lambda_guidance 0.1, tv 1.0,      same                         1, 0, 0 (the table's
                             scale 1.0                                                      figures were tuned so)
+ISM inversion stride        xs_delta_t 200                    same                         500: 15 % fewer UNet
+                                                                                           calls, -26 % time, same
+                                                                                           mean PSNR, better SSIM
+                                                                                           and IoU (issue 19)
 ==========================  ================================  ===========================  =========================
 
 Note 1: the official disparity ``focal / (depth + 10 alpha)`` is defined on its forked rasterizer's depth output;
@@ -102,6 +106,7 @@ class Recipe:
     lambda_guidance: float = 1.0
     lambda_tv: float = 0.0
     lambda_scale: float = 0.0
+    xs_delta_t: int = 200  # ISM's inversion stride (ISMSettings.xs_delta_t)
 
     def scaled_lrs(self, iters: int) -> LearningRates:
         """The learning rates with their decay spread over ``iters`` steps (official: ``max_steps=iterations``)."""
@@ -125,7 +130,7 @@ BUNDLED = Recipe(
     init_points=2048, init_extent=0.7, extent=None,
     lrs=LearningRates(means=1.6e-3, means_final=1.6e-5, sh_dc=1e-2, opacity_logits=5e-2, log_scales=5e-3, quats=1e-3),
     densify_from=0.1, densify_until=0.6, densify_every=50, reset_every=0, grad_threshold=8e-4, percent_dense=0.01,
-    prune_opacity=0.01, bg_aug=0.66, bg_black=0.0,
+    prune_opacity=0.01, bg_aug=0.66, bg_black=0.0, xs_delta_t=500,
 )  # fmt: skip
 """Tuned for the bundled 64^2 prior on a CPU (the README's distillation-fidelity table)."""
 
