@@ -1,10 +1,11 @@
 """Differentiable tile rasterization of 3D Gaussians in pure PyTorch (CPU and CUDA), gsplat backend when present.
 
 Semantics follow Kerbl et al. 2023 (3DGS) Sec. 6 and gsplat's ``rasterization``: EWA projection (Zwicker et al. 2002)
-with a 0.3 px dilation, 3-sigma radius, square tiles (16 px on gsplat, 8 on the torch path), per-tile front-to-back
-order by depth, ``alpha = min(0.999, o * exp(-power))`` (gsplat's clamp, so that both backends render opaque splats alike; the
-INRIA rasterizer of 3DGS and LucidDreamer clamps at 0.99), Gaussians with ``alpha < 1/255`` skipped, and a pixel
-stops at the Gaussian that would bring its transmittance below 1e-4 (that Gaussian is not blended).
+with a 0.3 px dilation, 3-sigma radius, square tiles (16 px on gsplat; 8 on the torch path, 4 for small images),
+per-tile front-to-back order by depth, ``alpha = min(0.999, o * exp(-power))`` (gsplat's clamp, so that both
+backends render opaque splats alike; the INRIA rasterizer of 3DGS and LucidDreamer clamps at 0.99), Gaussians
+with ``alpha < 1/255`` skipped, and a pixel stops at the Gaussian that would bring its transmittance below 1e-4
+(that Gaussian is not blended).
 
 Two implementations of the pixel stage, held together by tests:
 
@@ -85,8 +86,8 @@ def _alpha_radii(
 
     ``alpha = o exp(-d^T Sigma^-1 d / 2) < 1/255`` once ``|d|^2 > 2 ln(255 o) lambda_max(Sigma)``, and a pixel of a
     tile outside the square of that half-size has ``|d|`` beyond it, so the pixels this drops are skipped pixels:
-    the image and its gradients are unchanged while faint Gaussians touch fewer tiles (the bundled dream prior's
-    splats have median opacity 0.02: 0.43x the tile pairs). ``lambda_max(Sigma) = 1 / lambda_min(conic)``.
+    the image and its gradients are unchanged while faint Gaussians touch fewer tiles (a bundled dream's splats,
+    median opacity 0.02: 13 % fewer pairs with 8 px tiles). ``lambda_max(Sigma) = 1 / lambda_min(conic)``.
     """
     a, b, c = conics.unbind(-1)
     lam_min = 0.5 * (a + c) - torch.sqrt((0.5 * (a - c)) ** 2 + b * b)
