@@ -70,7 +70,7 @@ def test_views_and_turntable_are_renders_of_the_saved_splats(dream_run):
     from latent3d.io.image import make_grid
     from latent3d.render.gaussians import GaussianModel
     from latent3d.render.camera import turntable_cameras
-    from latent3d.systems.lucid_dreamer.export import mean_fov, mean_radius, render_model
+    from latent3d.systems.lucid_dreamer.views import mean_fov, mean_radius, render_model
     from latent3d.systems.lucid_dreamer.dream import DreamConfig
 
     out, run = dream_run

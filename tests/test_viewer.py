@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -42,6 +43,26 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(args: list[str], banner: str, timeout: float = 60.0):
+    """``python -m latent3d.cli ARGS`` in a subprocess (one thread); yields the first stdout line starting with
+    ``banner`` ("" if none came within ``timeout``) and stops the process on exit."""
+    proc = subprocess.Popen([sys.executable, "-m", "latent3d.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1",
+                                                                     "GRADIO_ANALYTICS_ENABLED": "False"})  # fmt: skip
+    try:
+        line, end = "", time.monotonic() + timeout
+        while not line.startswith(banner) and time.monotonic() < end and proc.poll() is None:
+            line = proc.stdout.readline()
+        yield line if line.startswith(banner) else ""
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def screenshot_until(url: str, ready, timeout: float = 60.0) -> np.ndarray:  # -> [H, W, 3] uint8
@@ -88,23 +109,11 @@ def test_view_serves_world_to_real_chromium(tmp_path):
     pytest.importorskip("viser", reason="viser is not installed: pip install -e .")
     two_tone_world(tmp_path)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "latent3d.cli", "view", str(tmp_path), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    try:
-        line, end = "", time.monotonic() + 60
-        while not line.startswith("latent3d view:") and time.monotonic() < end and proc.poll() is None:
-            line = proc.stdout.readline()
+    with serving(["view", str(tmp_path), "--port", str(port)], "latent3d view:") as line:
         assert "http://127.0.0.1:" in line, f"viewer did not start: {line!r}"
         url = line[line.index("http://") :].split()[0].rstrip(";")
         assert url.startswith("http://127.0.0.1:")  # bound to the loopback interface only
         img = screenshot_until(url, world_visible)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
     top, bottom = regions(img)
     pixels = np.concatenate([top.reshape(-1, 3), bottom.reshape(-1, 3)])
     assert pixels.std(axis=0).mean() > 20, "the canvas is blank"

@@ -14,8 +14,9 @@ from typing import Optional
 import typer
 
 from latent3d import info, viewer
+from latent3d.app import command as app_commands
 from latent3d.data import command as data_commands
-from latent3d.errors import UserError
+from latent3d.exits import failure
 from latent3d.priors import command as prior_commands
 from latent3d.systems.autodecoder import command as autodecoder
 from latent3d.systems.depthfusion import command as depthfusion
@@ -49,6 +50,7 @@ app.command("rgbd")(ldm3d.rgbd)
 app.command("immersive")(depthfusion.immersive)
 app.command("object")(autodecoder.object_cmd)
 app.command("view")(viewer.view)
+app.command("app")(app_commands.app_cmd)
 app.add_typer(train_app, name="train")
 train_app.command("prior")(prior_commands.train_prior)
 train_app.command("rgbd-vae")(ldm3d.train_rgbd_vae)
@@ -71,58 +73,26 @@ data_app.command("scenes")(data_commands.scenes)
 data_app.command("vizdoom")(data_commands.vizdoom)
 
 
-# typer >= 0.26 carries its own copy of click: take the exception classes from typer, whichever click it runs on
-_UsageError = typer.BadParameter.__mro__[1]
-_ClickException = _UsageError.__mro__[1]
-
-
-def _out_of_memory(e: BaseException) -> bool:
-    """An allocator failure: Python's MemoryError, PyTorch's CPU allocator or CUDA out-of-memory error."""
-    text = str(e)
-    return isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or any(
-        m in text for m in ("can't allocate memory", "out of memory", "Cannot allocate memory"))
-
-
-def _allocator_line(e: BaseException) -> str:
-    """The allocator's own words, one line: ``you tried to allocate 6710886400000 bytes``."""
-    import re
-
-    m = re.search(r"tried to allocate [0-9.,]+ ?[A-Za-z]*", str(e))
-    return m.group(0) if m else (" ".join(str(e).split())[:120] or type(e).__name__)
+def run(argv: list[str]):
+    """Run one command as the console script does (``["dream", "a red snowman", "--seed", "0"]``) and return its
+    value; a mistake raises (see :func:`failure`)."""
+    return app(args=argv, prog_name="latent3d", standalone_mode=False)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Console-script entry point. A :class:`UserError` or a usage error (unknown option, bad value, missing
     argument) is one line ``latent3d: error: ...`` on stderr and exit code 2 (3 for a diverged training run)."""
     try:
-        rv = app(args=argv, prog_name="latent3d", standalone_mode=False)
-    except _UsageError as e:
-        ctx = getattr(e, "ctx", None)
-        if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:  # `latent3d` / `latent3d train` alone
-            print(ctx.get_help(), file=sys.stderr)
-            return 2
-        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        print(f"latent3d: error: {' '.join(e.format_message().split())}{where}", file=sys.stderr)
-        return 2
-    except _ClickException as e:
-        print(f"latent3d: error: {' '.join(e.format_message().split())}", file=sys.stderr)
-        return e.exit_code
-    except UserError as e:
-        print(f"latent3d: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return e.exit_code
-    except (MemoryError, RuntimeError) as e:  # the last resort behind the memory preflight (latent3d.memory)
-        if not _out_of_memory(e):
-            raise
-        print(f"latent3d: error: out of memory ({_allocator_line(e)}); lower the sizes or counts of the options, or "
-              "free memory", file=sys.stderr)
-        return 2
-    except (typer.Abort, KeyboardInterrupt):
-        print("latent3d: interrupted", file=sys.stderr)
-        return 130
+        rv = run(argv)
     except typer.Exit as e:
         return e.exit_code
+    except BaseException as e:
+        said = failure(e)
+        if said is None:
+            raise
+        print(said[0], file=sys.stderr)
+        return said[1]
     return rv if isinstance(rv, int) else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,11 +20,13 @@ from latent3d.data.procedural.captions import view_bin
 from latent3d.distill import distillation_loss, ism_grad, ism_timestep, sds_grad
 from latent3d.distill.ism import ISMSettings
 from latent3d.distill.sds import sds_timestep
+from latent3d.progress import preview_due, report_preview
 from latent3d.render.camera import sample_orbit_cameras
 from latent3d.render.densify import DensifyConfig, DensityController, make_optimizer, update_lrs
 from latent3d.render.gaussians import GaussianModel, InitShape
 from latent3d.render.rasterize import rasterize
 from latent3d.systems.lucid_dreamer.config import LUCID_NEGATIVE, DreamConfig
+from latent3d.systems.lucid_dreamer.views import preview_image
 from latent3d.systems.lucid_dreamer.recipe import (
     RECIPES,
     augment_scales,
@@ -219,6 +221,8 @@ def dream(
         history.append(row)
         if callback is not None:
             callback(it, row)
+        if preview_due(it + 1):  # only while `latent3d app` watches
+            report_preview(preview_image(model, cfg))
         if it % 10 == 0 or it == cfg.iters - 1:
             bar.set_postfix(loss=f"{row['loss']:.3g}", n=model.num)
     wall = time.time() - t0

@@ -25,34 +25,12 @@ from latent3d.render.camera import orbit_cameras, turntable_cameras
 from latent3d.render.fusion import tsdf_fuse
 from latent3d.render.gaussians import GaussianModel
 from latent3d.systems.lucid_dreamer.dream import DreamConfig, DreamResult
+from latent3d.systems.lucid_dreamer.views import mean_fov, mean_radius, render_model
 
 
 def config_dict(cfg: DreamConfig) -> dict:
     d = asdict(cfg)
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
-
-
-@torch.no_grad()
-def render_model(model: GaussianModel, viewmats: Tensor, Ks: Tensor, size: int, chunk: int = 16):
-    """RGB (white background), expected depth and alpha of ``model`` for many views, in chunks."""
-    dev = model.means.device
-    rgbs, depths, alphas = [], [], []
-    for i in range(0, len(viewmats), chunk):
-        V, K = viewmats[i:i + chunk].to(dev), Ks[i:i + chunk].to(dev)
-        out, alpha, _ = model.render(V, K, size, size, backgrounds=torch.ones(len(V), 3, device=dev),
-                                     render_mode="RGB+ED")  # fmt: skip
-        rgbs.append(out[..., :3].clamp(0, 1).cpu())
-        depths.append(out[..., 3].cpu())
-        alphas.append(alpha[..., 0].cpu())
-    return torch.cat(rgbs), torch.cat(depths), torch.cat(alphas)
-
-
-def mean_radius(cfg: DreamConfig) -> float:
-    return 0.5 * (cfg.radius_range[0] + cfg.radius_range[1])
-
-
-def mean_fov(cfg: DreamConfig) -> float:
-    return 0.5 * (cfg.fov_range[0] + cfg.fov_range[1])
 
 
 def named_object(prompt: str) -> tuple[str, str | None] | None:
