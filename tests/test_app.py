@@ -28,7 +28,8 @@ def server(tmp_path_factory):
     """``latent3d app`` in a subprocess on a free port; yields (url, out folder, port)."""
     out = tmp_path_factory.mktemp("app") / "out"
     port = free_port()
-    with serving(["app", "--port", str(port), "--out", str(out)], "latent3d app:", timeout=90) as line:
+    args = ["app", "--port", str(port), "--out", str(out), "--max-upload-mb", "1"]
+    with serving(args, "latent3d app:", timeout=90) as line:
         assert line.startswith("latent3d app: http://127.0.0.1:"), f"the app did not start: {line!r}"
         yield line.split()[2], out, port
 
@@ -117,7 +118,7 @@ def test_tiny_dream_over_http_equals_the_cli_and_shows_previews(client, tmp_path
     assert "gaussians.ply" in assert_same_run(folder, tmp_path / "cli", [*res[5], res[2], res[3], res[4]])
 
 
-def test_errors_are_the_cli_lines_and_cancel_stops_a_job(client, tmp_path):
+def test_errors_are_the_cli_lines_and_cancel_stops_a_job(client, server, tmp_path):
     bad = tmp_path / "not-a-model"
     bad.mkdir()
     res = client.predict("a cat", str(bad), "2", "", "", 0, api_name="/rgbd")
@@ -128,6 +129,11 @@ def test_errors_are_the_cli_lines_and_cancel_stops_a_job(client, tmp_path):
     upload = gradio_client.handle_file(str(junk))
     res = client.predict("", upload, upload, "", "", "", 0, api_name="/world")
     assert res[0].startswith("**error**: `latent3d: error:") and "pano.png" in res[0], res[0]
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(1_200_000))  # over the server's 1 MB upload cap
+    with pytest.raises(Exception, match="(?i)size|large|exceed"):
+        client.predict("", gradio_client.handle_file(str(big)), upload, "", "", "", 0, api_name="/world")
+    assert not any(p.name.startswith("big") for p in Path(server[1]).rglob("*"))
     job = client.submit("a red snowman", "ism", "1000", "", "", "", 0, api_name="/dream")
     end = time.monotonic() + 120
     while time.monotonic() < end and "dream (ism): " not in client.predict(api_name="/progress")[0]:

@@ -13,7 +13,6 @@ from latent3d.options import DeviceOpt, OutOpt, SeedOpt
 from latent3d.ranges import Range
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-UPLOAD_LIMIT = "64mb"  # uploads above this are refused by the server before they reach a reader
 
 
 def app_cmd(
@@ -21,6 +20,7 @@ def app_cmd(
     port: Annotated[int, typer.Option("--port", callback=Range(0, 65535), help="TCP port (0: the first free one from 7860).")] = 7860,
     host: Annotated[str, typer.Option("--host", help="Address to listen on; anything but 127.0.0.1 lets other machines on your network use this app (one warning line).")] = "127.0.0.1",
     out: OutOpt = Path("out/app"),
+    max_upload_mb: Annotated[int, typer.Option("--max-upload-mb", callback=Range(1, 4096), help="Uploads larger than this many MB are refused by the server before any reader sees them.")] = 64,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open the page in your browser.")] = False,
@@ -43,7 +43,7 @@ def app_cmd(
     try:
         _, url, _ = demo.launch(server_name=host, server_port=port or None, share=False, inbrowser=open_browser,
                                 prevent_thread_lock=True, quiet=True, allowed_paths=[str(Path(out).resolve())],
-                                max_file_size=UPLOAD_LIMIT, theme=theme(), ssr_mode=False,
+                                max_file_size=f"{max_upload_mb}mb", theme=theme(), ssr_mode=False,
                                 footer_links=["api", "settings"], mcp_server=False)  # fmt: skip
     except OSError as e:
         raise UserError(f"cannot listen on {host}:{port} ({' '.join(str(e).split())}); choose another --port") from None
