@@ -69,6 +69,7 @@ scene_app.command("encode")(nfldm.scene_encode_cmd)
 app.add_typer(data_app, name="data")
 data_app.command("rgbd-pairs")(data_commands.rgbd_pairs)
 data_app.command("objects")(data_commands.objects)
+data_app.command("articulated")(data_commands.articulated)
 data_app.command("scenes")(data_commands.scenes)
 data_app.command("vizdoom")(data_commands.vizdoom)
 

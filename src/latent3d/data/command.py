@@ -10,6 +10,10 @@ training data (arXiv 2304.09787, Sec. 4); see :mod:`latent3d.data.procedural.tra
 or transforms.json layout), 3DVADER's training data (arXiv 2307.05445); see
 :mod:`latent3d.data.procedural.object_sets`.
 
+``latent3d data articulated``: monocular videos of procedural articulated objects (hinged parts, a slowly turning
+camera; part ids and poses kept aside for evaluation), 3DVADER's non-rigid data; see
+:mod:`latent3d.data.procedural.articulated_videos`.
+
 ``latent3d data vizdoom``: posed RGB-D trajectories recorded from real VizDoom (an exploring agent, no monsters), one
 transforms.json folder per episode, NeuralField-LDM's VizDoom data (arXiv 2304.09787); see
 :mod:`latent3d.data.recorders.vizdoom` (needs the optional ``vizdoom`` package).
@@ -22,6 +26,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from latent3d.data.procedural.object_sets_config import ArticulatedVideosConfig as _AV
 from latent3d.data.procedural.object_sets_config import MultiviewConfig as _MV
 from latent3d.data.procedural.trajectory_config import SceneEpisodesConfig as _SE
 from latent3d.data.recorders.vizdoom_config import VizDoomConfig as _VD
@@ -31,6 +36,7 @@ from latent3d.options import DeviceOpt, OutOpt, SeedOpt, defaults, field_option
 from latent3d.ranges import Range
 
 _M = defaults(_MV)
+_A = defaults(_AV)
 _S = defaults(_SE)
 _D = defaults(_VD)
 
@@ -99,6 +105,27 @@ def objects(
     folder = write_multiview_dataset(out, cats, n_objects, views, size, fmt, seed, radius=rad,  # type: ignore[arg-type]
                                   elevation_range_deg=(el[0], el[1]), fov_y=fov, variation=variation, colors=cols)
     typer.echo(f"wrote {folder} ({n_objects} objects x {views} views, {fmt})")
+
+
+def articulated(
+    out: OutOpt = Path("data/articulated"),
+    n_videos: Annotated[int, field_option(_AV, "n_videos", "--n-videos")] = _A.n_videos,
+    frames: Annotated[int, field_option(_AV, "frames")] = _A.frames,
+    size: Annotated[int, field_option(_AV, "size")] = _A.size,
+    kinds: Annotated[str, field_option(_AV, "kinds")] = ",".join(_A.kinds),
+    camera_drift: Annotated[float, field_option(_AV, "camera_drift_deg", "--camera-drift")] = _A.camera_drift_deg,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Render monocular videos of articulated objects (frames, masks, captions; part ids and poses under eval/)."""
+    from latent3d.data.procedural.articulated_videos import write_articulated_videos
+    from latent3d.runtime import resolve_device
+
+    cfg = _AV(n_videos=n_videos, frames=frames, size=size, kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
+              camera_drift_deg=camera_drift)  # fmt: skip
+    resolve_device(device)  # checked for a clear error; the procedural ray caster runs on the CPU
+    folder = write_articulated_videos(out, cfg, seed)
+    typer.echo(f"wrote {folder} ({n_videos} videos x {frames} frames of {size}x{size})")
 
 
 def scenes(

@@ -46,3 +46,22 @@ class MultiviewConfig:
             yield f"--radius {r[0]:g},{r[-1]:g}: LO must not exceed HI"
         if self.elevation_range_deg[0] > self.elevation_range_deg[1]:
             yield f"--elevation {self.elevation_range_deg[0]:g},{self.elevation_range_deg[1]:g}: LO must not exceed HI"
+
+
+@dataclass
+class ArticulatedVideosConfig:
+    """Monocular videos of articulated objects (``latent3d data articulated``)."""
+
+    n_videos: int = within(1, 10**5, 8)
+    """Videos in all, round-robin over the kinds (video_000, video_001, ...)."""
+    frames: int = within(2, 10**4, 24)
+    """Frames per video."""
+    size: int = within(8, 2048, 64)
+    """Frame height = width in pixels."""
+    kinds: tuple[str, ...] = ("hinge_box", "desk_lamp", "robot_arm", "walker")
+    """Articulated objects (hinge_box, desk_lamp, robot_arm, walker), round-robin over the videos."""
+    camera_drift_deg: float = within(0, 360, 40.0)
+    """How far the camera's azimuth turns over a video at most (degrees; its elevation sways by 5 degrees)."""
+
+    def __post_init__(self) -> None:
+        check_config(self)

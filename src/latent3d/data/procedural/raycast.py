@@ -47,6 +47,7 @@ class Render:
     viewmats: Tensor | None = None  # [C, 4, 4] world-to-camera (OpenCV) for pinhole views
     Ks: Tensor | None = None  # [C, 3, 3]
     centers: Tensor | None = None  # [C, 3] panorama centres for equirect views
+    index: Tensor | None = None  # [C, H, W] long: the primitive hit through the pixel centre (-1 = none)
 
 
 def _unpack(target: Any, light: Light | None, background: Any) -> tuple[list[Primitive], Light, Any]:
@@ -157,6 +158,7 @@ def render_views(
         projection="pinhole",
         viewmats=viewmats,
         Ks=Ks,
+        index=idx,
     )
 
 
