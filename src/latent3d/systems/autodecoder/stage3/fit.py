@@ -135,6 +135,36 @@ def joint_loss(density: Tensor, skin_logits: Tensor, transforms: Tensor, centres
     return total / occ.sum().clamp_min(1e-6)
 
 
+@torch.no_grad()
+def part_maps(fit: VideoFit, viewmats: Tensor, Ks: Tensor, height: int, width: int, box: float = 1.3,
+              samples: int = 64) -> Tensor:  # fmt: skip  # -> [F, H, W] long, the part seen (-1: background)
+    """Which fitted part each pixel of each frame shows (the part with the largest share of the ray's opacity;
+    -1 where the ray's occupancy is below one half)."""
+    o, d = pixel_rays(viewmats.float(), Ks.float(), width, height, normalize=True)
+    n = len(viewmats)
+    _, occ, share = render_skinned(fit.density, fit.rgb, fit.skin_logits, fit.transforms, o.reshape(n, -1, 3),
+                                   d.reshape(n, -1, 3), box, samples, parts=True)  # fmt: skip
+    return torch.where(occ >= 0.5, share.argmax(-1), -1).reshape(n, height, width)
+
+
+def best_match_iou(pred: Tensor, true: Tensor, parts: int) -> tuple[float, list[int]]:
+    """Mean IoU of predicted vs true part ids (``-1`` / ``0`` background vs ``k`` / ``k + 1``) under the best
+    one-to-one matching of fitted parts to true parts (every permutation: P is small); returns it and the match."""
+    from itertools import permutations
+
+    best = (-1.0, [])
+    for perm in permutations(range(parts)):
+        ious = []
+        for k, j in enumerate(perm):
+            a, b = pred == k, true == j + 1
+            union = (a | b).sum()
+            ious.append(float((a & b).sum()) / float(union) if union else 1.0)
+        score = sum(ious) / len(ious)
+        if score > best[0]:
+            best = (score, list(perm))
+    return best
+
+
 def relative_angles_deg(transforms: Tensor, part: int) -> Tensor:  # [F, P, 4, 4] -> [F]
     """The rotation angle of ``part`` in each frame relative to frame 0 (degrees, 0..180): the hinge opening a
     rigid part has turned through, whatever its axis and pivot."""

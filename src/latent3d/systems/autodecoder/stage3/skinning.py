@@ -44,8 +44,10 @@ def render_skinned(
     n_samples: int = 64,
     background: float = 1.0,
     generator: torch.Generator | None = None,
-) -> tuple[Tensor, Tensor]:  # rgb [B, R, 3], occupancy [B, R]
-    """Ray-march the skinned field (module docstring) along posed-world rays."""
+    parts: bool = False,
+) -> tuple[Tensor, ...]:  # rgb [B, R, 3], occupancy [B, R] (, part responsibility [B, R, P])
+    """Ray-march the skinned field (module docstring) along posed-world rays; with ``parts``, also each part's share
+    of each ray's opacity (``sum_i w_i sigma_p(x_i) / sigma(x_i)``, summing to the occupancy)."""
     B, R, _ = origins.shape
     P = skin_logits.shape[0]
     lo, hi = origins.new_full((3,), -box), origins.new_full((3,), box)
@@ -70,4 +72,7 @@ def render_skinned(
     wts = trans * -torch.expm1(-tau)  # [B, R, S]
     occupancy = -torch.expm1(-cum[..., -1])
     out = torch.einsum("brs,bcrs->brc", wts, col) + (1 - occupancy)[..., None] * background
+    if parts:
+        share = torch.einsum("brs,bprs->brp", wts, sig / sigma[:, None].clamp_min(1e-8))
+        return out, occupancy, share
     return out, occupancy
