@@ -91,3 +91,27 @@ def test_cancel_stops_a_dream_between_iterations(tmp_path):
     assert not (job.folder / "gaussians.ply").exists()
     job.thread.join(10)
     assert [t for t in threading.enumerate() if t.name.startswith("latent3d-")] == []
+
+
+def test_every_tab_builds_the_command_line_a_user_would_type():
+    """The forms' values become the CLI's own arguments: empty fields leave the command's defaults, whole numbers
+    stay whole (a seed of 3.0 from a number box is ``--seed 3``), and each list parses as its command."""
+    import typer
+
+    from latent3d.app.ui import dream_args, object_args, rgbd_args, scene_args, world_args
+    from latent3d.cli import app
+
+    cases = [
+        (rgbd_args("a cat", "", " 4 ", "", "", 3.0, "cpu"), ["rgbd", "a cat", "--steps", "4", "--seed", "3", "--device", "cpu"]),
+        (world_args("a beach", None, None, "", "", "2.5", 0, "auto"), ["immersive", "a beach", "--guidance", "2.5", "--seed", "0", "--device", "auto"]),
+        (world_args("ignored", "/x/rgb.png", "/x/d.png", "", "", "", 1, "cpu"), ["immersive", "--from", "/x/rgb.png", "/x/d.png", "--seed", "1", "--device", "cpu"]),
+        (dream_args("a red snowman", "sds", "20", "", "blurry", "", 5, "cpu"), ["dream", "a red snowman", "--method", "sds", "--iters", "20", "--negative", "blurry", "--seed", "5", "--device", "cpu"]),
+        (object_args("a chair", "object3d-tiny", 2.0, "", "", 0, "cpu"), ["object", "a chair", "--model", "object3d-tiny", "--n", "2", "--seed", "0", "--device", "cpu"]),
+        (scene_args("vizdoom-tiny", 1, "8", "16", 7, "cpu"), ["scene", "--model", "vizdoom-tiny", "--n", "1", "--steps", "8", "--frames", "16", "--seed", "7", "--device", "cpu"]),
+    ]  # fmt: skip
+    root = typer.main.get_command(app)
+    for got, expected in cases:
+        assert got == expected
+        cmd = root.get_command(None, got[0])
+        ctx = cmd.make_context(got[0], list(got[1:]), resilient_parsing=True)
+        assert ctx.params.get("seed") == int(expected[expected.index("--seed") + 1])
