@@ -36,7 +36,9 @@ def app_cmd(
               file=sys.stderr)  # fmt: skip
     from latent3d.app.jobs import JobRunner
     from latent3d.app.ui import build, theme
+    from latent3d.runtime import resolve_device
 
+    resolve_device(device)  # a device this machine lacks is one line now, not an error in every job
     runner = JobRunner(ctx.find_root().command, out)
     demo = build(runner, seed=seed, device=device)
     demo.queue(default_concurrency_limit=1, max_size=32)

@@ -11,7 +11,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
 from latent3d.data.procedural.objects import OBJECT_NAMES, make_object
 from latent3d.data.procedural.raycast import render_views
@@ -23,7 +22,6 @@ from latent3d.io.video import write_video
 from latent3d.metrics.image import mask_iou, psnr, ssim
 from latent3d.render.camera import orbit_cameras, turntable_cameras
 from latent3d.render.fusion import tsdf_fuse
-from latent3d.render.gaussians import GaussianModel
 from latent3d.systems.lucid_dreamer.dream import DreamConfig, DreamResult
 from latent3d.systems.lucid_dreamer.views import mean_fov, mean_radius, render_model
 
