@@ -79,11 +79,12 @@ _active: Listener | None = None
 _guard = threading.Lock()  # one watched command at a time
 
 
-def _report(bar) -> None:
+def _report(bar, check_cancel: bool = True) -> None:
+    """Tell the listener where ``bar`` stands; raise :class:`Cancelled` first if the listener was cancelled."""
     listener = _active
     if listener is None:
         return
-    if listener.cancelled:
+    if check_cancel and listener.cancelled:
         raise Cancelled("cancelled")
     if getattr(bar, "disable", True):  # a hidden inner loop: its outer bar reports
         return
@@ -114,10 +115,7 @@ def listening(listener: Listener) -> Iterator[Listener]:
         return out
 
     def close_watched(self):
-        if not getattr(self, "disable", True) and _active is not None:
-            d = self.format_dict
-            _active.on_bar(str(d.get("prefix") or ""), int(d.get("n") or 0), d.get("total"),
-                           float(d.get("elapsed") or 0.0))
+        _report(self, check_cancel=False)  # closing never raises: it runs while a Cancelled unwinds
         return close(self)
 
     with _guard:

@@ -71,7 +71,7 @@ def scene_args(model: str, n, steps, frames, seed, device: str) -> list[str]:
 
 def files_of(folder: Path) -> list[str]:
     """Every file a run wrote, for the download list (sorted, run.json first)."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = (p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     return [str(p) for p in sorted(files, key=lambda p: (p.name != "run.json", str(p)))]
 
 

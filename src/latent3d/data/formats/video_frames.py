@@ -101,10 +101,14 @@ def read_video_folder(folder: str | os.PathLike, root: str | os.PathLike | None 
 
 
 def list_video_folders(root: str | os.PathLike) -> list[Path]:
-    """The video folders of a dataset (sub-folders of ``root`` that hold numbered frames), sorted by name."""
+    """The video folders of a dataset (sub-folders of ``root`` that hold numbered frames), sorted by name; a link
+    that leads out of ``root`` is refused before anything behind it is listed."""
+    from latent3d.io.files import walk_inside
+
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: no such folder; pass a folder of video folders (DIR/<video>/00000.png ...)")
+    walk_inside(root, root)
     if frame_names(root):
         raise UserError(f"{root} is a single video folder; pass the folder that holds the video folders")
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and frame_names(p))
