@@ -39,6 +39,12 @@ def autodecoder_cmd(
     objects_per_step: Annotated[int, field_option(AutodecoderConfig, "objects_per_step")] = _A.objects_per_step,
     views_per_object: Annotated[int, field_option(AutodecoderConfig, "views_per_object")] = _A.views_per_object,
     refine_cameras: Annotated[bool, field_option(AutodecoderConfig, "refine_cameras")] = _A.refine_cameras,
+    cameras: Annotated[str, field_option(AutodecoderConfig, "cameras")] = _A.cameras,
+    camera_radius: Annotated[float, field_option(AutodecoderConfig, "camera_radius")] = _A.camera_radius,
+    search_azimuths: Annotated[int, field_option(AutodecoderConfig, "search_azimuths")] = _A.search_azimuths,
+    search_elevations: Annotated[str, field_option(AutodecoderConfig, "search_elevations")] = ",".join(map(str, _A.search_elevations)),
+    search: Annotated[float, field_option(AutodecoderConfig, "search")] = _A.search,
+    search_size: Annotated[int, field_option(AutodecoderConfig, "search_size")] = _A.search_size,
     icnr: Annotated[bool, field_option(AutodecoderConfig, "icnr")] = _A.icnr,
     tv_weight: Annotated[float, field_option(AutodecoderConfig, "tv_weight")] = _A.tv_weight,
     vgg: Annotated[Optional[Path], field_option(AutodecoderConfig, "vgg")] = _A.vgg,
@@ -56,7 +62,9 @@ def autodecoder_cmd(
                             latent_channels=latent_channels, blocks=blocks, widths=widths, shuffle=shuffle,  # type: ignore[arg-type]
                             attention=attention, norm=norm, samples=samples, patch=patch,  # type: ignore[arg-type]
                             objects_per_step=objects_per_step, views_per_object=views_per_object,
-                            refine_cameras=refine_cameras, icnr=icnr, tv_weight=tv_weight, vgg=str(vgg) if vgg else None, seed=seed)  # fmt: skip
+                            refine_cameras=refine_cameras, cameras=cameras, camera_radius=camera_radius,  # type: ignore[arg-type]
+                            search_azimuths=search_azimuths, search_elevations=search_elevations,  # type: ignore[arg-type]
+                            search=search, search_size=search_size, icnr=icnr, tv_weight=tv_weight, vgg=str(vgg) if vgg else None, seed=seed)  # fmt: skip
     if vgg is not None and not vgg.is_file():
         raise UserError(f"--vgg {vgg} is not a file: pass VGG-19 weights as safetensors in torchvision's layout")
     if not data.is_dir():

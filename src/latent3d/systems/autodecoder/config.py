@@ -64,6 +64,22 @@ class AutodecoderConfig:
     layer, 5 layers, as UVA); default: the pyramidal L1 term only."""
     refine_cameras: bool = False
     """Learn a pose correction per training view (se(3), initialised at zero)."""
+    cameras: Literal["given", "learn"] = "given"
+    """given: the data's poses (corrected with --refine-cameras); learn: find every view's camera from scratch, on an
+    upright orbit around the object, jointly with the object (the data's poses, when it has them, only score the
+    result; each object is found in a frame of its own)."""
+    camera_radius: float = within(0, 1e4, 3.0, open_lo=True)
+    """--cameras learn: distance of the cameras from the object centre at the start, in world units (it sets the
+    scale of the reconstruction; the object must fit in the radiance grid's cube, half-size 1)."""
+    search_azimuths: int = within(4, 360, 24)
+    """--cameras learn: azimuths of the pose hypotheses (evenly spaced)."""
+    search_elevations: tuple[float, ...] = within(-89, 89, (0.0, 20.0, 40.0, 55.0), count=(1, 16))
+    """--cameras learn: elevations of the pose hypotheses in degrees, comma-separated."""
+    search: float = within(0, 0.9, 0.4)
+    """--cameras learn: fraction of the steps spent searching poses with the annealed soft minimum over hypotheses
+    before each view takes its best one and is refined by gradient."""
+    search_size: int = within(4, 64, 16)
+    """--cameras learn: side in pixels the views are compared at during the pose search."""
     steps: int = within(1, 10**8, 2000)
     """Optimisation steps."""
     lr: float = within(0, 1, 5e-4, open_lo=True)

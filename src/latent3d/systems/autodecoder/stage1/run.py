@@ -5,6 +5,7 @@
                            format of every latent3d model (:func:`latent3d.io.model_folder.write_model_folder`)
     latents.safetensors    every object's 8^3 latent volume, the object ids and captions in its metadata
     eval.json, run.json    held-out scores (and timings); the command and the data folder
+    cameras.json           with ``--cameras learn``: every training view's learned world-to-camera matrix
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ KIND = "latent3d autodecoder"
 
 
 def export_run(out_dir: Path, decoder: Autodecoder, object_ids: list[str], cfg: AutodecoderConfig, data, report: dict,
-               command: str | None, captions: list[str] | None = None) -> None:  # fmt: skip
+               command: str | None, captions: list[str] | None = None, cameras: dict | None = None) -> None:  # fmt: skip
     """``model/`` (decoder safetensors + config.json: what the model is, no paths or times), ``latents.safetensors``
     (latents [N, C, 8, 8, 8] float32, ids [N]; the object ids, their captions ("" where a folder has none) and the
     latent shape in its metadata), ``eval.json`` and ``run.json`` (the command and the data folder), each written
@@ -41,6 +42,8 @@ def export_run(out_dir: Path, decoder: Autodecoder, object_ids: list[str], cfg: 
                            "captions": json.dumps(captions or [""] * len(object_ids))})  # fmt: skip
     write_text(out_dir / "eval.json", json.dumps(report, indent=1))
     write_text(out_dir / "run.json", json.dumps({"command": command, "data": str(data)}, indent=1))
+    if cameras is not None:  # --cameras learn: {object: {view file: world-to-camera 4 x 4}}
+        write_text(out_dir / "cameras.json", json.dumps(cameras))
 
 
 def load_autodecoder(run_dir: str | Path) -> tuple[Autodecoder, dict]:

@@ -99,3 +99,20 @@ def sample_patches(vs: ViewSet, objects: int, views: int, patch: int, g: torch.G
     pixels = torch.stack([cols, rows], dim=-1).reshape(len(vidx), P * P, 2).float() + 0.5
     return PatchBatch(ids, vidx, vs.viewmats[vidx], vs.Ks[vidx], pixels,
                       vs.images[vidx][m, rows, cols].float() / 255.0, vs.masks[vidx][m, rows, cols].float())  # fmt: skip
+
+
+def search_targets(vs: ViewSet, size: int) -> tuple[Tensor, Tensor]:  # -> [M, R, R, 4] float, Ks [M, 3, 3]
+    """Every view as RGB + mask area-averaged to ``size`` x ``size`` (R = min(size, H)) and its intrinsics at that
+    size: what the camera search compares renders with (:mod:`.camera_search`)."""
+    import torch.nn.functional as F
+
+    H, W = vs.images.shape[1:3]
+    R = min(size, H, W)
+    out = []
+    for s in range(0, len(vs), 256):
+        x = torch.cat([vs.images[s:s + 256].float() / 255.0, vs.masks[s:s + 256, ..., None].float()], dim=-1)
+        out.append(F.interpolate(x.permute(0, 3, 1, 2), size=(R, R), mode="area").permute(0, 2, 3, 1))
+    Ks = vs.Ks.clone()
+    Ks[:, 0] *= R / W
+    Ks[:, 1] *= R / H
+    return torch.cat(out) if out else torch.empty(0, R, R, 4), Ks
