@@ -136,3 +136,37 @@ def test_learning_cameras_needs_one_camera_per_object(tmp_path):
     with pytest.raises(UserError, match="different intrinsics"):
         train_autodecoder(tmp_path / "data", tmp_path / "run", cfg, device="cpu", progress=False)
     assert not (tmp_path / "run" / "model").exists()
+
+
+def test_views_without_poses_train_only_with_learned_cameras(tmp_path, capsys):
+    """A folder of numbered views (no poses, masks/ optional) is read with the given field of view and NaN poses;
+    `--cameras given` refuses it in one line, `--cameras learn` trains on it and writes every view's camera."""
+    from latent3d.cli import main
+    from latent3d.data.formats.multiview import read_multiview_dataset
+    from latent3d.data.formats.video_frames import write_video_folder
+    from latent3d.render.camera import intrinsics_from_fov
+
+    ov = render_object_views("chair", "red", 1.0, 1, 6, 16, object_id="chair_0000")
+    frames = (ov.images * 255).round().byte().numpy()
+    write_video_folder(tmp_path / "data" / "chair_0000", frames, ov.masks.numpy(), caption="a red chair")
+    write_video_folder(tmp_path / "data" / "nomask_0001", frames)
+    objs = read_multiview_dataset(tmp_path / "data", unposed_fov_y=0.6)
+    assert [o.object_id for o in objs] == ["chair_0000", "nomask_0001"] and objs[0].caption == "a red chair"
+    torch.testing.assert_close(objs[0].Ks, intrinsics_from_fov(0.6, 16, 16).float().expand(6, 3, 3))
+    assert torch.isnan(objs[0].viewmats).all() and torch.equal(objs[0].masks, ov.masks)
+    assert not objs[1].masks[:, 0, 0].any() and objs[1].masks.any()  # no masks/: what is not white
+    torch.testing.assert_close(objs[0].images, ov.images, rtol=0, atol=0.5 / 255)
+
+    base = ["train", "autodecoder", "--data", str(tmp_path / "data"), "--steps", "2", "--holdout", "3",
+            "--device", "cpu", "--samples", "8", "--patch", "8"]  # fmt: skip
+    assert main([*base, "--out", str(tmp_path / "given")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--cameras learn" in err[0], err
+    assert not (tmp_path / "given").exists()
+    assert main([*base, "--out", str(tmp_path / "learn"), "--cameras", "learn", "--search", "0.5"]) == 0
+    report = json.loads((tmp_path / "learn" / "eval.json").read_text())
+    assert "rotation_error_deg" not in report["cameras"] and report["heldout_views"] == 4
+    cams = json.loads((tmp_path / "learn" / "cameras.json").read_text())
+    assert sorted(cams["nomask_0001"]) == ["00000.png", "00001.png", "00003.png", "00004.png"]
+    vm = torch.tensor(cams["chair_0000"]["00001.png"])
+    torch.testing.assert_close(vm[:3, :3] @ vm[:3, :3].T, torch.eye(3), rtol=0, atol=1e-5)  # a rotation, finite

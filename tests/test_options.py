@@ -31,7 +31,7 @@ BOUND = {
     ("train", "autodecoder"): (AutodecoderConfig, {n: n for n in (
         "holdout", "steps", "lr", "embedding", "embedding_dim", "latent_channels", "blocks", "shuffle", "norm", "samples",
         "patch", "objects_per_step", "views_per_object", "refine_cameras", "vgg", "icnr", "tv_weight", "cameras",
-        "camera_radius", "search_azimuths", "search", "search_size")}),
+        "camera_radius", "search_azimuths", "search", "search_size", "fov_y")}),
     ("train", "object-diffusion"): (ObjectDiffusionConfig, {n: n for n in (
         "steps", "batch_size", "lr", "model_channels", "blocks", "normalization", "text_encoder", "cond_drop",
         "ema_decay", "sigma_data", "p_mean", "p_std")}),

@@ -268,9 +268,12 @@ def _read_transforms(folder: Path) -> ObjectViews:
                        [ds.image_paths[i].name for i in order], caption)
 
 
-def read_object_folder(folder: str | os.PathLike, root: str | os.PathLike | None = None) -> ObjectViews:
-    """One object folder, SRN/pixelNeRF or transforms.json (detected; see the module docstring). Symbolic links
-    that lead out of ``root`` (default: the folder itself) are refused before anything behind them is listed."""
+def read_object_folder(folder: str | os.PathLike, root: str | os.PathLike | None = None,
+                       unposed_fov_y: float | None = None) -> ObjectViews:  # fmt: skip
+    """One object folder, SRN/pixelNeRF or transforms.json (detected; see the module docstring), or, given
+    ``unposed_fov_y``, views without poses (:func:`read_unposed_object`). Symbolic links that lead out of ``root``
+    (default: the folder itself) are refused before anything behind them is listed."""
+    from latent3d.data.formats.video_frames import frame_names
     from latent3d.io.files import walk_inside
 
     folder = Path(folder)
@@ -281,7 +284,29 @@ def read_object_folder(folder: str | os.PathLike, root: str | os.PathLike | None
         return _read_transforms(folder)
     if any((folder / n).exists() for n in ("rgb", "pose", "intrinsics.txt")):
         return _read_srn(folder)
+    if frame_names(folder):
+        if unposed_fov_y is None:
+            raise UserError(f"{folder}: numbered views without poses; train on them with --cameras learn, which "
+                            "finds the cameras")  # fmt: skip
+        return read_unposed_object(folder, unposed_fov_y, root)
     raise UserError(f"{folder}: neither an SRN nor a transforms.json object folder; {_EXPECTED}")
+
+
+def read_unposed_object(folder: str | os.PathLike, fov_y: float, root: str | os.PathLike | None = None) -> ObjectViews:
+    """Views of one object without poses, in the folder-of-frames layout (:mod:`.video_frames`: ``00000.png, ...``,
+    optional ``masks/`` and ``caption.txt``): square-pixel cameras of vertical field of view ``fov_y`` (radians)
+    centred on the image, world-to-camera matrices unknown (NaN); without masks the object is what is not white."""
+    from latent3d.data.formats.video_frames import read_video_folder
+    from latent3d.render.camera import intrinsics_from_fov
+
+    folder = Path(folder)
+    _check_id(folder.name)
+    vf = read_video_folder(folder, root)
+    V, H, W = vf.frames.shape[:3]
+    masks = vf.masks if vf.masks is not None else white_mask(vf.frames)
+    K = intrinsics_from_fov(fov_y, W, H).reshape(1, 3, 3).expand(V, 3, 3).float()
+    return ObjectViews(folder.name, torch.from_numpy(vf.frames).float() / 255.0, torch.from_numpy(masks),
+                       torch.full((V, 4, 4), float("nan")), K.clone(), vf.names, vf.caption)  # fmt: skip
 
 
 def list_object_folders(root: str | os.PathLike) -> list[Path]:
@@ -290,7 +315,9 @@ def list_object_folders(root: str | os.PathLike) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: no such folder; pass a folder of object folders (DIR/<object_id>/...)")
-    if (root / "transforms.json").is_file() or (root / "rgb").is_dir():
+    from latent3d.data.formats.video_frames import frame_names
+
+    if (root / "transforms.json").is_file() or (root / "rgb").is_dir() or frame_names(root):
         raise UserError(f"{root} is a single object folder; pass the folder that holds the object folders")
     folders = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
     if not folders:
@@ -299,6 +326,7 @@ def list_object_folders(root: str | os.PathLike) -> list[Path]:
     return folders
 
 
-def read_multiview_dataset(root: str | os.PathLike) -> list[ObjectViews]:
-    """Every object folder of ``root``, sorted by id (all views in memory; see :func:`list_object_folders`)."""
-    return [read_object_folder(p, root=root) for p in list_object_folders(root)]
+def read_multiview_dataset(root: str | os.PathLike, unposed_fov_y: float | None = None) -> list[ObjectViews]:
+    """Every object folder of ``root``, sorted by id (all views in memory; see :func:`list_object_folders`);
+    folders of views without poses too when ``unposed_fov_y`` is given (:func:`read_unposed_object`)."""
+    return [read_object_folder(p, root=root, unposed_fov_y=unposed_fov_y) for p in list_object_folders(root)]

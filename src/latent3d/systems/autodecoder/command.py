@@ -21,7 +21,7 @@ _A, _T, _O = defaults(AutodecoderConfig), defaults(ObjectDiffusionConfig), defau
 
 def autodecoder_cmd(
     ctx: typer.Context,
-    data: Annotated[Path, typer.Option("--data", help="Object views: SRN / pixelNeRF folders (<id>/rgb, pose, intrinsics.txt) or transforms.json folders, e.g. from `latent3d data objects`.")],
+    data: Annotated[Path, typer.Option("--data", help="Object views: SRN / pixelNeRF folders (<id>/rgb, pose, intrinsics.txt) or transforms.json folders, e.g. from `latent3d data objects`; with --cameras learn also folders of views without poses (<id>/00000.png ..., optional masks/).")],
     out: OutOpt = Path("runs/autodecoder"),
     holdout: Annotated[int, field_option(AutodecoderConfig, "holdout")] = _A.holdout,
     steps: Annotated[int, field_option(AutodecoderConfig, "steps")] = _A.steps,
@@ -45,6 +45,7 @@ def autodecoder_cmd(
     search_elevations: Annotated[str, field_option(AutodecoderConfig, "search_elevations")] = ",".join(map(str, _A.search_elevations)),
     search: Annotated[float, field_option(AutodecoderConfig, "search")] = _A.search,
     search_size: Annotated[int, field_option(AutodecoderConfig, "search_size")] = _A.search_size,
+    fov_y: Annotated[float, field_option(AutodecoderConfig, "fov_y")] = _A.fov_y,
     icnr: Annotated[bool, field_option(AutodecoderConfig, "icnr")] = _A.icnr,
     tv_weight: Annotated[float, field_option(AutodecoderConfig, "tv_weight")] = _A.tv_weight,
     vgg: Annotated[Optional[Path], field_option(AutodecoderConfig, "vgg")] = _A.vgg,
@@ -64,7 +65,7 @@ def autodecoder_cmd(
                             objects_per_step=objects_per_step, views_per_object=views_per_object,
                             refine_cameras=refine_cameras, cameras=cameras, camera_radius=camera_radius,  # type: ignore[arg-type]
                             search_azimuths=search_azimuths, search_elevations=search_elevations,  # type: ignore[arg-type]
-                            search=search, search_size=search_size, icnr=icnr, tv_weight=tv_weight, vgg=str(vgg) if vgg else None, seed=seed)  # fmt: skip
+                            search=search, search_size=search_size, fov_y=fov_y, icnr=icnr, tv_weight=tv_weight, vgg=str(vgg) if vgg else None, seed=seed)  # fmt: skip
     if vgg is not None and not vgg.is_file():
         raise UserError(f"--vgg {vgg} is not a file: pass VGG-19 weights as safetensors in torchvision's layout")
     if not data.is_dir():

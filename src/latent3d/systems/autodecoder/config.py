@@ -78,6 +78,9 @@ class AutodecoderConfig:
     search: float = within(0, 0.9, 0.4)
     """--cameras learn: fraction of the steps spent searching poses with the annealed soft minimum over hypotheses
     before each view takes its best one and is refined by gradient."""
+    fov_y: float = within(0.01, 3.0, 0.7)
+    """--cameras learn: vertical field of view in radians of object folders that are views without poses
+    (numbered 00000.png ... with optional masks/; 0.7 is `latent3d data objects`' default)."""
     search_size: int = within(4, 64, 16)
     """--cameras learn: side in pixels the views are compared at during the pose search."""
     steps: int = within(1, 10**8, 2000)

@@ -23,10 +23,14 @@ def learned_camera_report(model, train_views: ViewSet, object_ids: list[str]) ->
         if len(vidx) == 0:
             continue
         learned = model.cameras(vidx.to(dev)).cpu()
-        e = rotation_errors(learned, train_views.viewmats[vidx])
-        per[object_ids[k]] = summary(e)
-        errs.append(e)
         cams[object_ids[k]] = {train_views.names[v]: learned[j].tolist() for j, v in enumerate(vidx.tolist())}
+        true = train_views.viewmats[vidx]
+        if torch.isfinite(true).all():  # views without poses (NaN) have nothing to be scored against
+            e = rotation_errors(learned, true)
+            per[object_ids[k]] = summary(e)
+            errs.append(e)
+    if not errs:
+        return {"note": "the data has no poses to score the learned cameras against"}, cams
     report = {"rotation_error_deg": summary(torch.cat(errs)), "per_object": per,
               "note": "against the data's poses, after each object's best world rotation"}  # fmt: skip
     return report, cams

@@ -201,7 +201,7 @@ def train_autodecoder(data: str | Path, out_dir: str | Path, cfg: AutodecoderCon
     if cfg.cameras == "learn" and process_state(device).num_processes > 1:
         raise UserError("--cameras learn runs in one process (each view's pose search moves that process's cameras): "
                         "start it without `accelerate launch`")  # fmt: skip
-    objects = read_multiview_dataset(data)
+    objects = read_multiview_dataset(data, unposed_fov_y=cfg.fov_y if cfg.cameras == "learn" else None)
     object_ids = [ov.object_id for ov in objects]
     captions = [ov.caption or "" for ov in objects]
     train_views, held = split_views(objects, cfg.holdout)
