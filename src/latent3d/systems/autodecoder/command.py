@@ -14,9 +14,11 @@ import typer
 from latent3d.errors import UserError
 from latent3d.options import (CHECKPOINT_EVERY, CheckpointEveryOpt, DeviceOpt, OutOpt, ResumeOpt, SeedOpt, defaults,
                               field_option, invocation)  # fmt: skip
-from latent3d.systems.autodecoder.config import AutodecoderConfig, ObjectConfig, ObjectDiffusionConfig
+from latent3d.systems.autodecoder.config import (ArticulatedConfig, AutodecoderConfig, ObjectConfig,
+                                                 ObjectDiffusionConfig)
 
 _A, _T, _O = defaults(AutodecoderConfig), defaults(ObjectDiffusionConfig), defaults(ObjectConfig)
+_R = defaults(ArticulatedConfig)
 
 
 def autodecoder_cmd(
@@ -46,6 +48,9 @@ def autodecoder_cmd(
     search: Annotated[float, field_option(AutodecoderConfig, "search")] = _A.search,
     search_size: Annotated[int, field_option(AutodecoderConfig, "search_size")] = _A.search_size,
     fov_y: Annotated[float, field_option(AutodecoderConfig, "fov_y")] = _A.fov_y,
+    articulated: Annotated[bool, typer.Option("--articulated", help="3DVADER stage 3: --data holds monocular videos of articulated objects (folders of numbered frames, optional masks/, e.g. from `latent3d data articulated`); each is fitted as --parts rigid parts with learned per-frame poses, seen by one fixed camera (--camera-radius, --camera-elevation, --fov-y; --steps and --holdout default to 900 and 4).")] = False,
+    parts: Annotated[int, field_option(ArticulatedConfig, "parts")] = _R.parts,
+    camera_elevation: Annotated[float, field_option(ArticulatedConfig, "camera_elevation")] = _R.camera_elevation,
     icnr: Annotated[bool, field_option(AutodecoderConfig, "icnr")] = _A.icnr,
     tv_weight: Annotated[float, field_option(AutodecoderConfig, "tv_weight")] = _A.tv_weight,
     vgg: Annotated[Optional[Path], field_option(AutodecoderConfig, "vgg")] = _A.vgg,
@@ -58,6 +63,8 @@ def autodecoder_cmd(
     OUT/latents.safetensors, OUT/heldout/ and OUT/eval.json."""
     from latent3d.systems.autodecoder.stage1.train import train_autodecoder
 
+    if articulated:
+        return _articulated(ctx, data, out, parts, steps, holdout, fov_y, camera_radius, camera_elevation, seed, device)
     # each value was checked by its option (the config's declared ranges); the config checks how they relate
     cfg = AutodecoderConfig(holdout=holdout, steps=steps, lr=lr, embedding=embedding, embedding_dim=embedding_dim,  # type: ignore[arg-type]
                             latent_channels=latent_channels, blocks=blocks, widths=widths, shuffle=shuffle,  # type: ignore[arg-type]
@@ -81,6 +88,28 @@ def autodecoder_cmd(
     m = report["mean"]
     held = f"; held-out PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.3f}, mask IoU {m['mask_iou']:.3f}" if m else ""
     typer.echo(f"wrote {out}: model/, latents.safetensors, eval.json{held}")
+
+
+def _articulated(ctx: typer.Context, data: Path, out: Path, parts: int, steps: int, holdout: int, fov_y: float,
+                 camera_radius: float, camera_elevation: float, seed: int, device: str) -> None:  # fmt: skip
+    """``train autodecoder --articulated``: the stage-3 fit of every video (:mod:`.stage3.train`); options the user
+    left at stage 1's defaults take stage 3's."""
+    from latent3d.runtime import resolve_device
+
+    # by name: typer may carry a click of its own, whose ParameterSource enum is another class
+    given = lambda name: getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"  # noqa: E731
+    cfg = ArticulatedConfig(parts=parts, steps=steps if given("steps") else _R.steps,
+                            holdout=holdout if given("holdout") else _R.holdout, fov_y=fov_y,
+                            camera_radius=camera_radius, camera_elevation=camera_elevation, seed=seed)  # fmt: skip
+    if not data.is_dir():
+        raise UserError(f"--data {data} is not a folder: make one with `latent3d data articulated --out {data}`")
+    if resolve_device(device).type != "cpu":
+        typer.echo("latent3d: note: the articulated fit runs on the CPU", err=True)
+    from latent3d.systems.autodecoder.stage3.train import train_articulated
+
+    report = train_articulated(data, out, cfg, command=invocation(ctx))
+    typer.echo(f"wrote {out}: {len(report['videos'])} video fits (fit.safetensors, heldout/), eval.json; mean held-out "
+               f"PSNR {report['mean_heldout_psnr']} dB")
 
 
 def object_diffusion_cmd(

@@ -105,6 +105,31 @@ class AutodecoderConfig:
 
 
 @dataclass
+class ArticulatedConfig:
+    """3DVADER stage 3 (``train autodecoder --articulated``): each monocular video fitted as a canonical grid with
+    skinning weights over rigid parts and every frame's part poses, seen by one fixed camera."""
+
+    parts: int = within(2, 10, 2)
+    """Rigid parts P of each object (paper: 10); a hinged box has 2."""
+    steps: int = within(1, 10**8, 900)
+    """Optimisation steps per video."""
+    grid: int = within(8, 96, 24)
+    """Side of the canonical grid (N^3 voxels)."""
+    holdout: int = within(2, 10**6, 4, also=(0,))
+    """Leave out the frames with index i % K == K - 1, rendered from their neighbours' poses; 0: none."""
+    fov_y: float = within(0.01, 3.0, 0.7)
+    """Vertical field of view of the videos in radians."""
+    camera_radius: float = within(0, 1e4, 3.0, open_lo=True)
+    """Distance of the fixed camera from the object centre (sets the scale of the fit)."""
+    camera_elevation: float = within(-89, 89, 20.0)
+    """Elevation of the fixed camera in degrees."""
+    seed: int = within(0, SEED_MAX, 0)
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+
+@dataclass
 class ObjectDiffusionConfig:
     """3DVADER stage 2 (Sec. 3.2, supplement B.2): an EDM diffusion model over the normalised 8^3 latent volumes,
     text-conditioned by cross-attention, trained with classifier-free guidance's caption dropout."""

@@ -46,6 +46,7 @@ class FitConfig:
     mask_weight: float = 0.1
     smooth_weight: float = 0.01
     joint_weight: float = 1.0
+    free_root: bool = False  # part 0 moves too (one fixed camera for all frames: the root carries the camera's motion)
     seed: int = 0
 
 
@@ -60,10 +61,12 @@ class VideoFit:
     losses: list[float]
 
 
-def _gauged(rot: Tensor, trans: Tensor) -> Tensor:  # [F, P, 3] x 2 -> [F, P, 4, 4]
-    """Part 0 and frame 0 held at the identity (module docstring)."""
+def _gauged(rot: Tensor, trans: Tensor, free_root: bool = False) -> Tensor:  # [F, P, 3] x 2 -> [F, P, 4, 4]
+    """Frame 0 and, unless ``free_root``, part 0 held at the identity (module docstring)."""
     keep = torch.ones(rot.shape[:2] + (1,), dtype=rot.dtype)
-    keep[0], keep[:, 0] = 0.0, 0.0
+    keep[0] = 0.0
+    if not free_root:
+        keep[:, 0] = 0.0
     return part_transforms(rot * keep, trans * keep)
 
 
@@ -102,7 +105,7 @@ def fit_video(
             active += 1
         fidx = torch.randint(active, (cfg.frames_per_step,), generator=g)
         pix = torch.randint(H * W, (cfg.frames_per_step, cfg.rays), generator=g)
-        T = _gauged(rot, trans)
+        T = _gauged(rot, trans, cfg.free_root)
         take = lambda x: torch.gather(x[fidx], 1, pix[..., None].expand(-1, -1, x.shape[-1]))  # noqa: E731
         out, occ = render_skinned(F.softplus(dens), torch.sigmoid(col), skin, T[fidx], take(o), take(d), cfg.box,
                                   cfg.samples, generator=g)  # fmt: skip
@@ -118,7 +121,8 @@ def fit_video(
         sched.step()
         losses.append(float(loss.detach()))
     with torch.no_grad():
-        return VideoFit(F.softplus(dens), torch.sigmoid(col), skin.detach().clone(), _gauged(rot, trans), losses)
+        return VideoFit(F.softplus(dens), torch.sigmoid(col), skin.detach().clone(), _gauged(rot, trans, cfg.free_root),
+                        losses)  # fmt: skip
 
 
 def joint_loss(density: Tensor, skin_logits: Tensor, transforms: Tensor, centres: Tensor, voxel: float) -> Tensor:
@@ -165,10 +169,13 @@ def best_match_iou(pred: Tensor, true: Tensor, parts: int) -> tuple[float, list[
     return best
 
 
-def relative_angles_deg(transforms: Tensor, part: int) -> Tensor:  # [F, P, 4, 4] -> [F]
+def relative_angles_deg(transforms: Tensor, part: int, root: int | None = None) -> Tensor:  # [F, P, 4, 4] -> [F]
     """The rotation angle of ``part`` in each frame relative to frame 0 (degrees, 0..180): the hinge opening a
-    rigid part has turned through, whatever its axis and pivot."""
+    rigid part has turned through, whatever its axis and pivot; measured in ``root``'s frame when given (a fit
+    whose root part moves: ``FitConfig.free_root``)."""
     R = transforms[:, part, :3, :3].double()
+    if root is not None:
+        R = transforms[:, root, :3, :3].double().transpose(-1, -2) @ R
     rel = R @ R[0].transpose(-1, -2)
     cos = ((rel.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1.0, 1.0)
     return torch.rad2deg(torch.acos(cos))
