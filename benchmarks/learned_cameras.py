@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 
 def main() -> None:
-    import latent3d.systems.autodecoder.stage1.camera_search as cs
+    import latent3d.systems.autodecoder.stage1.train as stage1
     from latent3d.systems.autodecoder.config import AutodecoderConfig
     from latent3d.systems.autodecoder.stage1.train import train_autodecoder
 
@@ -46,9 +46,9 @@ def main() -> None:
                        check=True, stderr=subprocess.DEVNULL)  # fmt: skip
     print("| variant | rotation error median / mean / max deg | held-out PSNR dB | mask IoU | train s |")
     print("|---|---|---|---|---|")
-    soft = cs.soft_min_loss
+    soft = stage1.soft_min_loss  # the name the model calls
     for variant in a.variants.split(","):
-        cs.soft_min_loss = soft if variant != "average" else (lambda errors, T: cs.torch.cat(errors).mean())
+        stage1.soft_min_loss = soft if variant != "average" else (lambda errors, T: stage1.torch.cat(errors).mean())
         kw = dict(cameras="given" if variant == "given" else "learn", search=0.0 if variant == "nosearch" else 0.4)
         cfg = AutodecoderConfig(steps=a.steps, holdout=a.holdout, samples=32, patch=24, embedding_dim=64,
                                 latent_channels=16, **kw)  # fmt: skip

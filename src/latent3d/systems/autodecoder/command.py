@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -51,6 +52,7 @@ def autodecoder_cmd(
     articulated: Annotated[bool, typer.Option("--articulated", help="3DVADER stage 3: --data holds monocular videos of articulated objects (folders of numbered frames, optional masks/, e.g. from `latent3d data articulated`); each is fitted as --parts rigid parts with learned per-frame poses, seen by one fixed camera (--camera-radius, --camera-elevation, --fov-y; --steps and --holdout default to 900 and 4).")] = False,
     parts: Annotated[int, field_option(ArticulatedConfig, "parts")] = _R.parts,
     camera_elevation: Annotated[float, field_option(ArticulatedConfig, "camera_elevation")] = _R.camera_elevation,
+    root_smoothness: Annotated[float, field_option(ArticulatedConfig, "root_smoothness")] = _R.root_smoothness,
     icnr: Annotated[bool, field_option(AutodecoderConfig, "icnr")] = _A.icnr,
     tv_weight: Annotated[float, field_option(AutodecoderConfig, "tv_weight")] = _A.tv_weight,
     vgg: Annotated[Optional[Path], field_option(AutodecoderConfig, "vgg")] = _A.vgg,
@@ -64,7 +66,9 @@ def autodecoder_cmd(
     from latent3d.systems.autodecoder.stage1.train import train_autodecoder
 
     if articulated:
-        return _articulated(ctx, data, out, parts, steps, holdout, fov_y, camera_radius, camera_elevation, seed, device)
+        return _articulated(ctx, data, out, ArticulatedConfig(parts=parts, steps=steps, holdout=holdout, fov_y=fov_y,
+                            camera_radius=camera_radius, camera_elevation=camera_elevation,
+                            root_smoothness=root_smoothness, seed=seed), device)  # fmt: skip
     # each value was checked by its option (the config's declared ranges); the config checks how they relate
     cfg = AutodecoderConfig(holdout=holdout, steps=steps, lr=lr, embedding=embedding, embedding_dim=embedding_dim,  # type: ignore[arg-type]
                             latent_channels=latent_channels, blocks=blocks, widths=widths, shuffle=shuffle,  # type: ignore[arg-type]
@@ -90,17 +94,15 @@ def autodecoder_cmd(
     typer.echo(f"wrote {out}: model/, latents.safetensors, eval.json{held}")
 
 
-def _articulated(ctx: typer.Context, data: Path, out: Path, parts: int, steps: int, holdout: int, fov_y: float,
-                 camera_radius: float, camera_elevation: float, seed: int, device: str) -> None:  # fmt: skip
+def _articulated(ctx: typer.Context, data: Path, out: Path, cfg: ArticulatedConfig, device: str) -> None:
     """``train autodecoder --articulated``: the stage-3 fit of every video (:mod:`.stage3.train`); options the user
     left at stage 1's defaults take stage 3's."""
     from latent3d.runtime import resolve_device
 
     # by name: typer may carry a click of its own, whose ParameterSource enum is another class
     given = lambda name: getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"  # noqa: E731
-    cfg = ArticulatedConfig(parts=parts, steps=steps if given("steps") else _R.steps,
-                            holdout=holdout if given("holdout") else _R.holdout, fov_y=fov_y,
-                            camera_radius=camera_radius, camera_elevation=camera_elevation, seed=seed)  # fmt: skip
+    cfg = replace(cfg, steps=cfg.steps if given("steps") else _R.steps,
+                  holdout=cfg.holdout if given("holdout") else _R.holdout)
     if not data.is_dir():
         raise UserError(f"--data {data} is not a folder: make one with `latent3d data articulated --out {data}`")
     if resolve_device(device).type != "cpu":

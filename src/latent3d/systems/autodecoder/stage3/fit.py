@@ -47,6 +47,7 @@ class FitConfig:
     smooth_weight: float = 0.01
     joint_weight: float = 1.0
     free_root: bool = False  # part 0 moves too (one fixed camera for all frames: the root carries the camera's motion)
+    root_smooth_weight: float = 0.0  # extra smoothness of part 0's motion (a camera that turns slowly)
     seed: int = 0
 
 
@@ -65,8 +66,10 @@ def _gauged(rot: Tensor, trans: Tensor, free_root: bool = False) -> Tensor:  # [
     """Frame 0 and, unless ``free_root``, part 0 held at the identity (module docstring)."""
     keep = torch.ones(rot.shape[:2] + (1,), dtype=rot.dtype)
     keep[0] = 0.0
-    if not free_root:
-        keep[:, 0] = 0.0
+    if free_root:  # part 0's pose G is the whole object's; the other parts move relative to it: G @ L_p
+        T = part_transforms(rot * keep, trans * keep)
+        return torch.cat([T[:, :1], T[:, :1] @ T[:, 1:]], dim=1)
+    keep[:, 0] = 0.0
     return part_transforms(rot * keep, trans * keep)
 
 
@@ -111,8 +114,8 @@ def fit_video(
                                   cfg.samples, generator=g)  # fmt: skip
         loss = F.mse_loss(out, take(target)) + cfg.mask_weight * F.binary_cross_entropy(
             occ.clamp(1e-5, 1 - 1e-5), torch.gather(occ_target[fidx], 1, pix))
-        loss = loss + cfg.smooth_weight * ((rot[1:] - rot[:-1]).square().sum(-1).mean()
-                                           + (trans[1:] - trans[:-1]).square().sum(-1).mean())  # fmt: skip
+        step_sq = (rot[1:] - rot[:-1]).square().sum(-1) + (trans[1:] - trans[:-1]).square().sum(-1)  # [F - 1, P]
+        loss = loss + cfg.smooth_weight * step_sq.mean() + cfg.root_smooth_weight * step_sq[:, 0].mean()
         if cfg.joint_weight > 0:
             loss = loss + cfg.joint_weight * joint_loss(F.softplus(dens), skin, T[:active], centres, 2 * cfg.box / N)
         opt.zero_grad(set_to_none=True)

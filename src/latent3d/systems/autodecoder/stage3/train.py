@@ -123,7 +123,8 @@ def train_articulated(data: str | Path, out_dir: str | Path, cfg: ArticulatedCon
         frames = torch.from_numpy(vf.frames).float() / 255.0
         masks = torch.from_numpy(vf.masks) if vf.masks is not None else (frames < 0.98).any(-1)
         V, K = fixed_camera(cfg, H, W)
-        fcfg = FitConfig(parts=cfg.parts, grid=cfg.grid, steps=cfg.steps, free_root=True, seed=cfg.seed)
+        fcfg = FitConfig(parts=cfg.parts, grid=cfg.grid, steps=cfg.steps, free_root=True,
+                         root_smooth_weight=cfg.root_smoothness, seed=cfg.seed)  # fmt: skip
         torch.manual_seed(cfg.seed)
         fit = fit_video(frames[keep], masks[keep], V.expand(len(keep), 4, 4), K.expand(len(keep), 3, 3), fcfg,
                         progress=progress)  # fmt: skip
