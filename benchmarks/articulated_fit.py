@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 def main() -> None:
     from latent3d.data.procedural.articulated import hinge_box, joint_motion
+    from latent3d.systems.autodecoder.config import ArticulatedConfig
     from latent3d.data.procedural.articulated_videos import camera_path, render_video
     from latent3d.systems.autodecoder.stage3.fit import (FitConfig, best_match_iou, fit_video, hinge_axis,
                                                          part_maps, relative_angles_deg)
@@ -53,7 +54,9 @@ def main() -> None:
         if fixed:
             V = V[:1].expand(len(V), 4, 4)  # the camera's motion is left to the root part
         fit = fit_video(torch.tensor(frames) / 255.0, torch.tensor(masks), V, K,
-                        FitConfig(steps=args.steps, free_root=fixed), progress=False)  # fmt: skip
+                        FitConfig(steps=args.steps, free_root=fixed,
+                                  root_smooth_weight=ArticulatedConfig.root_smoothness if fixed else 0.0),
+                        progress=False)  # fmt: skip
         wall = time.time() - t0
         true = (angles[:, 0] - angles[0, 0]).abs()
         err = (relative_angles_deg(fit.transforms, 1, root=0 if fixed else None) - true).abs()

@@ -120,9 +120,8 @@ def test_learned_cameras_of_a_chair_match_the_true_ones(tmp_path):
                             samples=32, embedding_dim=64, latent_channels=16, seed=0)  # fmt: skip
     report = train_autodecoder(tmp_path / "data", tmp_path / "run", cfg, device="cpu", progress=False)
     err = report["cameras"]["rotation_error_deg"]
-    print("learned camera errors", err)
-    # Measured: see the README (native, default and avx2 kernels). A search that does not move the views (all at
-    # their start) or that ignores the soft minimum leaves errors of tens of degrees.
+    # Measured median / mean / max: 5.96 / 6.51 / 16.81 (native), 3.67 / 5.08 / 14.06 (default ATen), 6.60 / 6.84 /
+    # 18.62 (AVX2) degrees; without the assignment step 73.6 / 73.6 / 172.4.
     assert err["median"] < 8.0 and err["mean"] < 12.0, err
     cams = json.loads((tmp_path / "run" / "cameras.json").read_text())
     assert len(cams["chair_0000"]) == 24 and len(cams["chair_0000"]["000003.png"]) == 4
