@@ -1,7 +1,7 @@
 """Cameras learned from scratch (``train autodecoder --cameras learn``; 3DVADER Sec. 3.1: camera supervision "can be
 learned during training"): every training view starts on a sphere around the object and is found jointly with the
 object, by the scheme of single-particle cryo-EM's ab-initio reconstruction (projection matching with poses
-marginalised out, e.g. Punjani et al. 2017, cryoSPARC, Sec. 2), here on an upright orbit:
+marginalised out, as in cryoSPARC, Punjani et al. 2017), here on an upright orbit:
 
 1. **Search** (the first ``search`` fraction of the steps): each object is rendered from H hypotheses on the sphere
    (``search_azimuths`` x ``search_elevations``, radius ``camera_radius``, looking at the centre) at R x R pixels, and
@@ -11,7 +11,7 @@ marginalised out, e.g. Punjani et al. 2017, cryoSPARC, Sec. 2), here on an uprig
    committing early to a wrong one.
 2. **Assign**: each view takes its best hypothesis (azimuth, elevation).
 3. **Refine**: the usual patch losses train the object and the cameras (azimuth, elevation, log radius and an se(3)
-   correction, :class:`CameraRefiner`) by gradient; until ``jump_until`` of the steps, a view jumps to a hypothesis
+   correction, :class:`CameraRefiner`) by gradient; until :data:`JUMP_UNTIL` of the steps, a view jumps to a hypothesis
    that explains it 3% better than its current pose every :data:`JUMP_EVERY` steps.
 
 Each object is found in its own frame (the truth is known up to one rotation per object):
