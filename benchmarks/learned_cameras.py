@@ -56,7 +56,8 @@ def main() -> None:
         ev = train_autodecoder(data, a.out / variant, cfg, device="cpu", progress=False)
         r = ev.get("cameras", {}).get("rotation_error_deg")
         rot = f"{r['median']} / {r['mean']} / {r['max']}" if r else "(given)"
-        print(f"| {variant} | {rot} | {ev['mean']['psnr']:.2f} | {ev['mean']['mask_iou']:.3f} | {time.time() - t0:.0f} |",
+        m = ev["mean"]
+        print(f"| {variant} | {rot} | {m['psnr']:.2f} | {m['mask_iou']:.3f} | {time.time() - t0:.0f} |",
               flush=True)
         for k, v in ev.get("cameras", {}).get("per_object", {}).items():
             print(f"|   {k} | {v['median']} / {v['mean']} / {v['max']} | {ev['per_object'][k]['psnr']:.2f} | | |")

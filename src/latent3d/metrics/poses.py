@@ -28,4 +28,5 @@ def rotation_errors(learned: Tensor, true: Tensor) -> Tensor:  # viewmats [V, 4,
 
 def summary(errors: Tensor) -> dict[str, float]:
     """Median, mean and max of angle errors (degrees), rounded to 0.01."""
-    return {k: round(float(f(errors)), 2) for k, f in (("median", torch.median), ("mean", torch.mean), ("max", torch.max))}
+    stats = (("median", torch.median), ("mean", torch.mean), ("max", torch.max))
+    return {k: round(float(f(errors)), 2) for k, f in stats}
