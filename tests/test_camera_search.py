@@ -39,7 +39,8 @@ def test_rotation_errors_are_zero_up_to_a_world_rotation_and_find_one_bad_camera
     assert rotation_errors(learned, true).max() < 1e-3
     # one camera turned by 10 degrees more: its error is ~10 (the alignment barely moves with 1 camera in 8)
     bad = learned.clone()
-    bad[3, :3, :3] = axis_angle_to_matrix(torch.tensor([0.0, 0.0, math.radians(10)], dtype=torch.float64)) @ bad[3, :3, :3]
+    turn = axis_angle_to_matrix(torch.tensor([0.0, 0.0, math.radians(10)], dtype=torch.float64))
+    bad[3, :3, :3] = turn @ bad[3, :3, :3]
     e = rotation_errors(bad, true)
     assert 8.0 < float(e[3]) < 10.5 and float(torch.cat([e[:3], e[4:]]).max()) < 1.5, e
 

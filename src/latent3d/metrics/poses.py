@@ -17,13 +17,16 @@ def align_rotation(learned: Tensor, true: Tensor) -> Tensor:  # world-to-camera 
     return (U @ D @ Vt).to(learned.dtype)
 
 
+def rotation_angle_deg(R: Tensor) -> Tensor:  # [..., 3, 3] -> [...] degrees in [0, 180]
+    """The angle of a rotation (its geodesic distance to the identity): ``acos((trace R - 1) / 2)``."""
+    return torch.rad2deg(torch.acos(((R.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1, 1)))
+
+
 def rotation_errors(learned: Tensor, true: Tensor) -> Tensor:  # viewmats [V, 4, 4] x 2 -> degrees [V]
     """Each camera's rotation error in degrees, the geodesic angle of ``learned_i A true_i^T``, after the best
     world rotation A (:func:`align_rotation`)."""
     L, T = learned[:, :3, :3].double(), true[:, :3, :3].double()
-    rel = L @ align_rotation(L, T) @ T.transpose(1, 2)
-    cos = ((rel.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)
-    return torch.rad2deg(torch.acos(cos)).float()
+    return rotation_angle_deg(L @ align_rotation(L, T) @ T.transpose(1, 2)).float()
 
 
 def summary(errors: Tensor) -> dict[str, float]:

@@ -116,6 +116,20 @@ def hypothesis_errors(grids: tuple[Tensor, Tensor], Ks: Tensor, targets: list[Te
     return [torch.cdist(t.reshape(len(t), -1), img[o], p=1) / (R * R * 4) for o, t in enumerate(targets)]
 
 
+def downsample_views(views: Tensor, Ks: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """``views [V, H, W, C]`` area-averaged to R x R (R = min(size, H, W)) and their intrinsics ``Ks [V, 3, 3]`` at
+    that size: what the search compares renders with."""
+    import torch.nn.functional as F
+
+    H, W = views.shape[1:3]
+    R = min(size, H, W)
+    small = F.interpolate(views.permute(0, 3, 1, 2), size=(R, R), mode="area").permute(0, 2, 3, 1)
+    Ks = Ks.clone()
+    Ks[:, 0] *= R / W
+    Ks[:, 1] *= R / H
+    return small, Ks
+
+
 def pixel_grid(R: int, M: int, like: Tensor) -> Tensor:  # -> [M, R R, 2] pixel centres (column, row)
     jj, ii = torch.meshgrid(torch.arange(R) + 0.5, torch.arange(R) + 0.5, indexing="xy")
     return torch.stack([jj, ii], dim=-1).reshape(1, R * R, 2).expand(M, -1, -1).to(like)
@@ -158,14 +172,8 @@ def pose_views(grids: tuple[Tensor, Tensor], targets: Tensor, Ks: Tensor, az: Te
     ``targets [V, H, W, 4]`` RGB + mask, ``Ks [V, 3, 3]`` at H x W -> viewmats [V, 4, 4]. Each view takes its best
     hypothesis at 16 x 16 pixels, then ``steps`` Adam steps on ``rays`` random pixels per view refine all six
     degrees of freedom."""
-    import torch.nn.functional as F
-
     V, H, W = targets.shape[:3]
-    R = min(16, H, W)
-    small = F.interpolate(targets.permute(0, 3, 1, 2), size=(R, R), mode="area").permute(0, 2, 3, 1)
-    sKs = Ks.clone()
-    sKs[:, 0] *= R / W
-    sKs[:, 1] *= R / H
+    small, sKs = downsample_views(targets, Ks, 16)
     cams = OrbitCameras(V, radius).to(targets)
     views = torch.arange(V, device=targets.device)
     with torch.no_grad():

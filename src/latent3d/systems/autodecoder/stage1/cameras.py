@@ -25,6 +25,15 @@ def axis_angle_to_matrix(omega: Tensor) -> Tensor:  # [..., 3] -> [..., 3, 3]
     return eye + a * k + b * (k @ k)
 
 
+def rotation_log(R: Tensor) -> Tensor:  # [..., 3, 3] -> axis-angle [..., 3] (angle below pi)
+    """The inverse of Rodrigues' formula (:func:`axis_angle_to_matrix`) for rotations by less than pi."""
+    cos = ((R.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1.0, 1.0)
+    angle = torch.acos(cos)
+    v = torch.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], -1)
+    scale = torch.where(angle < 1e-6, 0.5 + angle**2 / 12, angle / (2 * torch.sin(angle).clamp_min(1e-12)))
+    return v * scale[..., None]
+
+
 class CameraRefiner(nn.Module):
     """``forward(viewmats [M, 4, 4], view_ids [M] long) -> corrected viewmats [M, 4, 4]`` (one correction per
     training view; identity at initialisation)."""

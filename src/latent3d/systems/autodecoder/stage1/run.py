@@ -22,7 +22,8 @@ KIND = "latent3d autodecoder"
 
 
 def export_run(out_dir: Path, decoder: Autodecoder, object_ids: list[str], cfg: AutodecoderConfig, data, report: dict,
-               command: str | None, captions: list[str] | None = None, cameras: dict | None = None) -> None:  # fmt: skip
+               command: str | None, captions: list[str] | None = None,
+               cameras: dict | None = None) -> None:  # fmt: skip
     """``model/`` (decoder safetensors + config.json: what the model is, no paths or times), ``latents.safetensors``
     (latents [N, C, 8, 8, 8] float32, ids [N]; the object ids, their captions ("" where a folder has none) and the
     latent shape in its metadata), ``eval.json`` and ``run.json`` (the command and the data folder), each written

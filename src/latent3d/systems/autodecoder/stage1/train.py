@@ -42,7 +42,7 @@ class AutodecoderModel(nn.Module):
     ``forward(ids [O], views [O V], viewmats [O V, 4, 4], Ks [O V, 3, 3], pixels [O V, R, 2], search=None) -> dict``
     with rgb [O V, R, 3], occupancy [O V, R] and the colour total variation tv [] of the decoded grids; with a
     :class:`SearchBatch` of mode "soft", only ``search`` (the soft-minimum loss); of mode "assign" / "jump", the
-    poses of its objects are searched first and ``moved`` says how many views moved."""
+    poses of its objects are searched first."""
 
     def __init__(self, num_objects: int, num_views: int, cfg: AutodecoderConfig):
         super().__init__()
@@ -79,13 +79,13 @@ class AutodecoderModel(nn.Module):
                                        samples)  # fmt: skip
             return {"search": soft_min_loss(errors, b.temperature)}
         assert self.cameras is not None
-        moved, n = 0, cfg.objects_per_step
+        n = cfg.objects_per_step
         for s in range(0, len(b.ids), n):  # "assign" covers every object: a few at a time
             part = SearchBatch(b.mode, b.ids[s:s + n], b.views[s:s + n], b.targets[s:s + n], b.Ks[s:s + n])
             with torch.no_grad():
                 grids = self.decoder.decode(self.decoder.latent(part.ids))
-            moved += search_step(self.cameras, grids, part, self.hyp_az, self.hyp_el, cfg.box, samples)
-        return {"moved": torch.tensor(float(moved))}
+            search_step(self.cameras, grids, part, self.hyp_az, self.hyp_el, cfg.box, samples)
+        return {}
 
 
 def total_variation(grid: Tensor) -> Tensor:  # [B, C, X, Y, Z] -> []

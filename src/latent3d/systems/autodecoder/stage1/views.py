@@ -102,17 +102,10 @@ def sample_patches(vs: ViewSet, objects: int, views: int, patch: int, g: torch.G
 
 
 def search_targets(vs: ViewSet, size: int) -> tuple[Tensor, Tensor]:  # -> [M, R, R, 4] float, Ks [M, 3, 3]
-    """Every view as RGB + mask area-averaged to ``size`` x ``size`` (R = min(size, H)) and its intrinsics at that
-    size: what the camera search compares renders with (:mod:`.camera_search`)."""
-    import torch.nn.functional as F
+    """Every view as RGB + mask at ``size`` x ``size`` (at most H x W) and its intrinsics at that size, 256 views at
+    a time (:func:`.camera_search.downsample_views`)."""
+    from latent3d.systems.autodecoder.stage1.camera_search import downsample_views
 
-    H, W = vs.images.shape[1:3]
-    R = min(size, H, W)
-    out = []
-    for s in range(0, len(vs), 256):
-        x = torch.cat([vs.images[s:s + 256].float() / 255.0, vs.masks[s:s + 256, ..., None].float()], dim=-1)
-        out.append(F.interpolate(x.permute(0, 3, 1, 2), size=(R, R), mode="area").permute(0, 2, 3, 1))
-    Ks = vs.Ks.clone()
-    Ks[:, 0] *= R / W
-    Ks[:, 1] *= R / H
-    return torch.cat(out) if out else torch.empty(0, R, R, 4), Ks
+    parts = [downsample_views(torch.cat([vs.images[s:s + 256].float() / 255.0, vs.masks[s:s + 256, ..., None].float()],
+                                        dim=-1), vs.Ks[s:s + 256], size) for s in range(0, len(vs), 256)]  # fmt: skip
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from latent3d.metrics.poses import rotation_angle_deg
 from latent3d.render.camera import pixel_rays
 from latent3d.systems.autodecoder.stage3.skinning import part_transforms, render_skinned
 
@@ -95,7 +96,8 @@ def fit_video(
     skin = (0.01 * torch.randn(P, N, N, N, generator=g)).requires_grad_()
     rot = torch.zeros(n_frames, P, 3, requires_grad=True)
     trans = torch.zeros(n_frames, P, 3, requires_grad=True)
-    opt = torch.optim.Adam([{"params": [dens, col, skin], "lr": cfg.lr_grid}, {"params": [rot, trans], "lr": cfg.lr_pose}])
+    opt = torch.optim.Adam([{"params": [dens, col, skin], "lr": cfg.lr_grid},
+                            {"params": [rot, trans], "lr": cfg.lr_pose}])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 if i < 0.85 * cfg.steps else 0.3)
     every = max(1, int(cfg.steps * cfg.grow) // n_frames)
     axis = (torch.arange(N, dtype=torch.float32) + 0.5) * (2 * cfg.box / N) - cfg.box
@@ -179,9 +181,7 @@ def relative_angles_deg(transforms: Tensor, part: int, root: int | None = None) 
     R = transforms[:, part, :3, :3].double()
     if root is not None:
         R = transforms[:, root, :3, :3].double().transpose(-1, -2) @ R
-    rel = R @ R[0].transpose(-1, -2)
-    cos = ((rel.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1.0, 1.0)
-    return torch.rad2deg(torch.acos(cos))
+    return rotation_angle_deg(R @ R[0].transpose(-1, -2))
 
 
 def hinge_axis(transforms: Tensor, part: int) -> Tensor:  # [F, P, 4, 4] -> [3] unit

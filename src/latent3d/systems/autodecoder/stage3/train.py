@@ -23,24 +23,14 @@ from torch import Tensor
 
 from latent3d.errors import UserError
 from latent3d.systems.autodecoder.config import ArticulatedConfig
+from latent3d.systems.autodecoder.stage1.cameras import axis_angle_to_matrix, rotation_log
 from latent3d.systems.autodecoder.stage3.fit import FitConfig, VideoFit
-
-
-def rotation_log(R: Tensor) -> Tensor:  # [..., 3, 3] -> axis-angle [..., 3] (angle below pi)
-    """The inverse of Rodrigues' formula (``axis_angle_to_matrix``) for rotations by less than pi."""
-    cos = ((R.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1.0, 1.0)
-    angle = torch.acos(cos)
-    v = torch.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], -1)
-    scale = torch.where(angle < 1e-6, 0.5 + angle**2 / 12, angle / (2 * torch.sin(angle).clamp_min(1e-12)))
-    return v * scale[..., None]
 
 
 def interpolate_transforms(known: Tensor, at: list[int], query: list[int]) -> Tensor:
     """Part transforms ``known [K, P, 4, 4]`` of the frames ``at`` (sorted) -> ``[Q, P, 4, 4]`` at frames ``query``:
     between two known frames, the rotation turns along the geodesic and the translation moves linearly; beyond the
     ends, the nearest known frame's transforms."""
-    from latent3d.systems.autodecoder.stage1.cameras import axis_angle_to_matrix
-
     out = []
     for q in query:
         hi = next((i for i, a in enumerate(at) if a >= q), len(at) - 1)
@@ -103,6 +93,7 @@ def _score_truth(fit: VideoFit, folder: Path, V: Tensor, K: Tensor, size: tuple[
 def train_articulated(data: str | Path, out_dir: str | Path, cfg: ArticulatedConfig, progress: bool = True,
                       command: str | None = None) -> dict:  # fmt: skip
     """Fit every video of ``data`` and write the run (module docstring); returns ``eval.json``'s content."""
+    from latent3d.data.formats.multiview import white_mask
     from latent3d.data.formats.video_frames import list_video_folders, read_video_folder
     from latent3d.io.atomic import write_text
     from latent3d.io.image import save_image
@@ -121,7 +112,7 @@ def train_articulated(data: str | Path, out_dir: str | Path, cfg: ArticulatedCon
         held = [i for i in range(n) if cfg.holdout and i % cfg.holdout == cfg.holdout - 1]
         keep = [i for i in range(n) if i not in held]
         frames = torch.from_numpy(vf.frames).float() / 255.0
-        masks = torch.from_numpy(vf.masks) if vf.masks is not None else (frames < 0.98).any(-1)
+        masks = torch.from_numpy(vf.masks if vf.masks is not None else white_mask(vf.frames))
         V, K = fixed_camera(cfg, H, W)
         fcfg = FitConfig(parts=cfg.parts, grid=cfg.grid, steps=cfg.steps, free_root=True,
                          root_smooth_weight=cfg.root_smoothness, seed=cfg.seed)  # fmt: skip
