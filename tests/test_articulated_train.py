@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 from latent3d.data.procedural.articulated import hinge_box, joint_motion
 from latent3d.systems.autodecoder.stage1.cameras import axis_angle_to_matrix, rotation_log
 from latent3d.systems.autodecoder.stage3.fit import VideoFit
-from latent3d.systems.autodecoder.stage3.train import _score_truth, interpolate_transforms
+from latent3d.systems.autodecoder.stage3.motion import interpolate_transforms
+from latent3d.systems.autodecoder.stage3.train import _score_truth
 
 
 def test_rotation_log_inverts_rodrigues():
@@ -76,7 +77,7 @@ def test_the_articulated_command_writes_fits_that_render_its_held_out_frames(tmp
     assert main(["data", "articulated", "--out", str(tmp_path / "d"), "--n-videos", "1", "--frames", "8", "--size",
                  "24", "--kinds", "hinge_box"]) == 0  # fmt: skip
     assert main(["train", "autodecoder", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "r"), "--articulated",
-                 "--steps", "60", "--device", "cpu"]) == 0  # fmt: skip
+                 "--steps", "60", "--decoder-steps", "0", "--device", "cpu"]) == 0  # fmt: skip
     report = json.loads((tmp_path / "r" / "eval.json").read_text())
     v = report["videos"]["video_000"]
     assert v["frames"] == 8 and v["heldout_frames"] == 2 and set(v["joints"]) == {"lid"}  # --holdout 4: frames 3, 7

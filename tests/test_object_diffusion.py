@@ -213,14 +213,14 @@ def test_a_sample_with_nan_is_refused_before_any_of_its_files_and_leaves_no_part
 
     gen = load_generator(runs[0] / "od" / "model")
     cfg = ObjectConfig(n=3, steps=2, size=16, frames=2, views=2)
-    decode, calls = gen.decoder.decode, []
+    decode, calls = gen.decoder.decode_skinned, []
 
     def nan_for_sample_1(z):
         calls.append(z)
-        density, rgb = decode(z)
-        return (density * float("nan"), rgb) if len(calls) == 2 else (density, rgb)
+        density, rgb, skin = decode(z)
+        return (density * float("nan"), rgb, skin) if len(calls) == 2 else (density, rgb, skin)
 
-    monkeypatch.setattr(gen.decoder, "decode", nan_for_sample_1)
+    monkeypatch.setattr(gen.decoder, "decode_skinned", nan_for_sample_1)
     with pytest.raises(UserError, match="sample_01: the sampled volume holds NaN") as e:
         generate.generate_objects(gen, "a red cube", tmp_path / "o", cfg, 0, "m", progress=False)
     assert "\n" not in str(e.value) and "--guidance 3 is too strong" in str(e.value)
@@ -228,7 +228,7 @@ def test_a_sample_with_nan_is_refused_before_any_of_its_files_and_leaves_no_part
     assert [p.name for p in (tmp_path / "o").iterdir()] == ["sample_00"]
     assert {"views/000.png", "views/001.png", "turntable.mp4", "volume.npz", "gaussians.ply"} <= _sample_files(
         tmp_path / "o" / "sample_00")  # fmt: skip
-    monkeypatch.setattr(gen.decoder, "decode", decode)
+    monkeypatch.setattr(gen.decoder, "decode_skinned", decode)
     # latents with NaN (what --guidance 1e308 gave): refused before anything is written
     monkeypatch.setattr(generate, "sample_latents", lambda *a, **k: torch.full((3, 8, 8, 8, 8), float("nan")))
     with pytest.raises(UserError, match="sample_00: the sampled volume"):

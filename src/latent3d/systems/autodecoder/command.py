@@ -53,6 +53,8 @@ def autodecoder_cmd(
     parts: Annotated[int, field_option(ArticulatedConfig, "parts")] = _R.parts,
     camera_elevation: Annotated[float, field_option(ArticulatedConfig, "camera_elevation")] = _R.camera_elevation,
     root_smoothness: Annotated[float, field_option(ArticulatedConfig, "root_smoothness")] = _R.root_smoothness,
+    decoder_steps: Annotated[int, field_option(ArticulatedConfig, "decoder_steps")] = _R.decoder_steps,
+    pose_steps: Annotated[int, field_option(ArticulatedConfig, "pose_steps")] = _R.pose_steps,
     icnr: Annotated[bool, field_option(AutodecoderConfig, "icnr")] = _A.icnr,
     tv_weight: Annotated[float, field_option(AutodecoderConfig, "tv_weight")] = _A.tv_weight,
     vgg: Annotated[Optional[Path], field_option(AutodecoderConfig, "vgg")] = _A.vgg,
@@ -68,7 +70,9 @@ def autodecoder_cmd(
     if articulated:
         return _articulated(ctx, data, out, ArticulatedConfig(parts=parts, steps=steps, holdout=holdout, fov_y=fov_y,
                             camera_radius=camera_radius, camera_elevation=camera_elevation,
-                            root_smoothness=root_smoothness, seed=seed), device)  # fmt: skip
+                            root_smoothness=root_smoothness, decoder_steps=decoder_steps, pose_steps=pose_steps,
+                            seed=seed),
+                            device)  # fmt: skip
     # each value was checked by its option (the config's declared ranges); the config checks how they relate
     cfg = AutodecoderConfig(holdout=holdout, steps=steps, lr=lr, embedding=embedding, embedding_dim=embedding_dim,  # type: ignore[arg-type]
                             latent_channels=latent_channels, blocks=blocks, widths=widths, shuffle=shuffle,  # type: ignore[arg-type]
@@ -110,8 +114,11 @@ def _articulated(ctx: typer.Context, data: Path, out: Path, cfg: ArticulatedConf
     from latent3d.systems.autodecoder.stage3.train import train_articulated
 
     report = train_articulated(data, out, cfg, command=invocation(ctx))
-    typer.echo(f"wrote {out}: {len(report['videos'])} video fits (fit.safetensors, heldout/), eval.json; mean held-out "
-               f"PSNR {report['mean_heldout_psnr']} dB")
+    shared = report.get("decoder")
+    typer.echo(f"wrote {out}: {len(report['videos'])} video fits (fit.safetensors, heldout/), eval.json"
+               + (", model/, latents.safetensors, motions.safetensors" if shared else "")
+               + f"; mean held-out PSNR {report['mean_heldout_psnr']} dB (per-video fits)"
+               + (f", {shared['mean_heldout_psnr']} dB (one decoder for all videos)" if shared else ""))
 
 
 def object_diffusion_cmd(
@@ -187,18 +194,23 @@ def object_cmd(
     views: Annotated[int, field_option(ObjectConfig, "views")] = _O.views,
     size: Annotated[int, field_option(ObjectConfig, "size")] = _O.size,
     frames: Annotated[int, field_option(ObjectConfig, "frames")] = _O.frames,
+    animate: Annotated[bool, field_option(ObjectConfig, "animate")] = _O.animate,
+    motion: Annotated[int, field_option(ObjectConfig, "motion")] = _O.motion,
+    motion_video: Annotated[Optional[Path], field_option(ObjectConfig, "motion_video")] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
 ) -> dict:
     """Text to 3D object (3DVADER): N samples, each with 8 orbit views, turntable.mp4, volume.npz, mesh.glb and
     gaussians.ply; plus grid.png and run.json."""
-    cfg = ObjectConfig(model=model, n=n, steps=steps, guidance=guidance, views=views, size=size, frames=frames)
+    cfg = ObjectConfig(model=model, n=n, steps=steps, guidance=guidance, views=views, size=size, frames=frames,
+                       animate=animate, motion=motion, motion_video=str(motion_video) if motion_video else None)
     from latent3d.runtime import resolve_device, seed_everything
     from latent3d.systems.autodecoder.stage2.generator import load_generator, read_generator_config, resolve_model
     from latent3d.systems.autodecoder.generate import generate_objects
 
     folder = resolve_model(model)
     meta = read_generator_config(folder)  # a wrong folder is refused before anything loads
+    video = _check_animate(meta, model, motion, motion_video) if animate else None
     from latent3d.memory import object_sample_bytes, refuse_unless_fits
 
     samples = meta["autodecoder"].get("samples")  # checked by the loader below; a bad value: the usual 64 here
@@ -208,10 +220,35 @@ def object_cmd(
     dev = resolve_device(device)
     seed_everything(seed)
     gen = load_generator(folder).to(dev)
-    run = generate_objects(gen, prompt, Path(out), cfg, seed, model)
-    typer.echo(f"wrote {out}: {n} samples (views/, turntable, volume.npz, mesh.glb, gaussians.ply), grid.png, "
+    run = generate_objects(gen, prompt, Path(out), cfg, seed, model, video=video)
+    typer.echo(f"wrote {out}: {n} samples (views/, turntable, volume.npz, mesh.glb, gaussians.ply"
+               f"{', animation.mp4' if animate else ''}), grid.png, "
                f"run.json; sampling {run['sampling_s']:.1f} s")
     return run
+
+
+def _check_animate(meta: dict, model: str, motion: int, motion_video: Path | None):
+    """``object --animate`` needs an articulated generator with motion ``motion``, or a pose network and a readable
+    ``--motion-video`` (returned, read: every problem one line before any weights load)."""
+    if not meta.get("parts"):
+        raise UserError(f"--animate: the model {model} has no parts to move (a rigid object model); train one with "
+                        f"`latent3d train autodecoder --articulated`, then `latent3d train object-diffusion`")
+    count = meta.get("motions")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise UserError(f"--animate: the model {model}'s config.json has no count of motions ('motions'); retrain it "
+                        f"with `latent3d train object-diffusion`")
+    if not 0 <= motion < count:
+        raise UserError(f"--motion {motion}: the model {model} keeps {count} training motions (0..{count - 1})")
+    if motion_video is None:
+        return None
+    if meta.get("posenet") is not True:
+        raise UserError(f"--motion-video: the model {model} has no pose network to read a video's motion; train the "
+                        f"autodecoder with --pose-steps above 0, or use --motion K")
+    from latent3d.data.formats.video_frames import read_video_folder
+
+    if not motion_video.is_dir():
+        raise UserError(f"--motion-video {motion_video} is not a folder of numbered frames (00000.png, ...)")
+    return read_video_folder(motion_video)
 
 
 class _ObjectInitializer:

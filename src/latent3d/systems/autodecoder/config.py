@@ -126,6 +126,14 @@ class ArticulatedConfig:
     root_smoothness: float = within(0, 1e6, 1.0)
     """Weight of the smoothness of the root part's motion from frame to frame (the camera's motion, which is slow):
     without it the root takes over the other parts' motion (measured: 19-38 degrees of hinge error instead of 3-16)."""
+    decoder_steps: int = within(0, 10**8, 1500)
+    """Steps of the one decoder for all videos (per-video latents -> canonical volume + skinning weights), trained
+    after the per-video fits on their frames and tracked poses; 0: the per-video fits only (no generator can learn
+    from the run)."""
+    pose_steps: int = within(0, 10**8, 1500)
+    """Steps of the pose network (a CNN from a video's first frame and frame t to frame t's part transforms), trained
+    on the tracked poses after the decoder; it lets `object --animate --motion-video DIR` read a new video's motion.
+    0: none."""
     seed: int = within(0, SEED_MAX, 0)
 
     def __post_init__(self) -> None:
@@ -227,6 +235,14 @@ class ObjectConfig:
     """Camera elevation of the views in degrees."""
     radius: float = within(1, 1e3, 3.0, open_lo=True)
     """Camera distance from the object centre (objects fill the unit cube)."""
+    animate: bool = False
+    """Also write animation.mp4 per sample (--frames frames): the object moving its parts with a training video's
+    part motion (articulated models only: `train autodecoder --articulated`, then `train object-diffusion`)."""
+    motion: int = within(0, 10**6, 0)
+    """--animate: which training video's motion drives the parts (0 = the first video of the autodecoder run)."""
+    motion_video: str | None = None
+    """--animate: a video folder (numbered frames, optional masks/, seen as the training videos were) whose motion
+    the model's pose network reads and the sample follows, instead of a training motion."""
 
     def __post_init__(self) -> None:
         check_config(self)

@@ -4,7 +4,8 @@ classifier-free guidance (Ho & Salimans 2022; paper: scale 3), inverse normalisa
 and the grid turned into what users open: orbit views, a turntable, the grid itself, a coloured mesh and Gaussians.
 
 Per sample ``OUT/sample_XX/``: ``views/000.png ...``, ``turntable.mp4``, ``volume.npz``, ``mesh.glb`` (glTF y-up),
-``gaussians.ply`` (INRIA layout); and ``OUT/grid.png`` (first view of every sample), ``OUT/run.json``.
+``gaussians.ply`` (INRIA layout), with ``--animate`` (articulated models) ``animation.mp4``; and ``OUT/grid.png``
+(first view of every sample), ``OUT/run.json``.
 """
 
 from __future__ import annotations
@@ -102,8 +103,10 @@ def write_sample(out: Path, density: Tensor, rgb: Tensor, gen: ObjectGenerator, 
 
 
 def generate_objects(gen: ObjectGenerator, prompt: str, out: Path, cfg: ObjectConfig, seed: int,
-                     model_name: str, progress: bool = True) -> dict:  # fmt: skip
-    """Sample ``cfg.n`` objects for ``prompt`` and write every output (module docstring); returns run.json."""
+                     model_name: str, progress: bool = True, video=None) -> dict:  # fmt: skip
+    """Sample ``cfg.n`` objects for ``prompt`` and write every output (module docstring); returns run.json. With
+    ``cfg.animate``, ``video`` (a read ``--motion-video``, ``VideoFrames``) gives the motion through the pose
+    network; without it, the generator's training motion ``cfg.motion``."""
     from tqdm.auto import tqdm
 
     from latent3d.io.atomic import atomic_dir, write_text
@@ -115,15 +118,19 @@ def generate_objects(gen: ObjectGenerator, prompt: str, out: Path, cfg: ObjectCo
     t_sample = time.time() - t0
     for k in range(cfg.n):  # before anything is written
         _check_finite(f"sample_{k:02d}", lat[k], cfg)
+    motions, index = (gen.motions, cfg.motion) if video is None else (_video_motion(gen, video), 0)
     samples, firsts = [], []
-    bar = tqdm(total=cfg.n * (cfg.views + cfg.frames), desc="render views + frames", unit="image",
-               disable=not progress)  # fmt: skip
+    bar = tqdm(total=cfg.n * (cfg.views + cfg.frames * (2 if cfg.animate else 1)), desc="render views + frames",
+               unit="image", disable=not progress)  # fmt: skip
     for k in range(cfg.n):
         name = f"sample_{k:02d}"
-        density, rgb = gen.decoder.decode(lat[k:k + 1])
-        _check_finite(name, torch.cat([density, rgb], dim=1), cfg)
+        density, rgb, skin = gen.decoder.decode_skinned(lat[k:k + 1])
+        _check_finite(name, torch.cat([density, rgb, skin], dim=1), cfg)
         with atomic_dir(out / name) as tmp:  # a sample folder is there whole or not at all
             entry = write_sample(tmp, density, rgb, gen, cfg, on_view=bar.update)
+            if cfg.animate:
+                entry |= _animate(tmp, density, rgb, skin, gen, motions, index, cfg, bar.update)
+                entry["motion"] = index if video is None else str(video.folder)
         firsts.append(entry.pop("first_view").numpy())
         samples.append({"folder": name, **entry})
     bar.close()
@@ -133,6 +140,25 @@ def generate_objects(gen: ObjectGenerator, prompt: str, out: Path, cfg: ObjectCo
            "total_s": round(time.time() - t0, 2), "network_calls": 2 * cfg.steps - 1, "samples": samples}  # fmt: skip
     write_text(out / "run.json", json.dumps(run, indent=1))
     return run
+
+
+def _video_motion(gen: ObjectGenerator, video) -> Tensor:  # -> [1, F, P, 4, 4]
+    """The part motion the generator's pose network reads from a video (``VideoFrames``; white mask without masks)."""
+    from latent3d.data.formats.multiview import white_mask
+    from latent3d.systems.autodecoder.stage3.posenet import predict_motion
+
+    frames = torch.from_numpy(video.frames).float() / 255.0
+    masks = torch.from_numpy(video.masks if video.masks is not None else white_mask(video.frames))
+    return predict_motion(gen.posenet.cpu(), frames, masks)[None]
+
+
+def _animate(out: Path, density: Tensor, rgb: Tensor, skin: Tensor, gen: ObjectGenerator, motions: Tensor,
+             index: int, cfg: ObjectConfig, on_frame) -> dict:  # fmt: skip
+    """``animation.mp4`` of an articulated generator's sample (:mod:`.stage3.animate`)."""
+    from latent3d.systems.autodecoder.stage3.animate import write_animation
+
+    return write_animation(out, density, rgb, skin, motions, index, cfg.frames, cfg.size, cfg.radius,
+                           cfg.elevation, FOV, float(gen.meta["box"]), gen.decoder.cfg.samples, on_frame)
 
 
 def _check_finite(name: str, x: Tensor, cfg: ObjectConfig) -> None:

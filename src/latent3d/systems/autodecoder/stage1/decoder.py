@@ -19,6 +19,7 @@ from latent3d.nets.embeddings import make_embedding
 from latent3d.systems.autodecoder.config import AutodecoderConfig
 
 
+MAX_PARTS = 10  # rigid parts of an articulated decoder (the paper's 10)
 DENSITY_SCALE = 10.0  # densities of opaque surfaces (hundreds per world unit) stay within reach of the head's output
 
 
@@ -45,6 +46,18 @@ def icnr_(head: nn.Conv3d, s: int) -> None:
         b.copy_(b[:, :1].expand_as(b).clone())
 
 
+def saved_parts(saved) -> int:
+    """``config.json["parts"]`` of a saved decoder or generator (:class:`latent3d.io.model_folder.ModelFolder`): the
+    skinning channels of its head, 0 (rigid) when absent; anything but 0..MAX_PARTS is one UserError line."""
+    from latent3d.errors import UserError
+
+    parts = saved.get("parts", int, default=0)
+    if not 0 <= parts <= MAX_PARTS or isinstance(parts, bool):
+        raise UserError(f"{saved.config_path}: 'parts' must be an integer in 0..{MAX_PARTS}, got {parts!r}; "
+                        f"{saved.fix}")
+    return parts
+
+
 def _stage(cin: int, cout: int, res: int, cfg: AutodecoderConfig) -> nn.Sequential:
     """``cfg.blocks`` residual blocks (the first doubles the resolution to ``res``) and attention at ``res`` if asked."""
     layers: list[nn.Module] = [UpBlock3D(cin, cout, upsample=True, norm=cfg.norm)]
@@ -59,11 +72,12 @@ class VolumeDecoder(nn.Module):
     in (0, 1))`` with N = 8 * 2^len(widths) * shuffle; density = DENSITY_SCALE * softplus(g - 2) per world unit (about
     1.3 at initialisation: a half-transparent box), colours through a sigmoid. What a generator needs to turn sampled
     latents into radiance grids (its parameters are the ``g2.``, ``head_norm.``, ``head.`` entries of an
-    :class:`Autodecoder`'s state dict)."""
+    :class:`Autodecoder`'s state dict). With ``parts`` P > 0 (stage 3, articulated objects) the head also predicts
+    per-voxel skinning logits over P rigid parts (:meth:`decode_skinned`; :mod:`..stage3.skinning`)."""
 
-    def __init__(self, cfg: AutodecoderConfig):
+    def __init__(self, cfg: AutodecoderConfig, parts: int = 0):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.parts = cfg, parts
         self._build_g2()
 
     def _build_g2(self) -> None:
@@ -75,16 +89,21 @@ class VolumeDecoder(nn.Module):
             chans = w
         self.g2 = nn.Sequential(*stages)
         self.head_norm = norm3d(cfg.norm, chans)
-        self.head = nn.Conv3d(chans, 4 * cfg.shuffle**3, 1)
+        self.head = nn.Conv3d(chans, (4 + self.parts) * cfg.shuffle**3, 1)
         if cfg.icnr:
             icnr_(self.head, cfg.shuffle)
         self.grid_size = res * cfg.shuffle
 
-    def decode(self, latent: Tensor) -> tuple[Tensor, Tensor]:  # [B, C, 8, 8, 8] -> density, rgb [B, 1|3, N, N, N]
-        """G2 (supp. B.1): the radiance grid of a latent volume."""
+    def decode_skinned(self, latent: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # [B, C, 8, 8, 8] ->
+        """G2 (supp. B.1): the radiance grid of a latent volume, density [B, 1, N, N, N], rgb [B, 3, N, N, N] and
+        skinning logits [B, P, N, N, N] (P = 0 channels for a rigid decoder)."""
         h = self.head(F.relu(self.head_norm(self.g2(latent))))
         g = voxel_shuffle(h, self.cfg.shuffle)
-        return DENSITY_SCALE * F.softplus(g[:, :1] - 2.0), torch.sigmoid(g[:, 1:])
+        return DENSITY_SCALE * F.softplus(g[:, :1] - 2.0), torch.sigmoid(g[:, 1:4]), g[:, 4:]
+
+    def decode(self, latent: Tensor) -> tuple[Tensor, Tensor]:  # [B, C, 8, 8, 8] -> density, rgb [B, 1|3, N, N, N]
+        """G2 (supp. B.1): the radiance grid of a latent volume."""
+        return self.decode_skinned(latent)[:2]
 
     def forward(self, latent: Tensor) -> tuple[Tensor, Tensor]:
         return self.decode(latent)
@@ -94,9 +113,9 @@ class Autodecoder(VolumeDecoder):
     """G1 + G2: ``latent(ids [B]) -> [B, C, 8, 8, 8]`` (the embedding, FC, up-block to 8^3) and ``decode(latent)`` of
     :class:`VolumeDecoder`."""
 
-    def __init__(self, num_objects: int, cfg: AutodecoderConfig):
+    def __init__(self, num_objects: int, cfg: AutodecoderConfig, parts: int = 0):
         nn.Module.__init__(self)  # G1 is built before G2 (the order the parameters draw from the RNG)
-        self.cfg = cfg
+        self.cfg, self.parts = cfg, parts
         if cfg.embedding == "hash":
             self.embedding = make_embedding("hash", num_objects, cfg.embedding_dim, codebook_bits=cfg.hash_bits,
                                             num_codebooks=cfg.hash_codebooks)  # fmt: skip

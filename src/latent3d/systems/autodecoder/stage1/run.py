@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from latent3d.systems.autodecoder.config import AutodecoderConfig
-from latent3d.systems.autodecoder.stage1.decoder import Autodecoder
+from latent3d.systems.autodecoder.stage1.decoder import Autodecoder, saved_parts
 
 KIND = "latent3d autodecoder"
 
@@ -37,6 +37,8 @@ def export_run(out_dir: Path, decoder: Autodecoder, object_ids: list[str], cfg: 
                          for s in range(0, len(object_ids), 16)])  # fmt: skip
     meta = {"autodecoder": cfg, "num_objects": len(object_ids), "grid_size": decoder.grid_size,
             "latent_shape": list(lat.shape[1:]), "box": cfg.box}  # fmt: skip
+    if decoder.parts:  # stage 3: the head's skinning channels
+        meta["parts"] = decoder.parts
     write_model_folder(out_dir / "model", KIND, meta, decoder.cpu().state_dict())
     save_tensors({"latents": lat, "ids": torch.arange(len(object_ids))}, out_dir / "latents.safetensors",
                  metadata={"object_ids": json.dumps(object_ids), "latent_shape": json.dumps(list(lat.shape[1:])),
@@ -56,14 +58,23 @@ def load_autodecoder(run_dir: str | Path) -> tuple[Autodecoder, dict]:
     saved = read_model_folder(Path(run_dir) / "model", KIND, fix)
     cfg = saved.config(AutodecoderConfig, "autodecoder")
     n = saved.get("num_objects", int)
+    parts = saved_parts(saved)
     tensors = saved.tensors()
 
     def build() -> Autodecoder:
-        decoder = Autodecoder(n, cfg)
+        decoder = Autodecoder(n, cfg, parts)
         decoder.load_state_dict(tensors)
         return decoder
 
     decoder, meta = saved.build(build), saved.meta
+    if parts:  # stage 3: the training videos' part motions travel with the decoder to the generator
+        from latent3d.systems.autodecoder.stage3.motion import read_motions
+
+        meta = meta | {"motions": read_motions(run_dir, parts)}
+        if (Path(run_dir) / "posenet").is_dir():
+            from latent3d.systems.autodecoder.stage3.posenet import load_pose_net
+
+            meta["posenet"] = load_pose_net(Path(run_dir) / "posenet", parts)
     try:  # provenance only: a run without it (or with a damaged one) still loads
         run = json.loads((Path(run_dir) / "run.json").read_text())
         meta |= {k: run[k] for k in ("command", "data") if isinstance(run.get(k), str)}

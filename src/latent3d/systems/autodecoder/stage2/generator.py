@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from latent3d.diffusion.edm import EDMPrecond
 from latent3d.errors import UserError
 from latent3d.nets.text_denoiser import TextConditionedDenoiser
 from latent3d.nets.unet3d import UNet3D
 from latent3d.systems.autodecoder.config import AutodecoderConfig, ObjectConfig, ObjectDiffusionConfig
-from latent3d.systems.autodecoder.stage1.decoder import VolumeDecoder
+from latent3d.systems.autodecoder.stage1.decoder import VolumeDecoder, saved_parts
 from latent3d.systems.autodecoder.stage2.denoiser import build_unet
 from latent3d.systems.autodecoder.stage2.normalize import LatentNormalizer
 from latent3d.systems.autodecoder.stage2.text import load_text_encoder, text_width
@@ -38,7 +38,7 @@ def export_generator(folder: Path, unet: UNet3D, decoder: VolumeDecoder, norm: L
     training writes the same bytes); those go to the model card."""
     from latent3d.io.model_folder import write_model_folder
 
-    dec_keys = set(VolumeDecoder(decoder.cfg).state_dict())
+    dec_keys = set(VolumeDecoder(decoder.cfg, decoder.parts).state_dict())
     tensors = {f"unet.{k}": v.detach().half() for k, v in unet.state_dict().items()}
     tensors |= {f"decoder.{k}": v.detach().cpu() for k, v in decoder.state_dict().items() if k in dec_keys}
     tensors |= {f"normalizer.{k}": v for k, v in norm.state_dict().items()}
@@ -47,6 +47,11 @@ def export_generator(folder: Path, unet: UNet3D, decoder: VolumeDecoder, norm: L
             "latent_shape": ad_meta["latent_shape"], "box": ad_meta["box"],
             "defaults": {"steps": d.steps, "guidance": d.guidance},
             "training": {k: v for k, v in summary.items() if k not in _RUN_ONLY}}  # fmt: skip
+    if decoder.parts:  # stage 3: skinning channels and the training videos' part motions (``object --animate``)
+        meta |= {"parts": decoder.parts, "motions": len(ad_meta["motions"]), "posenet": "posenet" in ad_meta}
+        tensors |= {"motions": ad_meta["motions"].float()}
+        if "posenet" in ad_meta:  # reads a new video's part motion (``object --animate --motion-video``)
+            tensors |= {f"posenet.{k}": v.detach().cpu() for k, v in ad_meta["posenet"].state_dict().items()}
 
     def text_side(tmp: Path) -> None:
         text_encoder.cpu().save_pretrained(tmp / "text_encoder")
@@ -105,6 +110,8 @@ class ObjectGenerator:
     cfg: ObjectDiffusionConfig
     meta: dict
     folder: Path
+    motions: Tensor | None = None  # [M, F, P, 4, 4] part motions of the training videos (articulated models only)
+    posenet: nn.Module | None = None  # :class:`~..stage3.posenet.PoseNet` (articulated models that have one)
 
     def to(self, device: torch.device) -> "ObjectGenerator":
         for m in (self.denoiser, self.decoder, self.text_encoder):
@@ -170,11 +177,31 @@ def load_generator(folder: str | Path) -> ObjectGenerator:
     def build() -> tuple[UNet3D, VolumeDecoder, LatentNormalizer]:
         unet = build_unet(cfg, saved.meta["latent_shape"][0], text_width(enc))
         unet.load_state_dict({k[5:]: v.float() for k, v in tensors.items() if k.startswith("unet.")})
-        decoder = VolumeDecoder(ad_cfg)
+        decoder = VolumeDecoder(ad_cfg, saved_parts(saved))
         decoder.load_state_dict({k[8:]: v.float() for k, v in tensors.items() if k.startswith("decoder.")})
         norm = LatentNormalizer.from_state_dict({k[11:]: v for k, v in tensors.items() if k.startswith("normalizer.")})
         return unet, decoder, norm
 
     unet, decoder, norm = saved.build(build)
+    motions = posenet = None
+    if decoder.parts:
+        motions, posenet = _articulated_parts(saved, tensors, decoder.parts)
     den = EDMPrecond(TextConditionedDenoiser(unet, None), float(sd)).eval()
-    return ObjectGenerator(den, decoder.eval(), norm, enc.eval(), tok, cfg, saved.meta, folder)
+    return ObjectGenerator(den, decoder.eval(), norm, enc.eval(), tok, cfg, saved.meta, folder, motions, posenet)
+
+
+def _articulated_parts(saved: ModelFolder, tensors: dict, parts: int) -> tuple[Tensor, nn.Module | None]:
+    """An articulated generator's training motions and its pose network (when it has one)."""
+    from latent3d.systems.autodecoder.stage3.motion import check_motions
+    from latent3d.systems.autodecoder.stage3.posenet import PoseNet
+
+    motions = check_motions(tensors.get("motions"), parts, str(saved.path / "model.safetensors"), _FIX)
+    if not saved.get("posenet", bool, default=False):
+        return motions, None
+
+    def build() -> PoseNet:
+        net = PoseNet(parts)
+        net.load_state_dict({k[8:]: v.float() for k, v in tensors.items() if k.startswith("posenet.")})
+        return net
+
+    return motions, saved.build(build).eval()
