@@ -168,7 +168,10 @@ def test_animate_writes_the_sample_moved_by_the_chosen_training_motion(articulat
     assert (video[0] - view0).abs().mean() < 0.03
     still = animation_frames(density[0], rgb[0], skin[0], root_relative(run_motions[1][:1]).expand(6, -1, -1, -1), 32,
                              3.0, 20.0, FOV, 1.3, 128)  # fmt: skip
-    assert (video - still).abs().mean((1, 2, 3)).max() > 2 * err.max()  # and it moves as the motion does
+    # and it moves as the motion does: where the motion changes the frames, the video is nearer the moving renders
+    # than the still ones
+    moving = (want - still).abs().mean((1, 2, 3)) > 0.01
+    assert moving.any() and err[moving].sum() < (video - still).abs().mean((1, 2, 3))[moving].sum()
 
 
 def test_the_pose_network_reads_the_tracked_poses_and_drives_the_animation_from_a_video(articulated):

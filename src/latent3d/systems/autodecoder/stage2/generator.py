@@ -65,7 +65,13 @@ def _card(meta: dict) -> str:
     t, d = meta["training"], meta["object_diffusion"]
     ev = t.get("autodecoder_eval") or {}
     held = (f" Held-out views of the autodecoder: PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.3f}, mask IoU "
-            f"{ev['mask_iou']:.3f}." if ev else "")  # fmt: skip
+            f"{ev['mask_iou']:.3f}." if ev.get("psnr") is not None else "")  # fmt: skip
+    if meta.get("parts"):
+        held = (f" Held-out frames: PSNR {ev.get('fits_psnr')} dB (per-video fits), {ev.get('decoder_psnr')} dB (the "
+                f"decoder); the pose network's held-out joint error {ev.get('pose_net_error_deg')} degrees.\n"
+                f"- Articulated: {meta['parts']} rigid parts (skinning logits in G2's head), {meta['motions']} "
+                f"training motions for `object --animate --motion K`"
+                + (", a pose network for `--motion-video DIR`." if meta.get("posenet") else "."))
     return f"""# latent3d object generator (3DVADER)
 
 Text -> 8^3 x {meta['latent_shape'][0]} latent volume (EDM diffusion, 3D UNet) -> {meta['grid_size']}^3 radiance

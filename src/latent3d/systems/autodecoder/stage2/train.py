@@ -134,9 +134,15 @@ def _log_report(out_dir: Path, report: dict, progress: bool) -> None:
 
 
 def _eval_mean(run: Path) -> dict:
+    """The autodecoder's held-out means (an articulated run: the per-video fits' and the decoder's held-out PSNR and
+    the pose network's held-out joint error)."""
     try:
-        return json.loads((run / "eval.json").read_text()).get("mean", {})
-    except (OSError, ValueError):
+        doc = json.loads((run / "eval.json").read_text())
+        if isinstance(doc.get("decoder"), dict):
+            return {"fits_psnr": doc.get("mean_heldout_psnr"), "decoder_psnr": doc["decoder"].get("mean_heldout_psnr"),
+                    "pose_net_error_deg": (doc.get("pose_net") or {}).get("heldout_joint_error_deg")}  # fmt: skip
+        return doc.get("mean", {})
+    except (OSError, ValueError, AttributeError):
         return {}
 
 

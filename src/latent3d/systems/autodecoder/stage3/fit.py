@@ -120,14 +120,19 @@ def fit_video(
         loss = loss + cfg.smooth_weight * step_sq.mean() + cfg.root_smooth_weight * step_sq[:, 0].mean()
         if cfg.joint_weight > 0:
             loss = loss + cfg.joint_weight * joint_loss(F.softplus(dens), skin, T[:active], centres, 2 * cfg.box / N)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
+        step_optimiser(opt, sched, loss, losses)
     with torch.no_grad():
         return VideoFit(F.softplus(dens), torch.sigmoid(col), skin.detach().clone(), _gauged(rot, trans, cfg.free_root),
                         losses)  # fmt: skip
+
+
+def step_optimiser(opt: torch.optim.Optimizer, sched, loss: Tensor, losses: list[float]) -> None:
+    """One optimiser and scheduler step on ``loss``, its value appended to ``losses`` (stage 3's loops)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    losses.append(float(loss.detach()))
 
 
 def joint_loss(density: Tensor, skin_logits: Tensor, transforms: Tensor, centres: Tensor, voxel: float) -> Tensor:

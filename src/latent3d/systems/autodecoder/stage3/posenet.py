@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from latent3d.systems.autodecoder.stage3.fit import step_optimiser
 from latent3d.systems.autodecoder.stage3.skinning import part_transforms
 
 POSENET = "latent3d articulated pose network"  # the kind of RUN/posenet/ (:mod:`latent3d.io.model_folder`)
@@ -81,11 +82,7 @@ def train_pose_net(inputs: list[Tensor], targets: list[Tensor], parts: int, step
     for _ in trange(steps, desc="pose network", disable=not progress):
         idx = torch.randint(len(x), (min(32, len(x)),), generator=g)
         loss = (net(x[idx]) - y[idx])[..., :3, :].square().sum((-1, -2)).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
+        step_optimiser(opt, sched, loss, losses)
     return net.eval(), losses
 
 

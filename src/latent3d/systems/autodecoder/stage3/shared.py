@@ -28,7 +28,7 @@ from torch import Tensor
 
 from latent3d.systems.autodecoder.config import AutodecoderConfig
 from latent3d.systems.autodecoder.stage1.decoder import Autodecoder
-from latent3d.systems.autodecoder.stage3.fit import VideoFit
+from latent3d.systems.autodecoder.stage3.fit import VideoFit, step_optimiser
 from latent3d.systems.autodecoder.stage3.skinning import render_skinned
 
 MASK_WEIGHT = 0.1  # as the per-video fit (FitConfig.mask_weight)
@@ -111,9 +111,5 @@ def train_shared_decoder(tracks: list[Track], parts: int, steps: int, box: float
             loss = loss + frame_loss(density[j], rgb[j], skin[j], tracks[v], box, g)
             loss = loss + distill_loss(density[j], rgb[j], skin[j], targets[v], box)
         loss = loss / len(ids)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
+        step_optimiser(opt, sched, loss, losses)
     return model.eval(), losses
