@@ -245,3 +245,11 @@ def test_what_cannot_be_animated_is_refused_in_one_line_before_any_weights_load(
     save_file(nan, str(no_net / "model.safetensors"))
     with pytest.raises(UserError, match="'motions' must be finite rigid transforms"):
         generator.load_generator(no_net)
+
+
+def test_the_generator_card_names_the_videos_and_the_articulated_parts(articulated):
+    card = (articulated / "g" / "model" / "MODEL_CARD.md").read_text()
+    report = json.loads((articulated / "r" / "eval.json").read_text())
+    assert "`latent3d data articulated --n-videos 2 --frames 8 --size 24 --kinds hinge_box`" in card
+    assert f"PSNR {report['mean_heldout_psnr']} dB (per-video fits), {report['decoder']['mean_heldout_psnr']} dB" in card
+    assert "- Articulated: 2 rigid parts" in card and "2 training motions" in card and "a pose network" in card

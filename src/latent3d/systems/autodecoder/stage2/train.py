@@ -147,7 +147,11 @@ def _eval_mean(run: Path) -> dict:
 
 
 def _data_command(data: str | None) -> str | None:
-    """The `latent3d data objects` line that made an autodecoder's data (from its objects.json), if it is one."""
+    """The `latent3d data objects` line that made an autodecoder's data (from its objects.json), or a line describing
+    `latent3d data articulated`'s videos (from its videos.json), if it is one."""
+    videos = _videos_line(data)
+    if videos:
+        return videos
     try:
         doc = json.loads((Path(str(data)) / "objects.json").read_text())
         st = doc["latent3d"]["settings"]
@@ -158,3 +162,18 @@ def _data_command(data: str | None) -> str | None:
     return (f"latent3d data objects --categories {','.join(st['categories'])}{colors} --n-objects {st['n_objects']} "
             f"--views {st['views']} --size {st['size']} --radius {radius} --elevation "
             f"{','.join(f'{v:g}' for v in st['elevation_range_deg'])} --variation {st['variation']:g} --seed {st['seed']}")
+
+
+def _videos_line(data: str | None) -> str | None:
+    """``latent3d data articulated --n-videos N --frames F --size S --kinds ...`` from a videos.json (seed and camera
+    drift are not recorded there)."""
+    try:
+        doc = json.loads((Path(str(data)) / "videos.json").read_text())
+        if doc["format"] != "latent3d-articulated-videos":
+            return None
+        kinds = ",".join(dict.fromkeys(str(v["object"]) for v in doc["videos"]))
+        frames = max(int(v["frames"]) for v in doc["videos"])
+        return (f"latent3d data articulated --n-videos {len(doc['videos'])} --frames {frames} --size {int(doc['size'])} "
+                f"--kinds {kinds}")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
