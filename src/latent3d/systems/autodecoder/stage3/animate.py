@@ -19,20 +19,31 @@ from latent3d.systems.autodecoder.stage3.motion import resample, root_relative
 from latent3d.systems.autodecoder.stage3.skinning import render_skinned
 
 
+def render_frames(density: Tensor, rgb: Tensor, skin: Tensor, transforms: Tensor, V: Tensor, K: Tensor,
+                  size: tuple[int, int], box: float, samples: int = 64) -> Tensor:  # fmt: skip  # -> [F, H, W, 3]
+    """Whole frames in [0, 1] of a skinned grid (``[1|3|P, N, N, N]``) posed by ``transforms [F, P, 4, 4]``, seen by
+    the one camera ``V [4, 4]``, ``K [3, 3]``."""
+    from latent3d.render.camera import pixel_rays
+
+    n, (H, W) = len(transforms), size
+    o, d = pixel_rays(V.expand(n, 4, 4).to(density), K.expand(n, 3, 3).to(density), W, H, normalize=True)
+    with torch.no_grad():
+        out, _ = render_skinned(density, rgb, skin, transforms.to(density), o.reshape(n, -1, 3), d.reshape(n, -1, 3),
+                                box, samples)  # fmt: skip
+    return out.reshape(n, H, W, 3).clamp(0, 1)
+
+
 @torch.no_grad()
 def animation_frames(density: Tensor, rgb: Tensor, skin: Tensor, motion: Tensor, size: int, radius: float,
                      elevation: float, fov: float, box: float, samples: int, on_frame=None) -> Tensor:  # fmt: skip
     """``density [1, N, N, N]``, ``rgb [3, ...]``, ``skin [P, ...]`` posed by ``motion [F, P, 4, 4]`` (used as given)
     -> frames ``[F, size, size, 3]`` in [0, 1], one camera for all (``on_frame(1)`` after each)."""
-    from latent3d.render.camera import orbit_cameras, pixel_rays
+    from latent3d.render.camera import orbit_cameras
 
     V, K = orbit_cameras(radius, elevation, 0.0, fov, size, size)
-    o, d = pixel_rays(V.to(density), K.to(density), size, size, normalize=True)
-    o, d = o.reshape(1, -1, 3), d.reshape(1, -1, 3)
     out = []
-    for T in motion.to(density):
-        img, _ = render_skinned(density, rgb, skin, T[None], o, d, box, samples)
-        out.append(img.reshape(size, size, 3).clamp(0, 1).cpu())
+    for T in motion:  # one frame at a time: a whole video's rays at once would not fit in memory
+        out.append(render_frames(density, rgb, skin, T[None], V[0], K[0], (size, size), box, samples)[0].cpu())
         if on_frame is not None:
             on_frame(1)
     return torch.stack(out)

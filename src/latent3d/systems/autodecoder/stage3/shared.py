@@ -76,7 +76,7 @@ def distill_loss(density: Tensor, rgb: Tensor, skin: Tensor, target: tuple[Tenso
     return F.mse_loss(occ, occ_t) + colour + SKIN_WEIGHT * skin_ce
 
 
-def frame_loss(density: Tensor, rgb: Tensor, skin: Tensor, track: Tensor, box: float,
+def frame_loss(density: Tensor, rgb: Tensor, skin: Tensor, track: Track, box: float,
                g: torch.Generator) -> Tensor:  # fmt: skip
     """RGB MSE + mask BCE on ``RAYS`` random rays of ``FRAMES`` random frames of one video (``track``: a
     :class:`Track`), the decoded grids ``[1|3|P, S, S, S]`` warped by the tracked poses."""

@@ -25,6 +25,7 @@ from torch import Tensor
 from latent3d.errors import UserError
 from latent3d.systems.autodecoder.config import ArticulatedConfig
 from latent3d.systems.autodecoder.stage3.fit import FitConfig, VideoFit
+from latent3d.systems.autodecoder.stage3.animate import render_frames
 from latent3d.systems.autodecoder.stage3.motion import interpolate_transforms
 from latent3d.systems.autodecoder.stage3.shared import Track
 
@@ -82,20 +83,6 @@ def joint_errors(transforms: Tensor, truth: dict, match: list[int], frames: list
                                          "max_error_deg": round(float(err.max()), 2),
                                          "true_range_deg": round(float(true.max()), 2)}  # fmt: skip
     return joints
-
-
-def render_frames(density: Tensor, rgb: Tensor, skin: Tensor, transforms: Tensor, V: Tensor, K: Tensor,
-                  size: tuple[int, int], box: float) -> Tensor:  # fmt: skip  # -> [F, H, W, 3] in [0, 1]
-    """Whole frames of a skinned grid (``[1|3|P, N, N, N]``) posed by ``transforms [F, P, 4, 4]``, seen by the one
-    camera ``V [4, 4]``, ``K [3, 3]`` (64 samples per ray)."""
-    from latent3d.render.camera import pixel_rays
-    from latent3d.systems.autodecoder.stage3.skinning import render_skinned
-
-    n, (H, W) = len(transforms), size
-    o, d = pixel_rays(V.expand(n, 4, 4), K.expand(n, 3, 3), W, H, normalize=True)
-    with torch.no_grad():
-        out, _ = render_skinned(density, rgb, skin, transforms, o.reshape(n, -1, 3), d.reshape(n, -1, 3), box, 64)
-    return out.reshape(n, H, W, 3).clamp(0, 1)
 
 
 @dataclass
